@@ -1,0 +1,127 @@
+"""Load BLIP captioning / VQA models and their processor — one path for real checkpoints and the embedded one.
+
+Real world: `Salesforce/blip-image-captioning-base` and `Salesforce/blip-vqa-base` (or any BLIP checkpoint
+directory) are loaded with `from_pretrained`, exactly as below. Embedded world: a tiny BLIP built from
+`transformers`' own BLIP classes (`tiny_blip_config`), with a word-level tokenizer for the shapes-world
+vocabulary laid out like BLIP's BERT tokenizer ([PAD]=0, [CLS], [SEP], [DEC] as bos, [ENC]), pre-trained
+by `vlpeft.pretrain` and saved with `save_pretrained` — so it is then loaded by the same two functions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering,
+                          BlipProcessor)
+from transformers.utils import logging as hf_logging
+
+# Nothing downloads at run or test time: a hub name only resolves if it is already in the local cache.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+hf_logging.set_verbosity_error()  # keep "some weights unused" chatter (expected: see load_*) out of notebooks
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"]  # BLIP/BERT layout, [PAD]=0
+TASK_CLASSES = {"caption": BlipForConditionalGeneration, "vqa": BlipForQuestionAnswering}
+
+
+class ModelError(ValueError):
+    """A model path that cannot be loaded; the message says what to do."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The embedded tiny BLIP: every model-size knob in one place
+@dataclass
+class TinySpec:
+    image_size: int = 48
+    patch_size: int = 8
+    hidden: int = 128          # vision and text share it: BLIP's VQA decoder cross-attends to text-encoder states
+    layers: int = 3            # per tower (vision, text encoder, text decoder)
+    heads: int = 4
+    intermediate: int = 256
+    max_positions: int = 256   # room for 128 prompt/prefix tokens + the text
+
+
+def build_tokenizer(words: list[str], max_len: int = 64) -> BertTokenizer:
+    """A word-level BERT tokenizer over `words` with BLIP's special tokens ([DEC] is bos, [ENC] extra)."""
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + [w for w in words if w not in SPECIAL_TOKENS])}
+    return BertTokenizer(vocab=vocab, do_lower_case=True, bos_token="[DEC]", additional_special_tokens=["[ENC]"],
+                         model_max_length=max_len)
+
+
+def build_processor(tokenizer, image_size: int) -> BlipProcessor:
+    try:  # the torchvision-free image processor; same normalisation as BLIP's default
+        from transformers import BlipImageProcessorPil as ImageProcessor
+    except ImportError:  # older transformers
+        from transformers import BlipImageProcessor as ImageProcessor
+    return BlipProcessor(image_processor=ImageProcessor(size={"height": image_size, "width": image_size}),
+                         tokenizer=tokenizer)
+
+
+def tiny_blip_config(tokenizer, spec: TinySpec = TinySpec()) -> BlipConfig:
+    vision = dict(hidden_size=spec.hidden, intermediate_size=spec.intermediate, num_hidden_layers=spec.layers,
+                  num_attention_heads=spec.heads, image_size=spec.image_size, patch_size=spec.patch_size)
+    text = dict(vocab_size=len(tokenizer), hidden_size=spec.hidden, encoder_hidden_size=spec.hidden,
+                intermediate_size=spec.intermediate, num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
+                max_position_embeddings=spec.max_positions, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id, sep_token_id=tokenizer.sep_token_id,
+                eos_token_id=tokenizer.sep_token_id)
+    return BlipConfig(text_config=text, vision_config=vision, projection_dim=spec.hidden,
+                      image_text_hidden_size=spec.hidden)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One loading path for both worlds
+def _check_path(path: str | Path) -> str:
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return str(local)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)) and not str(path).startswith("."):
+        return str(path)  # a hub name such as Salesforce/blip-vqa-base: resolves from the local HF cache only
+    raise ModelError(f"model path {str(path)!r} does not exist. For the embedded model run `vlpeft pretrain`; "
+                     f"for real BLIP pass a checkpoint directory or a hub name already in the local HF cache.")
+
+
+def load_processor(path: str | Path) -> BlipProcessor:
+    path = _check_path(path)
+    try:
+        return BlipProcessor.from_pretrained(path)
+    except OSError as e:
+        raise ModelError(f"cannot load a BLIP processor from {path!r}: {e}") from None
+
+
+def load_model(task: str, path: str | Path, dtype: torch.dtype | None = None):
+    """`BlipForConditionalGeneration` (task 'caption') or `BlipForQuestionAnswering` ('vqa') from a checkpoint."""
+    if task not in TASK_CLASSES:
+        raise ModelError(f"unknown task {task!r}; choose one of {sorted(TASK_CLASSES)}")
+    path = _check_path(path)
+    try:
+        model = TASK_CLASSES[task].from_pretrained(path, dtype=dtype)
+    except OSError as e:
+        raise ModelError(f"cannot load a BLIP {task} model from {path!r}: {e}") from None
+    return model.eval()
+
+
+def save_model(model, processor, out: str | Path, card: dict | None = None) -> Path:
+    out = Path(out)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    if card is not None:
+        (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    return out
+
+
+def random_blip(task: str, tokenizer, spec: TinySpec = TinySpec(), seed: int = 0):
+    """A randomly initialised BLIP of the embedded shape (tests, and the start of pre-training)."""
+    torch.manual_seed(seed)
+    return TASK_CLASSES[task](tiny_blip_config(tokenizer, spec)).eval()
+
+
+def param_count(model) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def spec_dict(spec: TinySpec) -> dict:
+    return asdict(spec)

@@ -1,0 +1,283 @@
+"""The synthetic shapes world: images, captions and VQA in the *real* MSCOCO / VQAv2 file formats.
+
+The embedded study needs a vision-language world small enough for a 2-core CPU, yet rich enough that a
+tiny BLIP does not saturate it (if every run reaches 100 %, no effect of data or parameter size can show).
+Each image holds 1..`max_objects` objects (shape, colour, size, position); five reference captions per
+image come from different templates and paraphrases (like COCO's five annotators); VQA questions of six
+types (colour, shape, size, count, existence, position) carry ten human answers each, with a small rate
+of annotator disagreement so VQA's soft accuracy matters.
+
+Everything is written in the formats the real loaders read (see `vlpeft.data`):
+
+    <out>/annotations/dataset_coco.json                         Karpathy split file
+    <out>/annotations/v2_OpenEnded_mscoco_<split>_questions.json  VQAv2 questions   (split: train2014, val2014)
+    <out>/annotations/v2_mscoco_<split>_annotations.json          VQAv2 annotations
+    <out>/annotations/dataset_pretrain.json                     pre-training corpus, Karpathy format
+    <out>/images/{train2014,val2014,pretrain}/*.png
+
+The downstream caption training images are part of the pre-training corpus (as MSCOCO is for real VLPs);
+the val/test images are not. VQA questions are never part of pre-training: VQA is the *inconsistent* task.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The difficulty knobs, all in one place.
+@dataclass
+class WorldConfig:
+    seed: int = 0
+    image_size: int = 48           # pixels (square); the embedded BLIP's processor uses the same size
+    max_objects: int = 3           # 1..max_objects objects per image
+    n_train: int = 2000            # Karpathy 'train' images (+ restval below)
+    n_restval: int = 200           # Karpathy 'restval' images: val2014 files folded into training
+    n_val: int = 150               # Karpathy 'val' images (validation curves)
+    n_test: int = 150              # Karpathy 'test' images (reported metric)
+    n_pretrain_extra: int = 4000   # pre-training-only images, on top of the caption training images
+    questions_per_image: int = 4   # VQA questions drawn per image (different types)
+    disagreement: float = 0.1      # chance that one of the 10 VQA annotators gives another plausible answer
+    noise: int = 12                # background pixel noise amplitude (0..255)
+
+
+SHAPES = ["circle", "square", "triangle", "diamond", "cross"]
+SHAPE_PLURAL = {s: s + "s" for s in SHAPES} | {"cross": "crosses"}
+SHAPE_SYNONYMS = {"circle": ["circle", "disc", "ring"], "square": ["square", "box"],
+                  "triangle": ["triangle"], "diamond": ["diamond", "rhombus"], "cross": ["cross", "plus"]}
+COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 80, 230),
+           "yellow": (230, 220, 40), "purple": (150, 50, 200), "cyan": (40, 210, 220)}
+SIZES = {"small": 0.11, "large": 0.2}  # radius as a fraction of the image side
+SIZE_SYNONYMS = {"small": ["small", "little", "tiny"], "large": ["large", "big", "huge"]}
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six"]
+REGIONS = ["left", "right", "top", "bottom"]
+
+
+@dataclass
+class Obj:
+    shape: str
+    colour: str
+    size: str
+    x: float  # centre, in [0, 1]
+    y: float
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scenes and images
+def sample_scene(rng: random.Random, cfg: WorldConfig) -> list[Obj]:
+    """1..max_objects objects at non-overlapping positions (rejection sampling)."""
+    n = rng.randint(1, cfg.max_objects)
+    objs: list[Obj] = []
+    while len(objs) < n:
+        size = rng.choice(list(SIZES))
+        r = SIZES[size]
+        x, y = rng.uniform(r, 1 - r), rng.uniform(r, 1 - r)
+        if all((x - o.x) ** 2 + (y - o.y) ** 2 > (r + SIZES[o.size] + 0.02) ** 2 for o in objs):
+            objs.append(Obj(rng.choice(SHAPES), rng.choice(list(COLOURS)), size, x, y))
+    return objs
+
+
+def draw_scene(objs: list[Obj], cfg: WorldConfig, rng: random.Random) -> Image.Image:
+    s = cfg.image_size
+    # grey speckle noise so the background is not a constant
+    noise = np.random.default_rng(rng.getrandbits(32)).integers(0, cfg.noise + 1, (s, s), dtype=np.uint8)
+    img = Image.fromarray(np.repeat(noise[:, :, None], 3, axis=2), "RGB")
+    d = ImageDraw.Draw(img)
+    for o in objs:
+        cx, cy, r, col = o.x * s, o.y * s, SIZES[o.size] * s, COLOURS[o.colour]
+        if o.shape == "circle":
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=col)
+        elif o.shape == "square":
+            d.rectangle([cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85], fill=col)
+        elif o.shape == "triangle":
+            d.polygon([(cx, cy - r), (cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8)], fill=col)
+        elif o.shape == "diamond":
+            d.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=col)
+        else:  # cross
+            w = r * 0.35
+            d.rectangle([cx - r, cy - w, cx + r, cy + w], fill=col)
+            d.rectangle([cx - w, cy - r, cx + w, cy + r], fill=col)
+    return img
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Captions: five "annotators", each with its own template and paraphrase choices
+def _phrase(o: Obj, rng: random.Random, with_size: bool = True) -> str:
+    size = rng.choice(SIZE_SYNONYMS[o.size]) + " " if with_size else ""
+    return f"a {size}{o.colour} {rng.choice(SHAPE_SYNONYMS[o.shape])}"
+
+
+def _relation(a: Obj, b: Obj) -> str:
+    dx, dy = b.x - a.x, b.y - a.y
+    if abs(dx) >= abs(dy):
+        return "to the left of" if dx > 0 else "to the right of"
+    return "above" if dy > 0 else "below"
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def captions(objs: list[Obj], rng: random.Random) -> list[str]:
+    n = len(objs)
+    shuffled = lambda: rng.sample(objs, n)  # noqa: E731 - each annotator lists objects in its own order
+    count = NUMBER_WORDS[n] + (" shape" if n == 1 else " shapes")
+    caps = [
+        _join([_phrase(o, rng) for o in shuffled()]),
+        "there is " + _join([_phrase(o, rng) for o in shuffled()]),
+        f"{count} : " + _join([_phrase(o, rng, with_size=rng.random() < 0.5) for o in shuffled()]),
+        "an image of " + _join([_phrase(o, rng) for o in shuffled()]) + " on a dark background",
+    ]
+    if n >= 2:
+        a, b = rng.sample(objs, 2)
+        caps.append(f"{_phrase(a, rng)} {_relation(a, b)} {_phrase(b, rng)}")
+    else:
+        o = objs[0]
+        caps.append(f"a single {o.colour} {rng.choice(SHAPE_SYNONYMS[o.shape])} in the {_region(o)}")
+    return caps
+
+
+def _region(o: Obj) -> str:
+    if abs(o.x - 0.5) >= abs(o.y - 0.5):
+        return "left" if o.x < 0.5 else "right"
+    return "top" if o.y < 0.5 else "bottom"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# VQA: (question, answer, answer_type, question_type) candidates; a few are drawn per image
+def vqa_candidates(objs: list[Obj], rng: random.Random) -> list[tuple[str, str, str, str]]:
+    out = []
+    shapes = [o.shape for o in objs]
+    colours = [o.colour for o in objs]
+    for o in objs:
+        if shapes.count(o.shape) == 1:
+            out.append((f"what color is the {o.shape} ?", o.colour, "other", "what color is the"))
+            out.append((f"where is the {o.shape} ?", _region(o), "other", "where is the"))
+        if colours.count(o.colour) == 1:
+            out.append((f"what shape is the {o.colour} object ?", o.shape, "other", "what shape is the"))
+            out.append((f"what size is the {o.colour} {o.shape} ?", o.size, "other", "what size is the"))
+    out.append(("how many objects are there ?", str(len(objs)), "number", "how many"))
+    c = rng.choice(list(COLOURS))
+    out.append((f"how many {c} objects are there ?", str(colours.count(c)), "number", "how many"))
+    s = rng.choice(SHAPES)
+    out.append((f"how many {SHAPE_PLURAL[s]} are there ?", str(shapes.count(s)), "number", "how many"))
+    # existence, balanced yes/no: ask about a present object or a random (likely absent) one
+    o = rng.choice(objs)
+    probe = (o.colour, o.shape) if rng.random() < 0.5 else (rng.choice(list(COLOURS)), rng.choice(SHAPES))
+    yes = any((p.colour, p.shape) == probe for p in objs)
+    out.append((f"is there a {probe[0]} {probe[1]} ?", "yes" if yes else "no", "yes/no", "is there a"))
+    if len(objs) >= 2:
+        a, b = rng.sample(objs, 2)
+        truth = a.x < b.x
+        out.append((f"is the {a.colour} {a.shape} left of the {b.colour} {b.shape} ?",
+                    "yes" if truth else "no", "yes/no", "is the"))
+    return out
+
+
+def _plausible_alternatives(answer: str, answer_type: str) -> list[str]:
+    if answer_type == "yes/no":
+        return ["no" if answer == "yes" else "yes"]
+    if answer_type == "number":
+        return [str(max(0, int(answer) + d)) for d in (-1, 1)]
+    for group in (list(COLOURS), SHAPES, list(SIZES), REGIONS):
+        if answer in group:
+            return [g for g in group if g != answer]
+    return [answer]
+
+
+def ten_answers(answer: str, answer_type: str, rng: random.Random, disagreement: float) -> list[str]:
+    alts = _plausible_alternatives(answer, answer_type)
+    return [rng.choice(alts) if rng.random() < disagreement else answer for _ in range(10)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing the world to disk in the real formats
+def _coco_name(folder: str, image_id: int) -> str:
+    return f"COCO_{folder}_{image_id:012d}.png"
+
+
+def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool = True) -> Path:
+    """Write the whole world under `out`. Deterministic from `cfg.seed`. Returns `out`."""
+    cfg = cfg or WorldConfig()
+    out = Path(out)
+    ann = out / "annotations"
+    ann.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(cfg.seed)
+
+    # (karpathy split, coco folder) for every downstream image, then the pre-training-only images
+    plan = ([("train", "train2014")] * cfg.n_train + [("restval", "val2014")] * cfg.n_restval
+            + [("val", "val2014")] * cfg.n_val + [("test", "val2014")] * cfg.n_test)
+    karpathy, pretrain = [], []
+    vqa = {"train2014": ([], []), "val2014": ([], [])}  # (questions, annotations)
+    image_id, question_id = 100, 1000
+    items = plan + [("pretrain", "pretrain")] * cfg.n_pretrain_extra
+    for split, folder in tqdm(items, desc="shapes world", disable=not progress, leave=False):
+        image_id += 1
+        objs = sample_scene(rng, cfg)
+        (out / "images" / folder).mkdir(parents=True, exist_ok=True)
+        fname = _coco_name(folder, image_id)
+        draw_scene(objs, cfg, rng).save(out / "images" / folder / fname)
+        caps = captions(objs, rng)
+        entry = {"filepath": folder, "filename": fname, "cocoid": image_id, "imgid": image_id, "split": split,
+                 "sentences": [{"raw": c, "tokens": c.split(), "imgid": image_id, "sentid": image_id * 10 + k}
+                               for k, c in enumerate(caps)],
+                 "objects": [dataclasses.asdict(o) for o in objs]}  # extra key: ground truth for inspection
+        if split in ("train", "restval", "pretrain"):  # pre-training sees the caption *training* images only
+            pretrain.append(entry | {"split": "train"})
+        if split == "pretrain":
+            continue
+        karpathy.append(entry)
+        cands = vqa_candidates(objs, rng)
+        for q, a, atype, qtype in rng.sample(cands, min(cfg.questions_per_image, len(cands))):
+            question_id += 1
+            answers = ten_answers(a, atype, rng, cfg.disagreement)
+            qs, anns = vqa[folder]
+            qs.append({"image_id": image_id, "question": q, "question_id": question_id})
+            anns.append({"image_id": image_id, "question_id": question_id, "question_type": qtype,
+                         "answer_type": atype, "multiple_choice_answer": max(set(answers), key=answers.count),
+                         "answers": [{"answer": x, "answer_confidence": "yes", "answer_id": k + 1}
+                                     for k, x in enumerate(answers)]})
+
+    _dump(ann / "dataset_coco.json", {"images": karpathy, "dataset": "coco"})
+    _dump(ann / "dataset_pretrain.json", {"images": pretrain, "dataset": "shapes-pretrain"})
+    for split, (qs, anns) in vqa.items():
+        info = {"description": "vlpeft shapes world", "version": "2.0"}
+        _dump(ann / f"v2_OpenEnded_mscoco_{split}_questions.json",
+              {"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "data_subtype": split,
+               "questions": qs})
+        _dump(ann / f"v2_mscoco_{split}_annotations.json",
+              {"info": info, "data_type": "mscoco", "data_subtype": split, "annotations": anns})
+    _dump(out / "world.json", dataclasses.asdict(cfg))  # written last: marks a complete world
+    return out
+
+
+def _dump(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
+
+
+def ensure_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool = True) -> Path:
+    """Write the world unless a complete one with the same config is already there (cached)."""
+    cfg = cfg or WorldConfig()
+    marker = Path(out) / "world.json"
+    if marker.exists() and json.loads(marker.read_text()) == dataclasses.asdict(cfg):
+        return Path(out)
+    return write_world(out, cfg, progress)
+
+
+def vocabulary() -> list[str]:
+    """Every word the world can write in a caption, question or answer (for the embedded tokenizer)."""
+    words = set(SHAPES) | set(SHAPE_PLURAL.values()) | set(COLOURS) | set(SIZES) | set(REGIONS)
+    words |= {w for syn in SHAPE_SYNONYMS.values() for w in syn} | {w for s in SIZE_SYNONYMS.values() for w in s}
+    words |= set(NUMBER_WORDS) | {str(i) for i in range(10)}
+    words |= set("a an the there is are of in on to and image picture dark background single shape shapes "
+                 "left right above below what color where how many objects object size yes no question answer".split())
+    return sorted(words) + [":", ",", "?", "."]
