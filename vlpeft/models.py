@@ -21,6 +21,7 @@ from transformers.utils import logging as hf_logging
 
 # Nothing downloads at run or test time: a hub name only resolves if it is already in the local cache.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+hf_logging.disable_progress_bar()  # no "Loading weights" bars inside runs
 hf_logging.set_verbosity_error()  # keep "some weights unused" chatter (expected: see load_*) out of notebooks
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"]  # BLIP/BERT layout, [PAD]=0
