@@ -77,6 +77,7 @@ class CaptionItem:
     image_id: int
     image: Path
     captions: tuple[str, ...]
+    split: str = ""  # the Karpathy split as written (train, restval, val, test)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def load_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> 
         _require(e, ("filepath", "filename", "cocoid", "split", "sentences"), json_path, "image entry")
         if keep is None or e["split"] in keep:
             caps = tuple(s["raw"].strip() for s in e["sentences"])
-            items.append(CaptionItem(int(e["cocoid"]), image_root / e["filepath"] / e["filename"], caps))
+            items.append(CaptionItem(int(e["cocoid"]), image_root / e["filepath"] / e["filename"], caps,
+                                     e["split"]))
     if not items:
         raise DataError(f"{json_path}: no images in split {split!r}")
     return items
@@ -112,8 +114,7 @@ def load_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> 
 
 def karpathy_index(json_path: str | Path, image_root: str | Path) -> dict[int, tuple[Path, str]]:
     """image_id → (image path, Karpathy split): the image index VQA uses (VQAv2 names no files)."""
-    return {it.image_id: (it.image, sp) for sp in ("train", "val", "test")
-            for it in load_karpathy(json_path, image_root, sp)}
+    return {it.image_id: (it.image, it.split) for it in load_karpathy(json_path, image_root, "all")}
 
 
 VQA_SPLITS = {"train": ("train2014", None), "val": ("val2014", "val"), "test": ("val2014", "test")}

@@ -40,8 +40,8 @@ class PretrainConfig:
     data_root: str = "data/shapes"
     out: str = "checkpoints/embedded"
     seed: int = 0
-    steps: int = 1500
-    batch_size: int = 48
+    steps: int = 1000
+    batch_size: int = 32
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.05
