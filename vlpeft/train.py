@@ -244,7 +244,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
     ckpt = out / "checkpoint"
     started = time.time()
     state = {"step": 0, "curve": [], "best_val": -1.0, "best_step": -1, "train_time": 0.0, "samples": 0,
-             "wall_before": 0.0}
+             "wall_before": 0.0, "running": []}  # running: train losses since the last evaluation
     if (ckpt / "state.json").exists():
         state = json.loads((ckpt / "state.json").read_text())
         model.load_state_dict(load_file(ckpt / "trainable.safetensors"), strict=False)
@@ -260,7 +260,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
     bar = tqdm(total=total, initial=state["step"], disable=not progress,
                desc=f"{cfg.task} {cfg.method}{'+cls' if cfg.tune_classifier else ''} s={cfg.size} r={cfg.data_ratio}")
     log = (out / "train.log").open("a")
-    running, status = [], "complete"
+    status = "complete"
     model.train()
     while state["step"] < total:
         step = state["step"]
@@ -283,7 +283,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
         state["step"] += 1
         state["samples"] += len(b["ids"])
         state["train_time"] += time.time() - t0
-        running.append(loss.item())
+        state["running"].append(loss.item())
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{sched.get_last_lr()[0]:.2e}",
                         sps=f"{state['samples'] / max(state['train_time'], 1e-9):.0f}")
@@ -291,11 +291,11 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
         if (cfg.eval_every and s % cfg.eval_every == 0) or s == total:
             val = validate_now()
             model.train()
-            state["curve"].append({"step": s, "val": val, "loss": sum(running) / len(running),
+            state["curve"].append({"step": s, "val": val, "loss": sum(state["running"]) / len(state["running"]),
                                    "lr": sched.get_last_lr()[0]})
             log.write(f"step {s}: loss {state['curve'][-1]['loss']:.4f} val {METRIC[cfg.task]} {val:.4f}\n")
             log.flush()
-            running = []
+            state["running"] = []
             if val > state["best_val"]:
                 state["best_val"], state["best_step"] = val, s
                 save_file(trainable_state_dict(model), best_path)

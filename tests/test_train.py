@@ -1,0 +1,111 @@
+"""One fine-tuning run at smoke size: every method on both tasks, kill-and-resume, divergence, determinism,
+and configs refused before any work."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vlpeft.models import random_blip, save_model
+from vlpeft.train import ConfigError, RunConfig, lr_lambda, run
+from conftest import SPEC
+
+METHODS = [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4), ("serial_adapter", 8), ("parallel_adapter", 8)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tokenizer, processor):
+    root = tmp_path_factory.mktemp("models")
+    for task in ("caption", "vqa"):
+        save_model(random_blip(task, tokenizer, SPEC), processor, root / task)
+    return root
+
+
+def smoke(models, world, out, **kw) -> RunConfig:
+    base = dict(steps=4, warmup_steps=1, epochs=1, batch_size=8, eval_every=2, eval_size=6, test_size=6,
+                checkpoint_every=2, lr=1e-3, model_path=str(models / "{task}"), data_root=str(world),
+                out_dir=str(out), threads=1)
+    return RunConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("task", ["caption", "vqa"])
+@pytest.mark.parametrize("method,size", METHODS)
+def test_run_writes_a_complete_folder(models, tiny_world, tmp_path, task, method, size):
+    m = run(smoke(models, tiny_world, tmp_path / "run", task=task, method=method, size=size), progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "curve.json", "metrics.json", "train.log", "method"} <= files
+    assert "checkpoint" not in files  # removed once complete
+    assert m["status"] == "complete" and m["metric"] == ("cider" if task == "caption" else "vqa_acc")
+    assert m["best_val"] is not None and m["test"] is not None and m["trainable_params"] > 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["method"] == method
+    curve = json.loads((tmp_path / "run" / "curve.json").read_text())
+    steps = [c["step"] for c in curve]
+    assert steps[0] == 0 and steps[-1] == m["steps"] and steps == sorted(set(steps)) and steps[1] == 2
+
+
+def test_complete_run_is_not_redone(models, tiny_world, tmp_path):
+    cfg = smoke(models, tiny_world, tmp_path / "r", task="vqa", method="lora", size=2)
+    first = run(cfg, progress=False)
+    mtime = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
+    assert run(cfg, progress=False) == first
+    assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_same_seed_same_metrics(models, tiny_world, tmp_path):
+    a = run(smoke(models, tiny_world, tmp_path / "a", task="vqa", method="prefix", size=2), progress=False)
+    b = run(smoke(models, tiny_world, tmp_path / "b", task="vqa", method="prefix", size=2), progress=False)
+    keys = ("best_val", "test", "final_val", "steps", "trainable_params")
+    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+    assert (json.loads((tmp_path / "a" / "curve.json").read_text())
+            == json.loads((tmp_path / "b" / "curve.json").read_text()))
+
+
+def test_killed_run_resumes_to_the_same_result(models, tiny_world, tmp_path):
+    kw = dict(task="vqa", method="lora", size=4, epochs=3, eval_every=3, checkpoint_every=2)
+    reference = run(smoke(models, tiny_world, tmp_path / "ref", **kw), progress=False)
+    killed = smoke(models, tiny_world, tmp_path / "killed", fault="kill:5", **kw)
+    code = ("import sys; sys.path.insert(0, 'tests'); from vlpeft.train import RunConfig, run; "
+            f"run(RunConfig(**{json.dumps(vars(killed))!s}), progress=False)")
+    proc = subprocess.run([sys.executable, "-c", code.replace("true", "True").replace("false", "False")])
+    assert proc.returncode == -9  # SIGKILL
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    assert json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())["step"] == 4
+    resumed = run(smoke(models, tiny_world, tmp_path / "killed", **kw), progress=False)
+    for k in ("best_val", "best_step", "test", "final_val", "steps"):
+        assert resumed[k] == reference[k], k
+    assert (json.loads((tmp_path / "killed" / "curve.json").read_text())
+            == json.loads((tmp_path / "ref" / "curve.json").read_text()))
+
+
+def test_nan_loss_ends_as_diverged(models, tiny_world, tmp_path):
+    m = run(smoke(models, tiny_world, tmp_path / "nan", task="vqa", method="lora", size=2, fault="nan:1"),
+            progress=False)
+    assert m["status"] == "diverged" and m["steps"] == 1 and m["error"] == "non-finite loss"
+    assert "diverged" in (tmp_path / "nan" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(data_ratio=0), r"data ratio must be in \(0, 1\]"),
+    (dict(data_ratio=1.5), r"data ratio must be in \(0, 1\]"),
+    (dict(task="retrieval"), "unknown task 'retrieval'; choose one of caption, vqa"),
+    (dict(method="bitfit"), "unknown method 'bitfit'"),
+    (dict(size=0), "size must be positive"),
+    (dict(data_root="/nonexistent/data"), "has no annotations/ folder"),
+    (dict(batch_size=0), "batch_size must be positive"),
+])
+def test_bad_config_refused_before_any_work(models, tiny_world, tmp_path, change, match):
+    cfg = smoke(models, tiny_world, tmp_path / "never", **(dict(task="vqa", method="lora", size=2) | change))
+    with pytest.raises(ConfigError, match=match):
+        run(cfg, progress=False)
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("task,step,expected", [
+    ("caption", 0, 0.0), ("caption", 5, 0.5), ("caption", 10, 1.0), ("caption", 100, 0.0),
+    ("vqa", 0, 1e-6 / 1e-3), ("vqa", 100, 1e-6 / 1e-3),
+])
+def test_schedules(task, step, expected):
+    cfg = RunConfig(task=task, lr=1e-3, warmup_steps=10, warmup_per_ratio=20, data_ratio=0.5)
+    assert lr_lambda(cfg, 100)(step) == pytest.approx(expected, abs=1e-9)
