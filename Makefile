@@ -27,7 +27,7 @@ study: setup
 
 test: setup
 	$(BIN)/pytest -q -n 2 --dist loadfile tests
-	$(BIN)/pytest -q -n 2 --nbval-lax notebooks
+	$(BIN)/pytest -q -n 2 --dist loadfile --nbval-lax notebooks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

@@ -63,7 +63,7 @@ EMBEDDED_LR = {"caption": {"prompt": 3e-3, "prefix": 3e-3, "lora": 1e-3, "serial
                "vqa": {"prompt": 3e-3, "prefix": 3e-3, "lora": 2e-3, "serial_adapter": 2e-3,
                        "parallel_adapter": 2e-3, "full": 3e-4}}
 TINY_BASE = {"caption": dict(steps=120, warmup_steps=12, batch_size=32, eval_every=40, eval_size=60, test_size=100),
-             "vqa": dict(epochs=3, warmup_per_ratio=40, batch_size=32, eval_every=40, eval_size=150, test_size=300)}
+             "vqa": dict(epochs=2, warmup_per_ratio=40, batch_size=32, eval_every=50, eval_size=150, test_size=300)}
 TINY_SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
               "parallel_adapter": [4, 16, 64]}
 TINY_RATIOS = [0.1, 0.3, 1.0]

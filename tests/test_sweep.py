@@ -1,0 +1,93 @@
+"""Presets and the papermill sweep: the paper grid equals Table II, failures are isolated and retried alone,
+and the Slurm path runs through submitit's local executor."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from vlpeft import sweep
+
+# Table II written out by hand: (task, method) → (#data ratios, #sizes)
+TABLE_II = {
+    ("caption", "prompt"): (9, 7), ("caption", "prefix"): (9, 7), ("caption", "lora"): (9, 5),
+    ("caption", "serial_adapter"): (9, 4), ("caption", "parallel_adapter"): (9, 4),
+    ("vqa", "prompt"): (5, 7), ("vqa", "prefix"): (5, 7), ("vqa", "lora"): (5, 5),
+    ("vqa", "serial_adapter"): (5, 6), ("vqa", "parallel_adapter"): (5, 6),
+}
+PAPER_LR = {("caption", "prompt"): 3e-4, ("caption", "prefix"): 3e-4, ("caption", "lora"): 5e-6,
+            ("caption", "serial_adapter"): 1e-6, ("caption", "parallel_adapter"): 1e-6}
+
+
+def test_paper_preset_is_table_ii():
+    cells = sweep.grid("paper")
+    counts = Counter((c.task, c.method, c.tune_classifier) for c in cells)
+    for (task, method), (n_ratios, n_sizes) in TABLE_II.items():
+        assert counts[(task, method, False)] == n_ratios * n_sizes      # the PEFT itself
+        assert counts[(task, method, True)] == n_ratios * n_sizes       # and "+ classifier"
+    assert counts[("caption", "full", False)] == 9 and counts[("vqa", "full", False)] == 5
+    assert len(cells) == sum(2 * r * s for r, s in TABLE_II.values()) + 9 + 5
+    for c in cells:
+        cfg = c.config()
+        if (c.task, c.method) in PAPER_LR:
+            assert cfg.lr == PAPER_LR[(c.task, c.method)] and cfg.steps == 4000 and cfg.warmup_steps == 400
+        if c.task == "vqa" and c.method != "full":
+            assert cfg.lr == 3e-4 and cfg.epochs == 10 and cfg.warmup_per_ratio == 800
+        assert cfg.batch_size == 256 and cfg.weight_decay == 0.05
+
+
+def test_tiny_preset_covers_the_study():
+    cells = sweep.grid("tiny")
+    for task in ("caption", "vqa"):
+        sub = [c for c in cells if c.task == task]
+        assert {c.method for c in sub} == set(sweep.NOTEBOOKS)
+        for m in sweep.PEFT:
+            mine = [c for c in sub if c.method == m]
+            assert len({c.data_ratio for c in mine}) >= 3 and len({c.size for c in mine}) >= 3
+            assert any(c.tune_classifier for c in mine)
+        assert len({c.seed for c in sub}) >= 2
+
+
+def test_dry_run_and_filters(capsys):
+    cells = sweep.select(sweep.grid("paper"), tasks=["vqa"], methods=["lora"], ratios=[1.0])
+    assert len(cells) == 2 * 5  # 5 ranks, with and without classifier
+    sweep.print_grid(cells)
+    assert "10 runs" in capsys.readouterr().out
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_smoke_sweep_isolates_a_failure_and_retries_only_it(in_tmp, capsys):
+    cells = sweep.grid("smoke", "smoke")[:2]
+    bad = sweep.Cell(**{**vars(cells[0]), "seed": 9, "overrides": cells[0].overrides | {"fault": "crash:1"}})
+    failures = sweep.execute(cells + [bad], workers=2)
+    assert [f["path"] for f in failures] == [str(bad.out_dir / "run.ipynb")]
+    assert "injected crash at step 1" in failures[0]["error"]
+    for c in cells:
+        assert json.loads((c.out_dir / "metrics.json").read_text())["status"] == "complete"
+        assert (c.out_dir / "run.ipynb").exists()
+    error_nb = json.loads((bad.out_dir / "run.ipynb").read_text())
+    assert any(o.get("output_type") == "error" for cell in error_nb["cells"] for o in cell.get("outputs", []))
+    assert "FAILED" in capsys.readouterr().out
+    assert json.loads((in_tmp / "runs" / "smoke" / "failures.json").read_text())[0]["error"]
+
+    mtimes = {c.run_id: (c.out_dir / "metrics.json").stat().st_mtime_ns for c in cells}
+    fixed = sweep.Cell(**{**vars(bad), "overrides": cells[0].overrides})  # the same cell, fault removed
+    assert sweep.execute(cells + [fixed], workers=2) == []
+    assert "3 runs in the grid: 2 complete, 1 to run" in capsys.readouterr().out
+    assert {c.run_id: (c.out_dir / "metrics.json").stat().st_mtime_ns for c in cells} == mtimes
+    assert (fixed.out_dir / "metrics.json").exists() and not (fixed.out_dir / "failed.json").exists()
+
+
+def test_slurm_executor_through_submitit_local(in_tmp):
+    cells = sweep.grid("smoke", "slurm")[:1]
+    failures = sweep.execute(cells, executor="slurm", slurm={"cluster": "local", "slurm_dir": "slurm_logs",
+                                                              "time": 10, "gpus": 0})
+    assert failures == []
+    assert json.loads((cells[0].out_dir / "metrics.json").read_text())["status"] == "complete"
+    assert list((in_tmp / "slurm_logs").iterdir())
