@@ -88,7 +88,12 @@ def cmd_study(args):
                        model_path=f"{args.model_root}/{{task}}")
     failures = sweep.execute(cells, executor="local", workers=args.workers)
     print("[4/4] analysis and report", flush=True)
-    from .figures import write_report
+    try:
+        from .figures import write_report
+    except ImportError:
+        print(f"STOPPED after the sweep: the analysis stage (vlpeft.figures, issue 7) is not built yet. "
+              f"The runs are in runs/{args.preset}/ ({len(failures)} failed).")
+        sys.exit(2)
     out = write_report(f"runs/{args.preset}", f"reports/{args.preset}")
     print(f"done in {(time.time() - t0) / 60:.1f} min: {Path(out) / 'index.html'}"
           + (f" ({len(failures)} failed runs, listed in the report)" if failures else ""))
