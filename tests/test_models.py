@@ -1,0 +1,62 @@
+"""One loading path for both worlds: a tiny random BLIP saved in the real layout loads back with
+from_pretrained and generates; the embedded pre-training goes through the same functions and is cached."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from vlpeft.models import ModelError, load_model, load_processor, random_blip, save_model
+from vlpeft.nb import SMOKE_SPEC
+from vlpeft.pretrain import PretrainConfig, pretrain
+from vlpeft.models import TinySpec
+from conftest import SPEC
+
+
+@pytest.mark.parametrize("task", ["caption", "vqa"])
+def test_real_path_round_trip(tmp_path, tokenizer, processor, task):
+    model = random_blip(task, tokenizer, SPEC, seed=1)
+    save_model(model, processor, tmp_path / task)
+    assert (tmp_path / task / "config.json").exists() and (tmp_path / task / "model.safetensors").exists()
+    loaded, proc = load_model(task, tmp_path / task), load_processor(tmp_path / task)
+    assert type(loaded) is type(model)
+    for (n, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), n
+    text = "a picture of" if task == "caption" else "question: what color is the circle ? answer:"
+    enc = proc(images=torch.zeros(3, 16, 16).numpy().transpose(1, 2, 0).astype("uint8"), text=text,
+               return_tensors="pt")
+    out = loaded.generate(pixel_values=enc.pixel_values, input_ids=enc.input_ids,
+                          attention_mask=enc.attention_mask, max_new_tokens=3)
+    assert out.shape[0] == 1 and out.shape[1] >= 2
+
+
+@pytest.mark.parametrize("path,match", [
+    ("/no/such/checkpoint", "does not exist"),
+    ("./relative/missing", "does not exist"),
+])
+def test_missing_model_path(path, match):
+    with pytest.raises(ModelError, match=match):
+        load_model("caption", path)
+
+
+def test_unknown_task(tmp_path):
+    with pytest.raises(ModelError, match="unknown task 'retrieval'"):
+        load_model("retrieval", tmp_path)
+
+
+def test_embedded_pretraining_loads_through_the_same_path_and_is_cached(tiny_world, tmp_path):
+    cfg = PretrainConfig(data_root=str(tiny_world), out=str(tmp_path / "emb"), steps=3, batch_size=8,
+                         zero_shot_eval=4, spec=TinySpec(**SMOKE_SPEC))
+    out = pretrain(cfg, progress=False)
+    card = json.loads((out / "card.json").read_text())
+    assert card["steps"] == 3 and set(card["final_losses"]) == {"lm", "itm", "elm"}
+    assert {"caption_cider", "vqa_accuracy"} <= set(card["zero_shot"])
+    for task in ("caption", "vqa"):
+        load_model(task, out / task)
+        load_processor(out / task)
+    mtime = (out / "card.json").stat().st_mtime_ns
+    t0 = time.time()
+    assert pretrain(cfg, progress=False) == out
+    assert time.time() - t0 < 1.0 and (out / "card.json").stat().st_mtime_ns == mtime  # cached, not redone
