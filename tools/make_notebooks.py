@@ -48,6 +48,7 @@ model_path = "checkpoints/smoke/{{task}}"
 data_root = "data/smoke"
 out_dir = "runs/notebooks/{method}"
 progress = True
+show = True               # the look at the injected module and the curve plot (a sweep turns it off: speed)
 extra = {{"batch_size": 8, "eval_every": 2, "eval_size": 8, "test_size": 8, "lr": 1e-3}}  # other RunConfig fields"""
 
 KNOBS = {"full": "unused by full fine-tuning", "prompt": "prompt length p", "prefix": "prefix length p",
@@ -91,14 +92,14 @@ cfg"""),
         md("## What the method injects\nThe first block of the text decoder after injection, and the trainable "
            "count in peft's format (the method's parameters carry a `prompt_`, `prefix_`, `lora_` or `adapter_` "
            "prefix; everything else is frozen)."),
-        code("nb.show_method(cfg);"),
+        code("if show:\n    nb.show_method(cfg)"),
         md("## One fine-tuning run\n`run` trains with the paper's schedule, evaluates on the validation split "
            "every `eval_every` steps, and reports the best validation metric and the test metric of that "
            "checkpoint; the run folder holds `config.json`, `curve.json`, `metrics.json` and the method's weights."),
         code("metrics = run(cfg, progress=progress)\n{k: metrics[k] for k in ('status', 'metric', 'best_val', "
              "'test', 'trainable_params', 'trainable_pct', 'n_train', 'wall_s')}"),
         md("## Validation curve (paper Fig. 6–10)"),
-        code("nb.curve_chart(out_dir)"),
+        code("nb.curve_chart(out_dir) if show else None"),
     ]
     return notebook(cells)
 

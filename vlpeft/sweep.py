@@ -165,7 +165,7 @@ def notebook_parameters(cell: Cell) -> dict:
     world = cell.overrides.get("world", "embedded")
     keys = ("task", "size", "tune_classifier", "data_ratio", "seed", "steps", "epochs", "model_path", "data_root",
             "out_dir")
-    params = {k: cfg[k] for k in keys} | {"world": world, "progress": False}
+    params = {k: cfg[k] for k in keys} | {"world": world, "progress": False, "show": False}
     defaults = dataclasses.asdict(RunConfig())
     params["extra"] = {k: v for k, v in cfg.items() if k not in keys and k != "method" and v != defaults[k]}
     return params
