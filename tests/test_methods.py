@@ -10,6 +10,7 @@ import torch
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering
 
 from vlpeft.data import CAPTION_PROMPT, VQA_TEMPLATE
+from vlpeft.train import task_loss
 from vlpeft.methods import (MethodConfig, MethodError, apply_method, count_parameters, load_method, lora,
                             save_method, trainable_summary)
 
@@ -52,14 +53,7 @@ def logits(model, task, b):
 
 
 def loss(model, task, b):
-    if task == "caption":
-        return model(**b).loss
-    image = model.vision_model(pixel_values=b["pixel_values"]).last_hidden_state
-    q = model.text_encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                           encoder_hidden_states=image).last_hidden_state
-    return model.text_decoder(input_ids=b["decoder_input_ids"], attention_mask=b["decoder_attention_mask"],
-                              encoder_hidden_states=q, encoder_attention_mask=b["attention_mask"],
-                              labels=b["labels"]).loss
+    return task_loss(model, task, b)
 
 
 def generate(model, task, b):
