@@ -1,0 +1,333 @@
+"""results → claims → figures → report on synthetic run folders (no training, a few seconds).
+
+A scenario is a score function per task, `score(method, size_index, classifier, data_ratio)`, laid out on the
+tiny preset's design (3 data ratios at the middle size with and without "+ classifier", 3 sizes at the full
+data, full fine-tuning at every ratio, 2 seeds) with a small seeded noise. `PAPER` behaves as the paper says,
+so every claim must come out supported; the table of cases bends one part of it at a time.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlpeft import claims, figures, results
+from vlpeft.results import FAMILY, load_curves, load_runs, summarize
+
+SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
+         "parallel_adapter": [4, 16, 64]}
+PARAMS_PER_SIZE = {"prompt": 100, "prefix": 1000, "lora": 3000, "serial_adapter": 2000, "parallel_adapter": 2000}
+CLS_PARAMS, FULL_PARAMS, N_FULL_DATA = 50_000, 1_000_000, 1000
+RATIOS, SEEDS = (0.1, 0.3, 1.0), (0, 1)
+METRIC = {"caption": "cider", "vqa": "vqa_acc"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scenarios: score(method, i, cls, ratio) with i the size's index in the grid (full fine-tuning: i = 1)
+def paper_caption(m, i, cls, r):
+    """Flat in data, an interior optimum in size, + classifier helps prompt and hurts layer methods."""
+    base = {"embedding": 0.9, "layer": 1.1, "full": 1.0}[FAMILY[m]] + [-0.1, 0.0, -0.1][i]
+    return base + (0.06 if m == "prompt" else -0.06 if FAMILY[m] == "layer" else 0.0) * cls
+
+
+def paper_vqa(m, i, cls, r):
+    """Rises with data and size, + classifier raises every method, layer ≈ full ≫ embedding."""
+    base = {"embedding": 0.30, "layer": 0.48, "full": 0.50}[FAMILY[m]]
+    return base + 0.04 * i + 0.06 * math.log10(r) + 0.05 * cls
+
+
+def frame(caption=paper_caption, vqa=paper_vqa, ratios=RATIOS, seeds=SEEDS, noise=0.004, every_size=False,
+          tasks=("caption", "vqa")) -> pd.DataFrame:
+    """The tidy table `load_runs` would give for a scenario (every run complete)."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for task in tasks:
+        score = {"caption": caption, "vqa": vqa}[task]
+        cells = [("full", 0, 1, False, r) for r in ratios]
+        for m, sizes in SIZES.items():
+            mid = 1
+            grid = [(i, c, r) for i in range(3) for r in ratios for c in (False, True)] if every_size else (
+                [(mid, c, r) for r in ratios for c in (False, True)] + [(i, False, ratios[-1]) for i in (0, 2)])
+            cells += [(m, sizes[i], i, c, r) for i, c, r in grid]
+        for m, size, i, cls, r in cells:
+            params = FULL_PARAMS if m == "full" else PARAMS_PER_SIZE[m] * size + CLS_PARAMS * cls
+            for seed in seeds:
+                rows.append({"task": task, "method": m, "size": size, "tune_classifier": cls, "data_ratio": r,
+                             "seed": seed, "metric": METRIC[task], "status": "complete",
+                             "best_val": score(m, i, cls, r) + rng.normal(0, noise),
+                             "trainable_params": params, "n_train": round(N_FULL_DATA * r)})
+    df = pd.DataFrame(rows)
+    df["variant"] = [results.variant(m, c) for m, c in zip(df.method, df.tune_classifier)]
+    df["family"] = df.method.map(FAMILY)
+    df["cost"] = df.n_train * df.trainable_params
+    return df
+
+
+def run_id(method, size, cls, ratio, seed) -> str:  # as sweep.Cell.run_id
+    return f"{method}{'+cls' if cls else ''}_s{size}_r{ratio:g}_seed{seed}"
+
+
+def write_run(study: Path, row: dict, metrics: bool = True, curve_len: int = 4) -> Path:
+    """One run folder as train.run writes it: config.json, curve.json, metrics.json last."""
+    keys = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
+    d = study / row["task"] / row["method"] / run_id(*(row[k] for k in keys[1:]))
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({k: row[k] for k in keys} | {"steps": 120, "lr": 1e-3}))
+    best = row.get("best_val")
+    curve = [{"step": 40 * k, "val": (best or 0.5) * (0.6 + 0.4 * k / (curve_len - 1)), "loss": 2.0 / (k + 1),
+              "lr": 1e-3} for k in range(curve_len)]
+    (d / "curve.json").write_text(json.dumps(curve))
+    if metrics:
+        all_params = 2_000_000
+        (d / "metrics.json").write_text(json.dumps({k: row[k] for k in keys} | {
+            "status": row.get("status", "complete"), "family": FAMILY[row["method"]], "metric": METRIC[row["task"]],
+            "best_val": best, "best_step": 120, "test": best, "final_val": best, "zero_shot_val": 0.1,
+            "trainable_params": int(row["trainable_params"]), "all_params": all_params,
+            "trainable_pct": 100 * row["trainable_params"] / all_params, "n_train": int(row["n_train"]),
+            "steps": 120, "wall_s": 3.5, "samples_per_s": 900.0, "error": row.get("error")}))
+    return d
+
+
+def bad_runs(study: Path) -> dict[str, Path]:
+    """One run folder in each state that is not complete."""
+    row = {"task": "vqa", "method": "lora", "size": 8, "tune_classifier": False, "seed": 5,
+           "trainable_params": 24000, "n_train": 1000}
+    dirs = {
+        "diverged": write_run(study, row | {"data_ratio": 0.5, "status": "diverged", "best_val": None,
+                                            "error": "non-finite loss"}),
+        "corrupt": write_run(study, row | {"data_ratio": 0.6}),
+        "incomplete": write_run(study, row | {"data_ratio": 0.7}, metrics=False),
+        "failed": write_run(study, row | {"data_ratio": 0.8}, metrics=False),
+    }
+    (dirs["corrupt"] / "metrics.json").write_text('{"status": "complete", "best_val": 0.')  # cut short
+    (dirs["failed"] / "failed.json").write_text(json.dumps({"error": "PapermillExecutionError: CUDA OOM"}))
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs") / "synthetic"
+    for row in frame().to_dict("records"):
+        write_run(root, row)
+    bad_runs(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(study) -> pd.DataFrame:
+    return load_runs(study)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# results
+def test_load_runs_rows_statuses_and_cost(runs):
+    expected = frame()
+    assert len(runs) == len(expected) + 4
+    assert runs.status.value_counts().to_dict() == {"complete": len(expected), "diverged": 1, "corrupt": 1,
+                                                    "incomplete": 1, "failed": 1}
+    assert set(runs.study) == {"synthetic"}
+    done = runs[runs.status == "complete"]
+    assert (done.cost == done.n_train * done.trainable_params).all()
+    assert set(done.variant) == {"full"} | set(SIZES) | {f"{m}+cls" for m in SIZES}
+    assert set(done.family) == {"full", "embedding", "layer"}
+    merged = done.merge(expected, on=["task", "method", "size", "tune_classifier", "data_ratio", "seed"])
+    assert len(merged) == len(expected) and np.allclose(merged.best_val_x, merged.best_val_y)
+    assert np.allclose(merged.cost_x, merged.cost_y)
+
+
+@pytest.mark.parametrize("status, error", [("diverged", "non-finite loss"), ("corrupt", "metrics.json"),
+                                           ("incomplete", None), ("failed", "CUDA OOM")])
+def test_runs_that_are_not_complete_keep_their_keys_and_reason(runs, status, error):
+    row = runs[runs.status == status].iloc[0]
+    assert (row["task"], row["method"], row["size"], row["seed"]) == ("vqa", "lora", 8, 5)
+    assert (error is None and pd.isna(row.error)) or error in row.error
+    assert Path(row.run_dir).is_dir()
+
+
+def test_complete_and_summarize_use_complete_runs_only(runs):
+    assert len(results.complete(runs)) == len(frame())
+    s = summarize(runs)
+    assert (s.n == len(SEEDS)).all() and s["std"].notna().all()
+    cell = s[(s.task == "caption") & (s.variant == "prompt+cls") & (s.data_ratio == 1.0)].iloc[0]
+    assert cell["mean"] == pytest.approx(paper_caption("prompt", 1, True, 1.0), abs=0.02)
+
+
+def test_family_matches_the_methods_registry():
+    from vlpeft.methods import FAMILY as METHODS_FAMILY
+    assert results.FAMILY == METHODS_FAMILY
+
+
+def test_load_curves_is_a_long_table_with_run_keys(study, runs):
+    curves = load_curves(study)
+    assert {"step", "val", "loss", "lr", "task", "variant", "size", "data_ratio", "seed", "status"} <= set(curves)
+    assert len(curves) == 4 * len(runs)  # every folder written here has a 4-point curve
+    one = curves[curves.run_dir == runs.run_dir.iloc[0]]
+    assert one.step.tolist() == [0, 40, 80, 120]
+
+
+def test_a_malformed_config_or_curve_does_not_sink_the_load(tmp_path):
+    row = frame(tasks=("caption",)).iloc[0].to_dict()
+    d = write_run(tmp_path / "s", row)
+    (d / "curve.json").write_text("[{")
+    other = write_run(tmp_path / "s", row | {"seed": 9})
+    (other / "config.json").write_text("not json")
+    df = load_runs(tmp_path / "s")
+    assert sorted(df.status) == ["complete", "corrupt"]
+    assert df[df.status == "corrupt"].seed.iloc[0] == 9  # keys recovered from the folder name
+    with pytest.warns(UserWarning, match="curve"):
+        assert len(load_curves(tmp_path / "s")) == 4  # the other run's curve still loads
+
+
+def test_a_missing_study_folder_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such study"):
+        load_runs(tmp_path / "typo")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# claims: verdicts on data whose answer is known
+def test_the_paper_scenario_supports_every_claim(runs):
+    table = claims.evaluate_claims(runs)
+    assert table.claim.tolist() == list(range(1, 10))
+    assert set(table.columns) >= {"claim", "text", "statistic", "value", "ci_low", "ci_high", "n", "verdict",
+                                  "evidence"}
+    assert table.verdict.tolist() == ["supported"] * 9, table[["claim", "verdict", "evidence"]].to_string()
+    assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
+
+
+def test_claims_are_deterministic():
+    df = frame()
+    pd.testing.assert_frame_equal(claims.evaluate_claims(df), claims.evaluate_claims(df))
+
+
+def flat(m, i, cls, r):
+    return 0.5 + 0.02 * i
+
+
+def rising_caption(m, i, cls, r):
+    return paper_caption(m, i, cls, r) + 0.3 * math.log10(r)
+
+
+def monotone_caption(m, i, cls, r):
+    return paper_caption(m, 1, cls, r) + 0.1 * i
+
+
+def cls_hurts_everyone(m, i, cls, r):
+    return paper_caption(m, i, False, r) - 0.06 * cls
+
+
+def embedding_wins(m, i, cls, r):
+    return paper_vqa(m, i, cls, r) + (0.3 if FAMILY[m] == "embedding" else 0)
+
+
+def layer_far_below_full(m, i, cls, r):
+    return paper_vqa(m, i, cls, r) - (0.2 if FAMILY[m] == "layer" else 0)
+
+
+def vqa_small_rise(m, i, cls, r):
+    return paper_vqa(m, 1, cls, 1.0) + 0.01 * math.log10(r)
+
+
+def cls_below_full(m, i, cls, r):
+    return paper_vqa(m, i, False, r) + 0.01 * cls - (0.15 if m != "full" else 0)
+
+
+CASES = [  # (id, claim, frame kwargs, verdict)
+    ("flat caption series", 1, {}, "supported"),
+    ("rising caption series", 1, {"caption": rising_caption}, "not supported"),
+    ("caption at 2 data ratios", 1, {"ratios": (0.3, 1.0)}, "inconclusive"),
+    ("caption, one seed, 5 ratios, every size", 1, {"ratios": (0.1, 0.2, 0.4, 0.8, 1.0), "seeds": (0,),
+                                                     "every_size": True}, "supported"),
+    ("caption noisy", 1, {"noise": 0.2}, "inconclusive"),
+    ("interior optimum", 2, {}, "supported"),
+    ("monotone in size", 2, {"caption": monotone_caption}, "not supported"),
+    ("one seed, 3 sizes", 2, {"seeds": (0,)}, "inconclusive"),
+    ("+cls helps prompt, hurts layer", 3, {}, "supported"),
+    ("+cls hurts prompt too", 3, {"caption": cls_hurts_everyone}, "not supported"),
+    ("rising VQA series", 4, {}, "supported"),
+    ("flat VQA series", 4, {"vqa": flat}, "not supported"),
+    ("VQA, one seed, 5 ratios", 4, {"ratios": (0.1, 0.2, 0.4, 0.8, 1.0), "seeds": (0,)}, "supported"),
+    ("VQA at 2 data ratios", 4, {"ratios": (0.3, 1.0)}, "inconclusive"),
+    ("VQA rise of 2.5% in noise", 4, {"vqa": vqa_small_rise, "noise": 0.03}, "inconclusive"),
+    ("VQA rising in size", 5, {}, "supported"),
+    ("VQA flat in size", 5, {"vqa": lambda m, i, c, r: 0.5}, "not supported"),
+    ("+cls raises VQA, up to full", 6, {}, "supported"),
+    ("+cls barely helps, far below full", 6, {"vqa": cls_below_full}, "not supported"),
+    ("layer beats embedding", 7, {}, "supported"),
+    ("embedding beats layer on VQA", 7, {"vqa": embedding_wins}, "not supported"),
+    ("caption only", 7, {"tasks": ("caption",)}, "inconclusive"),
+    ("layer ≈ full, embedding lags", 8, {}, "supported"),
+    ("layer far below full", 8, {"vqa": layer_far_below_full}, "not supported"),
+    ("layer better per cost", 9, {}, "supported"),
+    ("embedding better per cost", 9, {"vqa": embedding_wins}, "not supported"),
+]
+
+
+@pytest.mark.parametrize("claim, kwargs, verdict", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_claim_verdicts(claim, kwargs, verdict):
+    row = claims.CHECKS[claim - 1](frame(**kwargs))
+    assert row["claim"] == claim and row["verdict"] == verdict, row["evidence"]
+    if verdict != "inconclusive":
+        assert row["n"] > 0 and np.isfinite(row["value"])
+
+
+def test_verdict_rules_name_every_threshold():
+    for value in (f"{claims.CI_LEVEL:.0%}", f"{claims.MIN_EFFECT:.0%}", f"{claims.EQUIV:.0%}", f"{claims.LAG:.0%}"):
+        assert value in claims.VERDICT_RULES
+
+
+# ---------------------------------------------------------------------------------------------------------
+# figures and the report
+BUILDERS = [("data_ratio", "caption"), ("data_ratio", "vqa"), ("param_size", "caption"), ("param_size", "vqa"),
+            ("cost", "caption"), ("cost", "vqa"), ("curves", "caption"), ("curves", "vqa")]
+
+
+@pytest.mark.parametrize("name, task", BUILDERS)
+def test_figures_build_valid_charts(study, runs, name, task):
+    chart = figures.FIGURES[name](runs, load_curves(study) if name == "curves" else None, task)
+    assert isinstance(chart, alt.TopLevelMixin)
+    spec = chart.to_dict()  # validates against the Vega-Lite schema
+    assert "Fig." in json.dumps(spec["title"])
+
+
+def test_figures_refuse_a_task_without_runs(runs):
+    with pytest.raises(ValueError, match="no complete"):
+        figures.fig_data_ratio(runs[runs.task == "caption"], "vqa")
+
+
+def test_save_writes_png_and_svg(runs, tmp_path):
+    paths = figures.save(figures.fig_param_size(runs, "vqa"), tmp_path, "vqa_param_size")
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in paths[1].read_text()[:500]
+
+
+def test_write_report_is_offline_and_complete(study, tmp_path):
+    out = figures.write_report(study, tmp_path / "report", formats=("svg",))
+    page = (out / "index.html").read_text()
+    assert "<script" not in page
+    for attr in ("src", "href"):
+        for quote in "'\"":
+            assert f"{attr}={quote}http" not in page
+    assert "class='claims'" in page and page.count("<b>supported</b>") == 9
+    assert page.count("data:image/svg+xml;base64,") == 8
+    assert "CUDA OOM" in page and "non-finite loss" in page  # the failures list
+    for name in ("runs.csv", "claims.csv", "claims.md"):
+        assert (out / name).stat().st_size > 0
+    assert len(pd.read_csv(out / "claims.csv")) == 9
+    assert len(list((out / "figures").glob("*.svg"))) == 8
+
+
+def test_write_report_notes_a_task_without_runs(tmp_path):
+    for row in frame(tasks=("caption",)).to_dict("records"):
+        write_run(tmp_path / "caption_only", row)
+    out = figures.write_report(tmp_path / "caption_only", tmp_path / "report", formats=("svg",))
+    page = (out / "index.html").read_text()
+    assert "vqa: no complete runs" in page
+    assert page.count("data:image/svg+xml;base64,") == 4
+    assert "inconclusive" in page

@@ -1,0 +1,308 @@
+"""Altair figures of the study (paper Fig. 3–10) and the offline HTML report.
+
+    runs = load_runs("runs/tiny")
+    fig_data_ratio(runs, "vqa")                  # Fig. 3/4: score vs data ratio, a line per variant
+    fig_param_size(runs, "caption")              # Fig. 3/4: score vs parameter size, a panel per method
+    fig_cost(runs, "vqa")                        # Fig. 5: score vs data size × fine-tunable parameters
+    fig_curves(load_curves("runs/tiny"), "caption")   # Fig. 6–10: validation curves
+    write_report("runs/tiny", "reports/tiny")    # every figure + claims table → reports/tiny/index.html
+
+Each figure is built from the tidy table of `results.load_runs` (complete runs only). The report embeds the
+figures as base64 SVG images and loads nothing from the network, so index.html opens offline.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+from .claims import VERDICT_RULES, evaluate_claims
+from .results import METHOD_ORDER, METRIC_LABEL, complete, load_curves, load_runs, summarize
+
+TASKS = ("caption", "vqa")
+TASK_LABEL = {"caption": "captioning (consistent with pre-training)", "vqa": "VQA (inconsistent)"}
+PAPER_FIG = {"caption": "Fig. 3", "vqa": "Fig. 4"}
+SIZE_LABEL = {"prompt": "prompt length", "prefix": "prefix length", "lora": "LoRA rank",
+              "serial_adapter": "adapter hidden size", "parallel_adapter": "adapter hidden size", "full": "—"}
+# embedding methods in blues, layer methods in warm colours, full fine-tuning black: the families read at a glance
+COLORS = {"full": "black", "prompt": "#4c78a8", "prefix": "#72b7b2", "lora": "#e45756",
+          "serial_adapter": "#f58518", "parallel_adapter": "#b279a2"}
+FAMILY_COLORS = {"embedding": "#4c78a8", "layer": "#e45756", "full": "black"}
+WIDTH, HEIGHT = 360, 260
+VERDICT_COLORS = {"supported": "#d4edda", "not supported": "#f8d7da", "inconclusive": "#fff3cd"}
+
+
+def _method_color(methods) -> alt.Scale:
+    domain = [m for m in METHOD_ORDER if m in set(methods)]
+    return alt.Scale(domain=domain, range=[COLORS[m] for m in domain])
+
+
+def _metric(d: pd.DataFrame, task: str) -> str:
+    """Axis title for the task's metric (from the runs' own `metric` field)."""
+    metrics = d.loc[d.task == task, "metric"].dropna().unique()
+    return METRIC_LABEL.get(metrics[0], metrics[0]) if len(metrics) else "score"
+
+
+def _summary(df: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Seed summary of one task, with an error band (mean ± std) where there are ≥ 2 seeds."""
+    s = summarize(df)
+    s = s[s.task == task].copy()
+    if s.empty:
+        raise ValueError(f"no complete runs for task {task!r}")
+    s["lo"] = (s["mean"] - s["std"]).where(s["n"] >= 2)
+    s["hi"] = (s["mean"] + s["std"]).where(s["n"] >= 2)
+    s["classifier"] = s["tune_classifier"].map({True: "+ classifier", False: "plain"})
+    return s
+
+
+def _title(text: str, subtitle: str) -> alt.TitleParams:
+    return alt.TitleParams(text, subtitle=subtitle, anchor="start")
+
+
+# ---------------------------------------------------------------------------------------------------------
+def reference_sizes(s: pd.DataFrame) -> dict[str, int]:
+    """Per method, the size swept over the most data ratios (ties: the middle one) — the size of Fig. 3/4's
+    data-ratio lines. In the tiny preset that is the middle size; in the paper preset every size qualifies."""
+    out = {}
+    for m, g in s.groupby("method"):
+        counts = g.groupby("size")["data_ratio"].nunique()
+        tied = sorted(counts[counts == counts.max()].index)
+        out[m] = int(tied[len(tied) // 2])
+    return out
+
+
+def _lines(data, x: alt.X, metric: str, tooltip) -> list:
+    """Lines dashed for "+ classifier", a mean ± std band and points: the layers of Fig. 3/4. The line layer
+    comes first so that the merged colour legend draws strokes rather than the faint band."""
+    color = alt.Color("method:N", scale=_method_color(data["method"]), title="method",
+                      legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1))
+    y = alt.Y("mean:Q", title=metric, scale=alt.Scale(zero=False))
+    base = alt.Chart().encode(x=x, color=color, detail="variant:N")
+    return [
+        base.mark_line().encode(y=y, strokeDash=alt.StrokeDash(
+            "classifier:N", title="classifier", sort=["plain", "+ classifier"],
+            legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2))),
+        base.mark_errorband(opacity=0.15).encode(y=alt.Y("lo:Q", title=metric), y2="hi:Q"),
+        base.mark_point(filled=True, size=30).encode(y=y, tooltip=tooltip),
+    ]
+
+
+def fig_data_ratio(df: pd.DataFrame, task: str) -> alt.Chart:
+    """Score vs data ratio (log x), one line per variant at its reference size: colour = method, dashes =
+    "+ classifier"; full fine-tuning is the black line. Mean over seeds, band = ± 1 std (≥ 2 seeds)."""
+    s = _summary(df, task)
+    ref = reference_sizes(s)
+    s = s[s["size"] == s["method"].map(ref)]
+    sizes = ", ".join(f"{m} {ref[m]}" for m in METHOD_ORDER if m in ref and m != "full")
+    x = alt.X("data_ratio:Q", scale=alt.Scale(type="log"), title="data ratio",
+              axis=alt.Axis(format="~%", values=sorted(s.data_ratio.unique())))
+    tooltip = ["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), alt.Tooltip("mean:Q", format=".4f"),
+               alt.Tooltip("std:Q", format=".4f"), "n"]
+    return alt.layer(*_lines(s, x, _metric(df, task), tooltip), data=s).properties(
+        width=WIDTH, height=HEIGHT,
+        title=_title(f"{PAPER_FIG[task]} (data size) — {TASK_LABEL[task]}",
+                     f"mean over seeds ± 1 std; sizes: {sizes or 'none'}"))
+
+
+def fig_param_size(df: pd.DataFrame, task: str) -> alt.FacetChart:
+    """Score vs parameter size (log₂ x), a panel per method (a size means prompt length, rank or hidden size),
+    at the data ratio with the most sizes; full fine-tuning at that ratio is the dashed black rule."""
+    s = _summary(df, task)
+    peft = s[s.method != "full"]
+    if peft.empty:
+        raise ValueError(f"no complete PEFT runs for task {task!r}")
+    cells = peft.groupby("data_ratio")["size"].count()
+    ratio = max(cells[cells == cells.max()].index)   # ties: the most data
+    peft = peft[peft.data_ratio == ratio].assign(kind="peft")
+    full = s[(s.method == "full") & (s.data_ratio == ratio)]["mean"]
+    rules = pd.DataFrame({"method": peft.method.unique(), "mean": full.mean(), "kind": "full fine-tuning"})
+    data = pd.concat([peft, rules if len(full) else rules.iloc[:0]], ignore_index=True)
+    data["size_label"] = data["method"].map(SIZE_LABEL)
+    x = alt.X("size:Q", scale=alt.Scale(type="log", base=2), title="size (length / rank / hidden)",
+              axis=alt.Axis(values=sorted(peft["size"].unique()), format="d"))
+    tooltip = ["variant", "size", "size_label", alt.Tooltip("mean:Q", format=".4f"),
+               alt.Tooltip("std:Q", format=".4f"), "n"]
+    layers = [layer.transform_filter("datum.kind == 'peft'")
+              for layer in _lines(data[data.kind == "peft"], x, _metric(df, task), tooltip)]
+    rule = alt.Chart().transform_filter("datum.kind != 'peft'").mark_rule(
+        color="black", strokeDash=[5, 3]).encode(y="mean:Q", tooltip=[alt.Tooltip("mean:Q", format=".4f")])
+    order = [m for m in METHOD_ORDER if m in set(data.method)]
+    return alt.layer(*layers, rule, data=data).properties(width=WIDTH * 0.6, height=HEIGHT * 0.75).facet(
+        facet=alt.Facet("method:N", sort=order, title=None), columns=3,
+        title=_title(f"{PAPER_FIG[task]} (parameter size) — {TASK_LABEL[task]}",
+                     f"data ratio {ratio:.0%}; mean over seeds ± 1 std; dashed: full fine-tuning"),
+    ).resolve_scale(x="independent")
+
+
+def fig_cost(df: pd.DataFrame, task: str) -> alt.Chart:
+    """Fig. 5: score vs cost = data size × fine-tunable parameters (log x), one point per run;
+    colour = family (embedding / layer / full), shape = method, hollow = plain, filled = + classifier."""
+    d = complete(df)
+    d = d[(d.task == task) & (d.cost > 0)]
+    if d.empty:
+        raise ValueError(f"no complete runs with a cost for task {task!r}")
+    d = d[["variant", "method", "family", "size", "data_ratio", "seed", "best_val", "cost", "tune_classifier",
+           "trainable_pct"]]
+    families = [f for f in FAMILY_COLORS if f in set(d.family)]
+    scale = alt.Scale(domain=families, range=[FAMILY_COLORS[f] for f in families])
+    return alt.Chart(d).mark_point(size=60, opacity=0.8).encode(
+        x=alt.X("cost:Q", scale=alt.Scale(type="log"), axis=alt.Axis(format="~s"),
+                title="cost = training examples × fine-tunable parameters"),
+        y=alt.Y("best_val:Q", title=_metric(df, task), scale=alt.Scale(zero=False)),
+        color=alt.Color("family:N", scale=scale),
+        shape=alt.Shape("method:N", sort=METHOD_ORDER),
+        fill=alt.condition("datum.tune_classifier", alt.Fill("family:N", scale=scale),
+                           alt.value("transparent")),
+        tooltip=["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), "seed",
+                 alt.Tooltip("best_val:Q", format=".4f"), alt.Tooltip("cost:Q", format=".3~s"),
+                 alt.Tooltip("trainable_pct:Q", format=".3f", title="trainable %")],
+    ).properties(width=WIDTH, height=HEIGHT,
+                 title=_title(f"Fig. 5 — cost vs score, {TASK_LABEL[task]}",
+                              "one point per run; filled: + classifier"))
+
+
+def fig_curves(curves: pd.DataFrame, task: str) -> alt.FacetChart:
+    """Fig. 6–10: validation score vs step, a panel per method, colour = size; plain variants at the task's
+    largest data ratio, mean over seeds."""
+    c = curves[(curves.task == task) & (curves.status == "complete") & ~curves.tune_classifier.astype(bool)]
+    c = c[c.data_ratio == c.data_ratio.max()]
+    if c.empty:
+        raise ValueError(f"no validation curves of complete runs for task {task!r}")
+    ratio = c.data_ratio.iloc[0]
+    c = c.groupby(["method", "size", "step"], as_index=False)["val"].mean()
+    order = [m for m in METHOD_ORDER if m in set(c.method)]
+    metric = _metric(curves, task)
+    return alt.Chart(c).mark_line(point=alt.OverlayMarkDef(size=15)).encode(
+        x=alt.X("step:Q", title="training step"),
+        y=alt.Y("val:Q", title=f"validation {metric}", scale=alt.Scale(zero=False)),
+        color=alt.Color("size:O", scale=alt.Scale(scheme="viridis"), title="size"),
+        tooltip=["method", "size", "step", alt.Tooltip("val:Q", format=".4f")],
+    ).properties(width=WIDTH * 0.6, height=HEIGHT * 0.6).facet(
+        facet=alt.Facet("method:N", sort=order, title=None), columns=3,
+        title=_title(f"Fig. 6–10 — validation curves, {TASK_LABEL[task]}",
+                     f"data ratio {ratio:.0%}; mean over seeds"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+def save(chart, out_dir, name: str, formats=("png", "svg")) -> list[Path]:
+    """Write `name.png` and `name.svg` (vl-convert: no browser, no network); return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        chart.save(str(path), format=fmt, **({"ppi": 144} if fmt == "png" else {}))
+        paths.append(path)
+    return paths
+
+
+FIGURES = {  # name → builder(runs, curves, task)
+    "data_ratio": lambda runs, curves, task: fig_data_ratio(runs, task),
+    "param_size": lambda runs, curves, task: fig_param_size(runs, task),
+    "cost": lambda runs, curves, task: fig_cost(runs, task),
+    "curves": lambda runs, curves, task: fig_curves(curves, task),
+}
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    """A pipe table (pandas' to_markdown needs tabulate, which the project does not depend on)."""
+    cells = df.astype(object).where(df.notna(), "").astype(str)
+    rows = [list(df.columns), ["---"] * len(df.columns)] + cells.values.tolist()
+    return "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows) + "\n"
+
+
+def _pct(x) -> str:
+    return "" if pd.isna(x) else f"{x:+.1%}"
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{e('' if pd.isna(v) else str(v))}</td>" for v in r) + "</tr>"
+                   for r in df.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _claims_html(claims: pd.DataFrame) -> str:
+    e = html.escape
+    rows = []
+    for c in claims.itertuples(index=False):
+        ci = "" if pd.isna(c.ci_low) else f"[{_pct(c.ci_low)}, {_pct(c.ci_high)}]"
+        rows.append(f"<tr><td>{c.claim}</td><td>{e(c.text)}</td>"
+                    f"<td style='background:{VERDICT_COLORS[c.verdict]}'><b>{e(c.verdict)}</b></td>"
+                    f"<td>{e(c.statistic)}</td><td>{_pct(c.value)}</td><td>{ci}</td><td>{c.n}</td>"
+                    f"<td class='ev'>{e(c.evidence)}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ["#", "claim", "verdict", "statistic", "value", "CI", "n", "evidence"])
+    return f"<table class='claims'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _rules_html() -> str:
+    try:
+        import mistune  # ships with nbconvert (jupyterlab); a plain <pre> is the fallback
+        return mistune.html(VERDICT_RULES)
+    except ImportError:
+        return f"<pre>{html.escape(VERDICT_RULES)}</pre>"
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 6px;
+vertical-align:top}th{background:#f3f3f3}td.ev{font-size:.85em;max-width:520px}
+figure{display:inline-block;margin:.5em;vertical-align:top}img{max-width:100%}.note{color:#a33}"""
+
+
+def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
+    """Tidy table, claims and every figure of each task with runs → out_dir/{runs.csv, claims.csv, claims.md,
+    figures/*.png|svg, index.html}. index.html is self-contained: figures are inline base64 SVG images.
+    `formats` must include svg (the page embeds it); png is for papers and slides."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, curves = load_runs(study_dir), load_curves(study_dir)
+    runs.to_csv(out / "runs.csv", index=False)
+    claims = evaluate_claims(runs)
+    claims.to_csv(out / "claims.csv", index=False)
+    (out / "claims.md").write_text(_markdown(claims.round({"value": 4, "ci_low": 4, "ci_high": 4})))
+
+    sections, notes = [], []
+    done = complete(runs)
+    for task in TASKS:
+        if not (done.task == task).any():
+            notes.append(f"{task}: no complete runs — its figures are skipped")
+            continue
+        figs = []
+        for name, build in FIGURES.items():
+            try:
+                paths = save(build(runs, curves, task), out / "figures", f"{task}_{name}", formats)
+                svg = next(p for p in paths if p.suffix == ".svg")
+            except Exception as err:  # noqa: BLE001 - one figure that cannot be drawn must not sink the report
+                notes.append(f"{task} {name}: skipped ({type(err).__name__}: {err})")
+                continue
+            data = base64.b64encode(svg.read_bytes()).decode()
+            figs.append(f"<figure><img alt='{task} {name}' src='data:image/svg+xml;base64,{data}'></figure>")
+        sections.append(f"<h2>{html.escape(TASK_LABEL[task])}</h2>" + "".join(figs))
+
+    counts = runs.groupby(["task", "status"]).size().unstack(fill_value=0).reset_index() if len(runs) else runs
+    failures = runs[runs.status != "complete"][["status", "task", "variant", "size", "data_ratio", "seed",
+                                                 "error", "run_dir"]]
+    summary = summarize(runs).round(4)
+    e = html.escape
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>vlpeft report — {e(Path(study_dir).name)}</title>
+<style>{CSS}</style></head><body>
+<h1>vlpeft report — study <code>{e(Path(study_dir).name)}</code></h1>
+<p>Re-run of <i>An Empirical Study of Parameter Efficient Fine-tuning on Vision-Language Pre-train Model</i>:
+{len(runs)} run folders, {len(done)} complete. Files: runs.csv, claims.csv, claims.md, figures/.</p>
+<h2>Runs by status</h2>{_html_table(counts) if len(runs) else "<p>no runs found</p>"}
+{"".join(f"<p class='note'>{e(n)}</p>" for n in notes)}
+<h2>The paper's claims</h2>{_claims_html(claims)}
+<details><summary>Verdict rules</summary>{_rules_html()}</details>
+{"".join(sections)}
+<h2>Runs that are not complete ({len(failures)})</h2>
+{_html_table(failures) if len(failures) else "<p>none</p>"}
+<details><summary>Mean ± std over seeds of every configuration</summary>{_html_table(summary)}</details>
+</body></html>
+"""
+    (out / "index.html").write_text(page)
+    return out

@@ -1,0 +1,149 @@
+"""runs/<study>/ → one tidy table (one row per run), the long table of validation curves, and seed summaries.
+
+    runs = load_runs("runs/tiny")          # every run folder, whatever its state
+    curves = load_curves("runs/tiny")      # step-by-step validation curves, with the run keys
+    table = summarize(runs)                # mean/std/n over seeds of the complete runs
+
+A run folder is `runs/<study>/<task>/<method>/<run-id>/` (DESIGN §4). Its state:
+    complete | diverged | failed   metrics.json's own status (train.py writes it last, atomically)
+    failed                         no metrics.json but the sweep's failed.json (papermill raised)
+    incomplete                     only config.json: not finished (or still running)
+    corrupt                        a JSON file that does not parse; the row keeps the parser's message
+Every state is a row, so a report can list what is missing; analyses use `complete(runs)` only.
+"""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Same as vlpeft.methods.FAMILY (a test checks it); repeated so that the analysis does not import torch.
+FAMILY = {"full": "full", "prompt": "embedding", "prefix": "embedding", "lora": "layer",
+          "serial_adapter": "layer", "parallel_adapter": "layer"}
+METHOD_ORDER = ["full", "prompt", "prefix", "lora", "serial_adapter", "parallel_adapter"]
+METRIC_LABEL = {"cider": "CIDEr", "vqa_acc": "VQA accuracy"}
+RUN_FILES = ("config.json", "metrics.json", "failed.json")
+KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
+COLUMNS = ["study", "task", "method", "variant", "family", "size", "tune_classifier", "data_ratio", "seed",
+           "metric", "best_val", "best_step", "test", "final_val", "zero_shot_val", "trainable_params",
+           "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s", "samples_per_s", "status",
+           "error", "run_dir"]
+NUMERIC = ["size", "data_ratio", "seed", "best_val", "best_step", "test", "final_val", "zero_shot_val",
+           "trainable_params", "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s",
+           "samples_per_s"]
+# sweep.Cell.run_id: "<method>[+cls]_s<size>_r<ratio>_seed<seed>" — the fallback when config.json is unreadable
+RUN_ID = re.compile(r"^(?P<method>[a-z_]+?)(?P<cls>\+cls)?_s(?P<size>\d+)_r(?P<ratio>[0-9.e-]+)_seed(?P<seed>\d+)$")
+
+
+def variant(method: str, tune_classifier: bool) -> str:
+    """The label figures use: "lora", "lora+cls", …; full fine-tuning already tunes the classifier."""
+    return method if method == "full" or not tune_classifier else f"{method}+cls"
+
+
+def _read(path: Path):
+    """Parsed JSON, or None when the file does not exist; a malformed file raises ValueError."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path.name}: {e}") from e
+
+
+def _from_path(run_dir: Path) -> dict:
+    """Run keys guessed from the folder names, for runs whose JSON cannot be read."""
+    keys = {"task": run_dir.parent.parent.name, "method": run_dir.parent.name}
+    m = RUN_ID.match(run_dir.name)
+    if m:
+        keys |= {"tune_classifier": bool(m["cls"]), "size": int(m["size"]), "data_ratio": float(m["ratio"]),
+                 "seed": int(m["seed"])}
+    return keys
+
+
+def _row(run_dir: Path, study: str) -> dict:
+    row = {"study": study, "run_dir": str(run_dir)} | _from_path(run_dir)
+    try:
+        config, metrics, failed = (_read(run_dir / f) for f in RUN_FILES)
+    except ValueError as e:
+        return row | {"status": "corrupt", "error": str(e)}
+    for name, obj in zip(RUN_FILES, (config, metrics, failed)):
+        if obj is not None and not isinstance(obj, dict):
+            return row | {"status": "corrupt", "error": f"{name}: not a JSON object"}
+    row |= {k: v for k, v in (config or {}).items() if k in KEYS}
+    if metrics is not None:  # metrics.json is the run's own final word
+        if "status" not in metrics:
+            return row | {"status": "corrupt", "error": "metrics.json: no status"}
+        row |= {k: v for k, v in metrics.items() if k in COLUMNS}
+    elif failed is not None:
+        row |= {"status": "failed", "error": failed.get("error")}
+    else:
+        row["status"] = "incomplete"
+    return row
+
+
+def run_dirs(study_dir) -> list[Path]:
+    """Every folder holding one of a run's files (config.json, metrics.json or the sweep's failed.json)."""
+    root = Path(study_dir)
+    return sorted({p.parent for name in RUN_FILES for p in root.rglob(name)})
+
+
+def load_runs(study_dir) -> pd.DataFrame:
+    """One tidy row per run folder under `study_dir`, in every state (see the module docstring)."""
+    if not Path(study_dir).is_dir():
+        raise FileNotFoundError(f"{study_dir}: no such study folder (expected runs/<study>/)")
+    study = Path(study_dir).name
+    df = pd.DataFrame([_row(d, study) for d in run_dirs(study_dir)], columns=COLUMNS)
+    for c in NUMERIC:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["tune_classifier"] = df["tune_classifier"].fillna(False).astype(bool)
+    df["variant"] = [variant(m, c) for m, c in zip(df["method"], df["tune_classifier"])]
+    df["family"] = df["method"].map(FAMILY)
+    # the paper's Fig. 5 x axis: "data size × fine-tunable parameters"
+    df["cost"] = df["n_train"] * df["trainable_params"]
+    df["status"] = df["status"].fillna("incomplete")
+    return df.sort_values(["task", "method", "tune_classifier", "size", "data_ratio", "seed", "run_dir"],
+                          ignore_index=True)
+
+
+def complete(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs analyses may use: status complete and a finite best validation score."""
+    d = df[(df["status"] == "complete") & np.isfinite(df["best_val"].astype(float))].copy()
+    d["tune_classifier"] = d["tune_classifier"].astype(bool)  # `~` on an object column would not negate
+    return d
+
+
+def load_curves(study_dir) -> pd.DataFrame:
+    """Long table of validation curves: the run's keys + step, val, loss, lr (one row per evaluation).
+    A malformed curve.json is skipped with a warning (the run itself stays in load_runs)."""
+    runs = load_runs(study_dir)
+    keys = ["study", "task", "method", "variant", "family", "size", "tune_classifier", "data_ratio", "seed",
+            "metric", "status", "run_dir"]
+    frames = []
+    for run in runs[keys].to_dict("records"):
+        try:
+            curve = _read(Path(run["run_dir"]) / "curve.json")
+            if curve:
+                frames.append(pd.DataFrame(curve).reindex(columns=["step", "val", "loss", "lr"]).assign(**run))
+        except (ValueError, TypeError) as e:  # not JSON, or not a list of rows
+            warnings.warn(f"{run['run_dir']}: skipped its curve ({e})", stacklevel=2)
+    if not frames:
+        return pd.DataFrame(columns=keys + ["step", "val", "loss", "lr"])
+    out = pd.concat(frames, ignore_index=True)
+    for c in ["step", "val", "loss", "lr"]:
+        out[c] = pd.to_numeric(out[c], errors="coerce")
+    return out[keys + ["step", "val", "loss", "lr"]]
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n over seeds of the complete runs' best validation score (and test score), per
+    (task, variant, size, data_ratio); method and family ride along for plotting."""
+    keys = ["task", "method", "variant", "family", "tune_classifier", "size", "data_ratio"]
+    d = complete(df).reindex(columns=keys + ["best_val", "test", "cost"])  # test/cost may be absent
+    g = d.groupby(keys, observed=True)
+    out = g["best_val"].agg(mean="mean", std="std", n="count").join(
+        g["test"].mean().rename("test_mean")).join(g["cost"].mean().rename("cost")).reset_index()
+    return out.sort_values(keys, ignore_index=True)
