@@ -52,8 +52,11 @@ def cmd_pretrain(args):
 
 
 def cmd_train(args):
+    import os
     from .train import RunConfig, run
-    print(json.dumps(run(from_args(RunConfig, args)), indent=2))
+    metrics = run(from_args(RunConfig, args))
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, rank 0 speaks
+        print(json.dumps(metrics, indent=2))
 
 
 def cmd_sweep(args):

@@ -162,6 +162,46 @@ def autocast_dtype(cfg: RunConfig, device: torch.device):
     return torch.bfloat16  # auto / bf16
 
 
+@dataclass
+class Ranks:
+    """Data-parallel processes started by `accelerate launch` (or torchrun). Every rank trains on its shard of
+    each global batch and the gradients are averaged by hand — not through DDP, because the VQA loss calls
+    BLIP's towers directly rather than the wrapped model's forward, which DDP's reducer needs. Rank 0 alone
+    evaluates and writes files; the others wait for it at the end."""
+    rank: int = 0
+    world: int = 1
+    device: torch.device | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            t = t.clone()
+            torch.distributed.all_reduce(t)
+            t /= self.world
+        return t
+
+    def average_grads(self, params) -> None:
+        if self.world > 1:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.copy_(self.mean(p.grad))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def ranks() -> Ranks:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Ranks()
+    from accelerate import PartialState
+    state = PartialState()
+    return Ranks(state.process_index, state.num_processes, state.device)
+
+
 def _atomic_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str))
@@ -190,10 +230,12 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_json(out / "config.json", dataclasses.asdict(cfg))
+    dp = ranks()
+    if dp.main:
+        _atomic_json(out / "config.json", dataclasses.asdict(cfg))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg)
+    device = dp.device if dp.device is not None and cfg.device == "auto" else resolve_device(cfg)
     amp = autocast_dtype(cfg, device)
 
     # model + method
@@ -229,7 +271,9 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
         make_eval(items, images), batch_size=64, collate_fn=collate)
     val_loader, test_loader = loader(val_items), loader(test_items)
 
-    def validate_now() -> float:
+    def validate_now() -> float | None:
+        if not dp.main:
+            return None
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             return evaluate(model, tokenizer, cfg.task, val_loader, val_items, device)[0]
 
@@ -257,38 +301,41 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
         state["curve"].append({"step": 0, "val": zero, "loss": None, "lr": 0.0})
     best_path = out / "best.safetensors"
 
-    bar = tqdm(total=total, initial=state["step"], disable=not progress,
+    bar = tqdm(total=total, initial=state["step"], disable=not (progress and dp.main),
                desc=f"{cfg.task} {cfg.method}{'+cls' if cfg.tune_classifier else ''} s={cfg.size} r={cfg.data_ratio}")
-    log = (out / "train.log").open("a")
+    log = (out / "train.log").open("a") if dp.main else open(os.devnull, "w")
     status = "complete"
     model.train()
     while state["step"] < total:
         step = state["step"]
         t0 = time.time()
-        b = collate([train_set[i] for i in batch_indices(len(train_set), cfg.batch_size, cfg.seed, step)])
+        shard = batch_indices(len(train_set), cfg.batch_size, cfg.seed, step)[dp.rank::dp.world]
+        b = collate([train_set[i] for i in shard])
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = _fault(cfg, step, task_loss(model, cfg.task, b))
+            shard_loss = _fault(cfg, step, task_loss(model, cfg.task, b))
+        loss = dp.mean(shard_loss.detach())  # the global batch's loss, the same on every rank
         if not torch.isfinite(loss):
             status = "diverged"
             log.write(f"step {step}: loss {loss.item()} — run diverged\n")
             break
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(shard_loss).backward()
         scaler.unscale_(opt)
+        dp.average_grads(params)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         scaler.step(opt)
         scaler.update()
         sched.step()
         state["step"] += 1
-        state["samples"] += len(b["ids"])
+        state["samples"] += len(b["ids"]) * dp.world
         state["train_time"] += time.time() - t0
         state["running"].append(loss.item())
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{sched.get_last_lr()[0]:.2e}",
                         sps=f"{state['samples'] / max(state['train_time'], 1e-9):.0f}")
         s = state["step"]
-        if (cfg.eval_every and s % cfg.eval_every == 0) or s == total:
+        if dp.main and ((cfg.eval_every and s % cfg.eval_every == 0) or s == total):
             val = validate_now()
             model.train()
             state["curve"].append({"step": s, "val": val, "loss": sum(state["running"]) / len(state["running"]),
@@ -300,10 +347,14 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
                 state["best_val"], state["best_step"] = val, s
                 save_file(trainable_state_dict(model), best_path)
             _atomic_json(out / "curve.json", state["curve"])
-        if cfg.checkpoint_every and s % cfg.checkpoint_every == 0 and s < total:
+        if dp.main and cfg.checkpoint_every and s % cfg.checkpoint_every == 0 and s < total:
             _checkpoint(ckpt, model, opt, sched, state, started)
     bar.close()
     log.close()
+
+    if not dp.main:  # rank 0 evaluates and writes; the others return what it wrote
+        dp.barrier()
+        return json.loads((out / "metrics.json").read_text())
 
     # test metric of the best validation checkpoint; the method's weights from that checkpoint
     test = None
@@ -334,6 +385,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
             f.unlink()
         ckpt.rmdir()
     best_path.unlink(missing_ok=True)
+    dp.barrier()
     return metrics
 
 
