@@ -69,6 +69,8 @@ def md(src):
 def notebook(cells):
     nb = nbf.v4.new_notebook()
     nb.cells = cells
+    for i, c in enumerate(nb.cells):  # stable ids: regenerating leaves unchanged notebooks unchanged
+        c.id = f"cell-{i}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
 
