@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from vlpeft import sweep
+from vlpeft.cli import to_args
 from vlpeft.train import run
 
 p = argparse.ArgumentParser(description=__doc__)
@@ -29,10 +30,8 @@ with tempfile.TemporaryDirectory() as tmp:
     run(cell.config(), progress=False)
     direct = time.time() - t0
     fresh_cfg = dataclasses.replace(cell.config(), out_dir=str(Path(tmp) / "fresh"))
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(fresh_cfg).items()
-             if not isinstance(v, bool) and v != ""]
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "vlpeft.cli", "train", *flags], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "vlpeft.cli", "train", *to_args(fresh_cfg)], check=True, capture_output=True)
     fresh = time.time() - t0
     nb_cell = sweep.Cell(**{**vars(cell), "study": "bench-nb"})
     t0 = time.time()

@@ -11,8 +11,9 @@ torch.set_num_threads(1)  # tests run in parallel workers; one thread each avoid
 
 from vlpeft import world  # noqa: E402
 from vlpeft.models import TinySpec, build_processor, build_tokenizer, random_blip  # noqa: E402
+from vlpeft.nb import SMOKE_SPEC  # noqa: E402
 
-SPEC = TinySpec(image_size=16, patch_size=8, hidden=32, layers=2, heads=2, intermediate=64, max_positions=160)
+SPEC = TinySpec(**SMOKE_SPEC)  # the smoke world's tiny BLIP
 TINY_WORLD = world.WorldConfig(seed=3, image_size=16, n_train=24, n_restval=4, n_val=8, n_test=8,
                                n_pretrain_extra=16, questions_per_image=3)
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from vlpeft.models import random_blip, save_model
+from vlpeft.cli import to_args
 from vlpeft.train import ConfigError, RunConfig, lr_lambda, run
 from conftest import SPEC
 
@@ -120,11 +121,10 @@ def test_data_parallel_under_accelerate_launch(models, tiny_world, tmp_path):
     kw = dict(task="vqa", method="lora", size=4, epochs=2, eval_every=3)
     single = run(smoke(models, tiny_world, tmp_path / "one", **kw), progress=False)
     cfg = smoke(models, tiny_world, tmp_path / "two", **kw)
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(cfg).items() if not isinstance(v, bool) and v != ""]
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     proc = subprocess.run([launcher, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
                            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vlpeft.cli", "train",
-                           *flags], capture_output=True, text=True, timeout=300)
+                           *to_args(cfg)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["status"] == "complete" and two["steps"] == single["steps"]

@@ -351,13 +351,19 @@ def _row(claim: int, statistic: str, e: Estimate | None, verdict: str, evidence:
 
 # ---------------------------------------------------------------------------------------------------------
 # The claims
+def _trend_claim(df: pd.DataFrame, claim: int, task: str, axis: str, judge, statistic: str) -> dict:
+    """Claims 1, 4, 5: a per-method trend of the score along `axis`, judged for every method."""
+    rng = np.random.default_rng(SEED)
+    series = ["tune_classifier", "size"] if axis == "data_ratio" else ["tune_classifier", "data_ratio"]
+    per = _per_method(_peft(df, task), lambda g: _trend(g, axis, series, rng))
+    verdict, evidence = _every(per, judge)
+    return _row(claim, statistic, _pool([e for e in per.values() if e]), verdict, evidence)
+
+
 def claim1(df: pd.DataFrame) -> dict:
     """Caption score flat in the data ratio, for every method (rule 1)."""
-    rng = np.random.default_rng(SEED)
-    per = _per_method(_peft(df, "caption"), lambda g: _trend(g, "data_ratio", ["tune_classifier", "size"], rng))
-    verdict, evidence = _every(per, flat)
-    return _row(1, "relative change, lowest → highest data ratio (mean over methods)",
-                _pool([e for e in per.values() if e]), verdict, evidence)
+    return _trend_claim(df, 1, "caption", "data_ratio", flat,
+                        "relative change, lowest → highest data ratio (mean over methods)")
 
 
 def claim2(df: pd.DataFrame) -> dict:
@@ -393,20 +399,13 @@ def claim3(df: pd.DataFrame) -> dict:
 
 def claim4(df: pd.DataFrame) -> dict:
     """VQA score rises with the data ratio, for every method (rule 4)."""
-    rng = np.random.default_rng(SEED)
-    per = _per_method(_peft(df, "vqa"), lambda g: _trend(g, "data_ratio", ["tune_classifier", "size"], rng))
-    verdict, evidence = _every(per, rises)
-    return _row(4, "relative change, lowest → highest data ratio (mean over methods)",
-                _pool([e for e in per.values() if e]), verdict, evidence)
+    return _trend_claim(df, 4, "vqa", "data_ratio", rises,
+                        "relative change, lowest → highest data ratio (mean over methods)")
 
 
 def claim5(df: pd.DataFrame) -> dict:
     """VQA score rises with the parameter size, for every method (rule 5)."""
-    rng = np.random.default_rng(SEED)
-    per = _per_method(_peft(df, "vqa"), lambda g: _trend(g, "size", ["tune_classifier", "data_ratio"], rng))
-    verdict, evidence = _every(per, rises)
-    return _row(5, "relative change, smallest → largest size (mean over methods)",
-                _pool([e for e in per.values() if e]), verdict, evidence)
+    return _trend_claim(df, 5, "vqa", "size", rises, "relative change, smallest → largest size (mean over methods)")
 
 
 def claim6(df: pd.DataFrame) -> dict:

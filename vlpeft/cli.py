@@ -33,6 +33,18 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
             parser.add_argument(flag, type=kind, default=default, help=f"(default: {default})")
 
 
+def to_args(cfg) -> list[str]:
+    """The flags that `add_dataclass_args` parses back into `cfg` (for launching a run in another process)."""
+    flags = []
+    for f in dataclasses.fields(cfg):
+        value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif not dataclasses.is_dataclass(value):
+            flags.append(f"{flag}={value}")
+    return flags
+
+
 def from_args(cls, args: argparse.Namespace, **extra):
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in vars(args).items() if k in names}, **extra)

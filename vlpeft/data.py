@@ -17,6 +17,7 @@ corrupt or truncated image, a ratio outside (0, 1], an empty subset.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -32,13 +33,21 @@ class DataError(ValueError):
 
 # ---------------------------------------------------------------------------------------------------------
 # JSON files
+@functools.lru_cache(maxsize=8)
+def _parse(path: str, mtime_ns: int, size: int):
+    """One parse per file version: a VQA run reads the Karpathy index and val2014 for several splits, and the
+    real files are hundreds of MB. Callers only read the result."""
+    return json.loads(Path(path).read_text())
+
+
 def load_json(path: str | Path, required: tuple[str, ...] = ()) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found. Check --data-root (run `vlpeft world --out DIR` for the "
                         f"embedded world, or see the README for the real MSCOCO/VQAv2 layout).")
     try:
-        obj = json.loads(path.read_text())
+        stat = path.stat()
+        obj = _parse(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: malformed JSON ({e}). Re-download or regenerate the file.") from None
     missing = [k for k in required if not isinstance(obj, dict) or k not in obj]

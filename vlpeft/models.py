@@ -8,7 +8,6 @@ by `vlpeft.pretrain` and saved with `save_pretrained` — so it is then loaded b
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -110,7 +109,8 @@ def save_model(model, processor, out: str | Path, card: dict | None = None) -> P
     model.save_pretrained(out)
     processor.save_pretrained(out)
     if card is not None:
-        (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+        from .world import write_json
+        write_json(out / "card.json", card, indent=2)
     return out
 
 

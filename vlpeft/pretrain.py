@@ -111,7 +111,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
             "zero_shot": zero_shot(caption, vqa, tokenizer, paths, images, cfg.zero_shot_eval)}
     save_model(caption, processor, out / "caption")
     save_model(vqa, processor, out / "vqa")
-    (out / "card.json").write_text(json.dumps(card, indent=2))  # written last: marks a complete checkpoint
+    world.write_json(out / "card.json", card, indent=2)  # written last, atomically: marks a complete checkpoint
     return out
 
 

@@ -195,12 +195,11 @@ def _reason(e: BaseException) -> str:
     return f"{ename}: {evalue}" if ename else f"{type(e).__name__}: {e}"
 
 
-def _init_worker(devices) -> None:
+def _init_worker(devices, cpu_threads: int) -> None:
     """One GPU per local worker (CUDA_VISIBLE_DEVICES), or a fair share of the CPU threads."""
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
-    threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("VLPEFT_WORKERS", "1")))
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cpu_threads)
 
 
 def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm: dict | None = None) -> list[dict]:
@@ -224,7 +223,6 @@ def _execute_local(cells: list[Cell], workers: int) -> list[dict]:
     import torch
     n_gpu = torch.cuda.device_count()
     workers = max(1, min(workers, len(cells), n_gpu or workers))
-    os.environ["VLPEFT_WORKERS"] = str(workers)
     ctx = mp.get_context("spawn")
     devices = None
     if n_gpu:
@@ -235,13 +233,15 @@ def _execute_local(cells: list[Cell], workers: int) -> list[dict]:
     for c in cells:
         c.overrides.setdefault("threads", 0 if n_gpu else cpu_threads)
     results = []
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, cpu_threads)) as pool, \
+            tqdm(total=len(cells), desc="sweep", unit="run") as bar:
         futures = [pool.submit(run_cell, c) for c in cells]
-        bar = tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="run")
-        for fut in bar:
+        for fut in as_completed(futures):
             results.append(fut.result())
             n_failed = sum(r["status"] == "failed" for r in results)
-            bar.set_postfix(done=len(results) - n_failed, failed=n_failed, remaining=len(cells) - len(results))
+            bar.set_postfix(done=len(results) - n_failed, failed=n_failed, remaining=len(cells) - len(results),
+                            refresh=False)
+            bar.update()
     return results
 
 

@@ -43,6 +43,7 @@ from .evaluate import evaluate
 from .methods import (FAMILY, METHODS, MethodConfig, apply_method, count_parameters, save_method,
                       trainable_state_dict)
 from .models import load_model, load_processor
+from .world import write_json
 
 TASKS = ("caption", "vqa")
 METRIC = {"caption": "cider", "vqa": "vqa_acc"}
@@ -202,12 +203,6 @@ def ranks() -> Ranks:
     return Ranks(state.process_index, state.num_processes, state.device)
 
 
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
-
-
 def _fault(cfg: RunConfig, step: int, loss: torch.Tensor) -> torch.Tensor:
     kind, _, at = cfg.fault.partition(":")
     if not kind or int(at) != step:
@@ -232,7 +227,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     dp = ranks()
     if dp.main:
-        _atomic_json(out / "config.json", dataclasses.asdict(cfg))
+        write_json(out / "config.json", dataclasses.asdict(cfg), indent=2)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = dp.device if dp.device is not None and cfg.device == "auto" else resolve_device(cfg)
@@ -346,7 +341,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
             if val > state["best_val"]:
                 state["best_val"], state["best_step"] = val, s
                 save_file(trainable_state_dict(model), best_path)
-            _atomic_json(out / "curve.json", state["curve"])
+            write_json(out / "curve.json", state["curve"], indent=2)
         if dp.main and cfg.checkpoint_every and s % cfg.checkpoint_every == 0 and s < total:
             _checkpoint(ckpt, model, opt, sched, state, started)
     bar.close()
@@ -364,7 +359,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             test = evaluate(model, tokenizer, cfg.task, test_loader, test_items, device)[0]
         save_method(model, out / "method")
-    _atomic_json(out / "curve.json", state["curve"])
+    write_json(out / "curve.json", state["curve"], indent=2)
     metrics = {
         "status": status, "task": cfg.task, "method": cfg.method, "family": FAMILY[cfg.method],
         "size": cfg.size, "tune_classifier": cfg.tune_classifier, "data_ratio": cfg.data_ratio, "seed": cfg.seed,
@@ -379,7 +374,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
         "peak_memory_mb": (torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None,
         "device": str(device), "error": None if status == "complete" else "non-finite loss",
     }
-    _atomic_json(out / "metrics.json", metrics)  # last: marks the run complete
+    write_json(out / "metrics.json", metrics, indent=2)  # last: marks the run complete
     if ckpt.exists():
         for f in ckpt.iterdir():
             f.unlink()
@@ -396,4 +391,5 @@ def _checkpoint(ckpt: Path, model, opt, sched, state: dict, started: float) -> N
     save_file(trainable_state_dict(model), ckpt / "trainable.safetensors")
     torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "rng": torch.get_rng_state()},
                ckpt / "optim.pt")
-    _atomic_json(ckpt / "state.json", state | {"wall_before": state["wall_before"] + time.time() - started})
+    wall = state["wall_before"] + time.time() - started
+    write_json(ckpt / "state.json", state | {"wall_before": wall}, indent=2)

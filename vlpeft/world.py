@@ -245,22 +245,24 @@ def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool 
                          "answers": [{"answer": x, "answer_confidence": "yes", "answer_id": k + 1}
                                      for k, x in enumerate(answers)]})
 
-    _dump(ann / "dataset_coco.json", {"images": karpathy, "dataset": "coco"})
-    _dump(ann / "dataset_pretrain.json", {"images": pretrain, "dataset": "shapes-pretrain"})
+    write_json(ann / "dataset_coco.json", {"images": karpathy, "dataset": "coco"})
+    write_json(ann / "dataset_pretrain.json", {"images": pretrain, "dataset": "shapes-pretrain"})
     for split, (qs, anns) in vqa.items():
         info = {"description": "vlpeft shapes world", "version": "2.0"}
-        _dump(ann / f"v2_OpenEnded_mscoco_{split}_questions.json",
+        write_json(ann / f"v2_OpenEnded_mscoco_{split}_questions.json",
               {"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "data_subtype": split,
                "questions": qs})
-        _dump(ann / f"v2_mscoco_{split}_annotations.json",
+        write_json(ann / f"v2_mscoco_{split}_annotations.json",
               {"info": info, "data_type": "mscoco", "data_subtype": split, "annotations": anns})
-    _dump(out / "world.json", dataclasses.asdict(cfg))  # written last: marks a complete world
+    write_json(out / "world.json", dataclasses.asdict(cfg))  # written last: marks a complete world
     return out
 
 
-def _dump(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj))
+def write_json(path: Path, obj, indent: int | None = None) -> None:
+    """Write JSON atomically (a temp file, then rename), so a file that marks completion is never half there."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=indent, default=str))
     tmp.replace(path)
 
 
