@@ -36,20 +36,20 @@ Paper §III-C, eq. 6–8 (He et al.). The same bottleneck is fed the sub-layer's
 attention and beside the FFN: $\mathrm{LN}(F(x) + A(x) + x)$. The size knob is the hidden size $h$."""),
 }
 
-PARAMS = """task = "caption"          # caption (consistent with pre-training, CIDEr) | vqa (inconsistent, accuracy)
-size = {size}                 # {knob}
-tune_classifier = False   # "+ classifier": also fine-tune the decoder's LM head
-data_ratio = 0.5          # fraction of the training split
-seed = 0
-steps = 4                 # caption: iterations (embedded study: 120; paper: 4000)
-epochs = 1                # vqa: epochs (embedded study: 3; paper: 10)
-world = "smoke"           # smoke (seconds) | embedded (the study's world; run `vlpeft pretrain` first) | real
-model_path = "checkpoints/smoke/{{task}}"
-data_root = "data/smoke"
-out_dir = "runs/notebooks/{method}"
+PARAMS = """config = dict(                  # a RunConfig; a sweep replaces it with the whole config of its cell
+    task="caption",                # caption (consistent with pre-training, CIDEr) | vqa (inconsistent, accuracy)
+    method="{method}",
+    size={size},                   # {knob}
+    tune_classifier=False,         # "+ classifier": also fine-tune the decoder's LM head
+    data_ratio=0.5,                # fraction of the training split
+    seed=0,
+    steps=8, warmup_steps=2,       # caption: iterations and warm-up (embedded study: 120, 12; paper: 4000, 400)
+    epochs=1, warmup_per_ratio=2,  # vqa: epochs and warm-up × ratio (embedded study: 2, 40; paper: 10, 800)
+    batch_size=8, eval_every=4, eval_size=8, test_size=8, lr=1e-3,
+)
+world = "smoke"     # smoke (seconds; numbers mean nothing) | embedded (the study's world) | real (BLIP on COCO)
 progress = True
-show = True               # the look at the injected module and the curve plot (a sweep turns it off: speed)
-extra = {{"batch_size": 8, "eval_every": 2, "eval_size": 8, "test_size": 8, "lr": 1e-3}}  # other RunConfig fields"""
+show = True         # the look at the injected module and the curve plot (a sweep turns it off: speed)"""
 
 KNOBS = {"full": "unused by full fine-tuning", "prompt": "prompt length p", "prefix": "prefix length p",
          "lora": "LoRA rank r", "serial_adapter": "adapter hidden size h", "parallel_adapter": "adapter hidden size h"}
@@ -79,17 +79,13 @@ def method_notebook(name, method, size, title, text):
     cells = [
         md(f"# {title}\n{text}\n\nThis notebook is one cell of the study: `vlpeft sweep` runs it through "
            "papermill with the parameters below replaced. Run top to bottom as it is, it does a seconds-long smoke "
-           "run on a tiny world; set `world = \"embedded\"`, `model_path = \"checkpoints/embedded/{task}\"`, "
-           "`data_root = \"data/shapes\"` and the study's schedule (`steps = 120`) for a real one."),
-        code(PARAMS.format(size=size, knob=KNOBS[method], method=name), tags=["parameters"]),
-        code(f"""from vlpeft import nb
-from vlpeft.train import RunConfig, run
+           "run on a tiny world; set `world = \"embedded\"` and the study's schedule (`steps=120, warmup_steps=12`) "
+           "for a real one."),
+        code(PARAMS.format(size=size, knob=KNOBS[method], method=method), tags=["parameters"]),
+        code("""from vlpeft import nb
+from vlpeft.train import run
 
-nb.repo_root_cwd()
-nb.ensure_assets(world, data_root, model_path)
-cfg = RunConfig(task=task, method="{method}", size=size, tune_classifier=tune_classifier, data_ratio=data_ratio,
-                seed=seed, steps=steps, epochs=epochs, model_path=model_path, data_root=data_root, out_dir=out_dir,
-                **extra)
+cfg = nb.run_config(config, world, progress)
 cfg"""),
         md("## What the method injects\nThe first block of the text decoder after injection, and the trainable "
            "count in peft's format (the method's parameters carry a `prompt_`, `prefix_`, `lora_` or `adapter_` "
@@ -101,7 +97,7 @@ cfg"""),
         code("metrics = run(cfg, progress=progress)\n{k: metrics[k] for k in ('status', 'metric', 'best_val', "
              "'test', 'trainable_params', 'trainable_pct', 'n_train', 'wall_s')}"),
         md("## Validation curve (paper Fig. 6–10)"),
-        code("nb.curve_chart(out_dir) if show else None"),
+        code("nb.curve_chart(cfg.out_dir) if show else None"),
     ]
     return notebook(cells)
 
@@ -114,16 +110,15 @@ The study needs a vision-language model that was pre-trained on image–text pai
 classes) pre-trained here on the synthetic shapes world with three objectives: captioning with the prompt
 `a picture of` (LM), image–text matching (ITM) on the text encoder, and captioning from the text encoder's
 states (the route VQA uses). It never sees a question. See `vlpeft/pretrain.py`."""),
-        code("""world = "smoke"            # smoke (seconds) | embedded (the study's model, a few minutes, cached)
-data_root = "data/smoke"
-model_path = "checkpoints/smoke/{task}\"""", tags=["parameters"]),
+        code("""world = "smoke"            # smoke (seconds) | embedded (the study's model, a few minutes, cached)""",
+             tags=["parameters"]),
         code("""import json
 from pathlib import Path
-from vlpeft import nb
+from vlpeft import assets, nb
 
 nb.repo_root_cwd()
-nb.ensure_assets(world, data_root, model_path)
-card = json.loads((Path(model_path.format(task="caption")).parent / "card.json").read_text())
+ready = assets.prepare(world)
+card = json.loads((Path(ready.model_path.format(task="caption")).parent / "card.json").read_text())
 {k: card[k] for k in ("corpus_images", "corpus_pairs", "steps", "wall_s", "params", "final_losses", "zero_shot")}"""),
         md("The zero-shot numbers (before any fine-tuning) are the point of the exercise: captioning should "
            "already score well, VQA should not."),

@@ -1,36 +1,47 @@
-"""`vlpeft …` — the command line. Every sub-command is a thin call into the package.
+"""`vlpeft …` — the command line. Every sub-command is a thin call into the package; heavy imports happen
+inside the commands, so `--help` answers at once.
 
-    vlpeft world    --out data/shapes                    write the synthetic shapes world (real file formats)
-    vlpeft pretrain --data-root data/shapes              pre-train the embedded tiny BLIP (cached)
-    vlpeft train    --task vqa --method lora --size 8    one fine-tuning run
-    vlpeft sweep    --preset tiny [--dry-run]            a grid of runs through the method notebooks
-    vlpeft report   --study runs/tiny                    figures + claims table + index.html
-    vlpeft study    --preset tiny                        all of the above, end to end (what `make study` runs)
+    vlpeft world        --out data/shapes                 write the synthetic shapes world (real file formats)
+    vlpeft pretrain     --data-root data/shapes           pre-train the embedded tiny BLIP (cached)
+    vlpeft convert-blip model_base.pth --out DIR          BLIP's pre-training checkpoint → transformers folders
+    vlpeft train        --task vqa --method lora          one fine-tuning run
+    vlpeft sweep        --preset tiny [--dry-run]         a grid of runs through the method notebooks
+    vlpeft report       --study runs/tiny                 figures + claims table + index.html
+    vlpeft study        --preset tiny                     world → pre-training → sweep → report (`make study`)
+
+A user's mistake (a bad config, bad data, a bad model folder, a busy run folder) prints one or two lines
+naming the file or field and what to do, and exits non-zero (2 for usage errors); `--debug` or
+VLPEFT_DEBUG=1 shows the traceback as well.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import typing
 from pathlib import Path
 
+from .catalog import METHODS, TASKS
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One --flag per field of a flat config dataclass, with its default and the comment-free type."""
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (),
+                       helps: dict | None = None) -> None:
+    """One --flag per field of a flat config dataclass, with its default and type."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or dataclasses.is_dataclass(hints[f.name]):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = (helps or {}).get(f.name, "") + f" (default: {default!r})"
         if hints[f.name] is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
             kind = {int: int, float: float}.get(hints[f.name], str)
-            parser.add_argument(flag, type=kind, default=default, help=f"(default: {default})")
+            parser.add_argument(flag, type=kind, default=default, help=text)
 
 
 def to_args(cfg) -> list[str]:
@@ -50,6 +61,21 @@ def from_args(cls, args: argparse.Namespace, **extra):
     return cls(**{k: v for k, v in vars(args).items() if k in names}, **extra)
 
 
+SIZES = "; ".join(f"{m.name}: {m.knob} (default {m.default_size})" for m in METHODS.values() if m.knob)
+TRAIN_HELP = {
+    "task": f"one of {', '.join(TASKS)}: captioning is consistent with pre-training, VQA is not",
+    "method": f"one of {', '.join(METHODS)}",
+    "size": f"what Table II varies, per method — {SIZES}; 0 takes the default, and full fine-tuning has none",
+    "tune_classifier": "\"+ classifier\": also fine-tune the decoder's LM head",
+    "data_ratio": "fraction of the training split, in (0, 1]",
+    "model_path": "a BLIP checkpoint folder or a hub name in the local cache; {task} is replaced by the task",
+    "data_root": "a folder with annotations/ and images/ (the shapes world, or MSCOCO/VQAv2: see the README)",
+    "feature_cache": "a folder to share the frozen vision tower's outputs in (PEFT runs); '' computes them",
+    "fault": "testing only: nan:K, crash:K, kill:K or interrupt:K",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
 def cmd_world(args):
     from .world import WorldConfig, ensure_world
     out = ensure_world(args.out, from_args(WorldConfig, args))
@@ -57,24 +83,37 @@ def cmd_world(args):
 
 
 def cmd_pretrain(args):
-    from .pretrain import PretrainConfig, pretrain
+    from .config import PretrainConfig
+    from .pretrain import pretrain
     out = pretrain(from_args(PretrainConfig, args), force=args.force)
     card = json.loads((out / "card.json").read_text())
     print(json.dumps({k: card[k] for k in ("steps", "wall_s", "final_losses", "zero_shot")}, indent=2))
 
 
+def cmd_convert(args):
+    from .convert import main_cmd
+    main_cmd(args)
+
+
 def cmd_train(args):
-    import os
-    from .train import RunConfig, run
-    metrics = run(from_args(RunConfig, args))
+    from .config import RunConfig
+    from .train import run
+    metrics = run(from_args(RunConfig, args), overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, rank 0 speaks
         print(json.dumps(metrics, indent=2))
 
 
+def _cells(args, preset: str):
+    from . import sweep
+    cells = sweep.grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
+                       model_path=args.model_path, feature_cache=args.feature_cache)
+    return sweep.select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
+                        seeds=args.seeds)
+
+
 def cmd_sweep(args):
     from . import sweep
-    cells = sweep.select(sweep.grid(args.preset, args.study or args.preset), tasks=args.tasks,
-                         methods=args.methods, sizes=args.sizes, ratios=args.ratios, seeds=args.seeds)
+    cells = _cells(args, args.preset)
     if args.dry_run:
         sweep.print_grid(cells)
         return
@@ -89,40 +128,44 @@ def cmd_report(args):
 
 
 def cmd_study(args):
-    """world → pre-training → the preset's sweep → report, each stage cached or resumed."""
+    """Assets (cached; never generated for `real`) → the preset's sweep → report."""
     from . import sweep
-    from .pretrain import PretrainConfig, pretrain
-    from .world import WorldConfig, ensure_world
+    from .figures import write_report
     t0 = time.time()
-    print("[1/4] shapes world", flush=True)
-    ensure_world(args.data_root, WorldConfig())
-    print("[2/4] pre-training the embedded BLIP (cached after the first time)", flush=True)
-    pretrain(PretrainConfig(data_root=args.data_root, out=args.model_root))
-    print(f"[3/4] sweep: preset {args.preset}", flush=True)
-    cells = sweep.grid(args.preset, args.preset, data_root=args.data_root,
-                       model_path=f"{args.model_root}/{{task}}")
+    cells = _cells(args, args.preset)
+    print(f"[1/2] sweep: preset {args.preset}, {len(cells)} runs under {args.runs_root}/{args.study or args.preset}",
+          flush=True)
     failures = sweep.execute(cells, executor="local", workers=args.workers)
-    print("[4/4] analysis and report", flush=True)
-    try:
-        from .figures import write_report
-    except ImportError:
-        print(f"STOPPED after the sweep: the analysis stage (vlpeft.figures, issue 7) is not built yet. "
-              f"The runs are in runs/{args.preset}/ ({len(failures)} failed).")
-        sys.exit(2)
-    out = write_report(f"runs/{args.preset}", f"reports/{args.preset}")
+    print("[2/2] analysis and report", flush=True)
+    study = args.study or args.preset
+    out = write_report(f"{args.runs_root}/{study}", args.out or f"reports/{study}")
     print(f"done in {(time.time() - t0) / 60:.1f} min: {Path(out) / 'index.html'}"
-          + (f" ({len(failures)} failed runs, listed in the report)" if failures else ""))
+          + (f" ({len(failures)} failed or diverged runs, listed in the report)" if failures else ""))
 
 
-def main(argv: list[str] | None = None) -> None:
-    from .pretrain import PretrainConfig
-    from .train import RunConfig
-    from .world import WorldConfig
+def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
+    s.add_argument("--preset", choices=["smoke", "tiny", "paper"], default=default_preset,
+                   help="smoke: a wiring check; tiny: the embedded study; paper: Table II on BLIP-base and COCO")
+    s.add_argument("--study", help="runs go to <runs-root>/<study>/… (default: the preset's name)")
+    s.add_argument("--runs-root", default="runs")
+    s.add_argument("--data-root", help="default: the preset's world (data/shapes, data/smoke, data/coco)")
+    s.add_argument("--model-path", help="a checkpoint folder with {task}; default: the preset's model")
+    s.add_argument("--feature-cache", default="cache/features",
+                   help="where PEFT runs share the frozen vision features; '' to compute them in every step")
+    s.add_argument("--workers", type=int, default=2, help="local: parallel runs (one GPU each when present)")
+    for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
+        s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}")
+
+
+def parser() -> argparse.ArgumentParser:
+    from .config import PretrainConfig, RunConfig
     p = argparse.ArgumentParser(prog="vlpeft", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("world", help="write the synthetic shapes world in MSCOCO/VQAv2 formats")
-    s.add_argument("--out", default="data/shapes")
+    s.add_argument("--out", default="data/shapes", help="an empty or new folder, or an earlier world of this config")
+    from .world import WorldConfig  # numpy + PIL: still fast
     add_dataclass_args(s, WorldConfig)
     s.set_defaults(fn=cmd_world)
 
@@ -131,23 +174,27 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_pretrain)
 
-    s = sub.add_parser("train", help="one fine-tuning run (a complete run is not redone; a killed one resumes)")
-    add_dataclass_args(s, RunConfig)
+    s = sub.add_parser("convert-blip", help="BLIP's original pre-training checkpoint → transformers folders")
+    from .convert import add_arguments
+    add_arguments(s)
+    s.set_defaults(fn=cmd_convert)
+
+    s = sub.add_parser("train", help="one fine-tuning run (a complete run is not redone; a killed one resumes)",
+                       description="One fine-tuning run. Methods and what --size means: " + SIZES + ".")
+    add_dataclass_args(s, RunConfig, helps=TRAIN_HELP)
+    s.add_argument("--overwrite", action="store_true",
+                   help="discard a run of another configuration in --out-dir instead of refusing")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("sweep", help="run a preset grid through the method notebooks (papermill)")
-    s.add_argument("--preset", choices=["smoke", "tiny", "paper"], default="smoke")
-    s.add_argument("--study", help="runs/<study>/… (default: the preset's name)")
-    for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
-        s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}")
+    add_grid_args(s, "smoke")
     s.add_argument("--dry-run", action="store_true", help="print the grid and its size, run nothing")
     s.add_argument("--executor", choices=["local", "slurm"], default="local")
-    s.add_argument("--workers", type=int, default=2, help="local: parallel runs (one GPU each when present)")
     s.add_argument("--partition", help="slurm partition")
     s.add_argument("--time", type=int, default=240, help="slurm: minutes per job")
     s.add_argument("--gpus", type=int, default=1, help="slurm: GPUs per job")
     s.add_argument("--slurm-dir", default="runs/slurm_logs")
-    s.add_argument("--strict", action="store_true", help="exit 1 when any run failed")
+    s.add_argument("--strict", action="store_true", help="exit 1 when any run failed or diverged")
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("report", help="figures, claims table and index.html from a study's runs")
@@ -155,15 +202,29 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--out", help="default: reports/<study name>")
     s.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("study", help="world → pre-train → sweep → report (what `make study` runs)")
-    s.add_argument("--preset", choices=["smoke", "tiny", "paper"], default="tiny")
-    s.add_argument("--data-root", default="data/shapes")
-    s.add_argument("--model-root", default="checkpoints/embedded")
-    s.add_argument("--workers", type=int, default=2)
+    s = sub.add_parser("study", help="assets → sweep → report, end to end (what `make study` runs)")
+    add_grid_args(s, "tiny")
+    s.add_argument("--out", help="the report folder (default: reports/<study>)")
     s.set_defaults(fn=cmd_study)
+    return p
 
-    args = p.parse_args(argv)
-    args.fn(args)
+
+def main(argv: list[str] | None = None) -> None:
+    from .errors import VlpeftError
+    args = parser().parse_args(argv)
+    debug = args.debug or os.environ.get("VLPEFT_DEBUG") == "1"
+    try:
+        args.fn(args)
+    except VlpeftError as e:
+        if debug:
+            raise
+        print(f"vlpeft {args.cmd}: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"vlpeft {args.cmd}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -7,28 +7,30 @@ The same functions read the shapes world (`vlpeft.world`) and the real files; th
     <root>/annotations/v2_mscoco_{train2014,val2014}_annotations.json
     <root>/images/<filepath>/<filename>                           as named in the Karpathy file
 
-Splits. Captioning: Karpathy train (+ restval, folded in as everyone does) / val / test.
-VQA: train2014 questions for training; val2014 questions are partitioned by the Karpathy split of their
-image: images in Karpathy `val` → the validation curve, images in Karpathy `test` → the reported metric.
-(On real VQAv2 this evaluates on the 10k Karpathy val/test images of val2014, not on all 40k.)
+Splits (paper Table I; both tasks use the Karpathy split of the MSCOCO images). Captioning: Karpathy train
+(+ restval, folded in as everyone does) / val / test. VQA: the questions of *both* VQAv2 files (train2014 and
+val2014) are assigned by the Karpathy split of their image: train + restval images → training (113.2K images,
+605.1K QA on real data), val images → the validation curve, test images → the reported metric. (The paper
+reports VQAv2 val; its val2014 questions overlap the Karpathy training images, so we report the questions on
+the 5K Karpathy test images instead.)
 
 Every failure names the file and says what is wrong: missing file, malformed JSON, missing keys, missing,
-corrupt or truncated image, a ratio outside (0, 1], an empty subset.
+corrupt or truncated image, a VQA annotation without exactly 10 answers, a ratio outside (0, 1], an empty
+subset. `check_images` looks for every image before training, so a missing file is found at step 0.
 """
 from __future__ import annotations
 
 import functools
 import json
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file and what to do."""
+from .errors import DataError
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -126,18 +128,29 @@ def karpathy_index(json_path: str | Path, image_root: str | Path) -> dict[int, t
     return {it.image_id: (it.image, it.split) for it in load_karpathy(json_path, image_root, "all")}
 
 
-VQA_SPLITS = {"train": ("train2014", None), "val": ("val2014", "val"), "test": ("val2014", "test")}
+VQA_FILES = ("train2014", "val2014")
+VQA_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",)}
+N_ANSWERS = 10  # VQAv2: ten human answers per question; the official accuracy is defined over ten
 
 
 def load_vqa(paths: Paths, split: str) -> list[VqaItem]:
-    """VQAv2 question + annotation files → items of one split (see the module docstring for the splits)."""
+    """VQAv2 question + annotation files → items of one split (Table I, see the module docstring)."""
     if split not in VQA_SPLITS:
         raise DataError(f"unknown VQA split {split!r}; choose one of {sorted(VQA_SPLITS)}")
-    subset, karpathy_split = VQA_SPLITS[split]
+    index = karpathy_index(paths.karpathy, paths.images)
+    items = []
+    for subset in VQA_FILES:
+        items += _vqa_items(paths, subset, index, VQA_SPLITS[split])
+    if not items:
+        raise DataError(f"{paths.questions('*')}: no questions on Karpathy {'/'.join(VQA_SPLITS[split])} images "
+                        f"(VQA split {split!r})")
+    return items
+
+
+def _vqa_items(paths: Paths, subset: str, index: dict, keep: tuple[str, ...]) -> list[VqaItem]:
     qpath, apath = paths.questions(subset), paths.annotations(subset)
     questions = load_json(qpath, required=("questions",))["questions"]
     annotations = load_json(apath, required=("annotations",))["annotations"]
-    index = karpathy_index(paths.karpathy, paths.images)
     by_qid = {}
     for a in annotations:
         _require(a, ("question_id", "image_id", "answers", "multiple_choice_answer"), apath, "annotation")
@@ -145,20 +158,33 @@ def load_vqa(paths: Paths, split: str) -> list[VqaItem]:
     items = []
     for q in questions:
         _require(q, ("question_id", "image_id", "question"), qpath, "question")
-        if q["question_id"] not in by_qid:
-            raise DataError(f"{apath}: no annotation for question_id {q['question_id']} of {qpath.name}")
         if q["image_id"] not in index:
             continue  # an image outside the Karpathy index (e.g. COCO test images): not part of any split
         image, ksplit = index[q["image_id"]]
-        if karpathy_split is not None and ksplit != karpathy_split:
+        if ksplit not in keep:
             continue
-        a = by_qid[q["question_id"]]
-        answers = tuple(x["answer"] for x in a["answers"])
+        a = by_qid.get(q["question_id"])
+        if a is None:
+            raise DataError(f"{apath}: no annotation for question_id {q['question_id']} of {qpath.name}")
+        answers = tuple(str(x.get("answer", "")) for x in a["answers"])
+        if len(answers) != N_ANSWERS:
+            raise DataError(f"{apath}: question_id {q['question_id']} has {len(answers)} answers; VQAv2 "
+                            f"annotations have exactly {N_ANSWERS} (the accuracy is defined over ten). Fix or "
+                            f"drop the annotation.")
         items.append(VqaItem(q["question_id"], q["image_id"], image, q["question"], answers,
                              a["multiple_choice_answer"]))
-    if not items:
-        raise DataError(f"{qpath}: no questions in VQA split {split!r}")
     return items
+
+
+def split_sizes(paths: Paths) -> dict:
+    """Table I for a data root: images and examples per split of both tasks."""
+    out = {}
+    for split in ("train", "val", "test"):
+        caps = load_karpathy(paths.karpathy, paths.images, split)
+        qa = load_vqa(paths, split)
+        out[split] = {"caption_images": len(caps), "caption_pairs": sum(len(c.captions) for c in caps),
+                      "vqa_images": len({q.image_id for q in qa}), "vqa_questions": len(qa)}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,100 +221,84 @@ def load_image(path: Path) -> Image.Image:
             from None
 
 
-class ImageCache:
-    """image path → processed pixel tensor (3, H, W), computed once. Worth it on the small embedded world
-    where every image is seen many times; pass `enabled=False` on real data to save memory."""
+def check_images(paths: list[Path], sample: int = 16, seed: int = 0) -> None:
+    """Before training: every image exists, and a random sample of them decodes (the rest are decoded when
+    first used, with the same error naming the file)."""
+    unique = sorted(set(paths))
+    missing = [p for p in unique if not Path(p).is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DataError(f"image not found: {missing[0]}{more}. Check --data-root and the Karpathy file's "
+                        f"filepath/filename.")
+    for p in random.Random(seed).sample(unique, min(sample, len(unique))):
+        load_image(p)
 
-    def __init__(self, image_processor, enabled: bool = True):
-        self.image_processor, self.enabled, self.store = image_processor, enabled, {}
+
+class Pixels:
+    """image path → processed pixel tensor (3, H, W) for the vision tower; kept in memory when `keep` (the small
+    embedded world, where every image is seen many times; each DataLoader worker keeps its own)."""
+    key = "pixel_values"
+
+    def __init__(self, image_processor, keep: bool = True):
+        self.image_processor, self.keep, self.store = image_processor, keep, {}
 
     def __call__(self, path: Path) -> torch.Tensor:
         if path in self.store:
             return self.store[path]
         px = self.image_processor(load_image(path), return_tensors="pt")["pixel_values"][0]
-        if self.enabled:
+        if self.keep:
             self.store[path] = px
         return px
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Datasets: training sets are flat (one target text per example); eval sets are one example per image/question
-class CaptionTrain(torch.utils.data.Dataset):
-    """(image, one caption) pairs of the images in `items` — every reference caption is a training example."""
+class Examples(torch.utils.data.Dataset):
+    """(image path, fields) records; an example is the image's tensor — pixels, or the frozen vision tower's
+    cached states (`vlpeft.features`) — under that source's key, plus the fields (target text, id, …)."""
 
-    def __init__(self, items: list[CaptionItem], images: ImageCache):
-        self.pairs = [(it, c) for it in items for c in it.captions]
-        self.images = images
+    def __init__(self, records: list[tuple[Path, dict]], images):
+        self.records, self.images = records, images
 
-    def __len__(self): return len(self.pairs)
+    def __len__(self):
+        return len(self.records)
 
-    def __getitem__(self, i):
-        it, cap = self.pairs[i]
-        return {"pixel_values": self.images(it.image), "target": cap, "id": it.image_id}
-
-
-class CaptionEval(torch.utils.data.Dataset):
-    def __init__(self, items: list[CaptionItem], images: ImageCache):
-        self.items, self.images = items, images
-
-    def __len__(self): return len(self.items)
-
-    def __getitem__(self, i):
-        it = self.items[i]
-        return {"pixel_values": self.images(it.image), "id": it.image_id}
+    def __getitem__(self, i) -> dict:
+        path, fields = self.records[i]
+        return {self.images.key: self.images(path), **fields}
 
 
-class VqaSet(torch.utils.data.Dataset):
-    def __init__(self, items: list[VqaItem], images: ImageCache):
-        self.items, self.images = items, images
-
-    def __len__(self): return len(self.items)
-
-    def __getitem__(self, i):
-        it = self.items[i]
-        return {"pixel_values": self.images(it.image), "question": it.question, "target": it.answer,
-                "id": it.question_id}
+def stack_images(batch: list[dict]) -> dict:
+    key = "image_embeds" if "image_embeds" in batch[0] else "pixel_values"
+    return {key: torch.stack([b[key] for b in batch]), "ids": [b["id"] for b in batch]}
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Collation through the model's tokenizer
-CAPTION_PROMPT = "a picture of"           # paper §IV: the caption prompt
-VQA_TEMPLATE = "question: {question} answer:"  # paper §IV: "Question: {question} Answer:" (lower-cased tokenizer)
+# The training order: one seeded permutation per epoch, addressable by step, so a resumed run (and any number
+# of DataLoader workers, and any number of data-parallel ranks) sees exactly the batches of an uninterrupted one
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
-@dataclass
-class Collator:
-    """Batches for both tasks. Caption: decoder text = prompt + caption; the prompt and padding are masked
-    out of the loss (-100), as BLIP does. VQA: encoder text = the question template; decoder text = answer.
-    The first decoder token is BLIP's [DEC] (bos), which is what `generate` starts from."""
-    tokenizer: object
-    bos_token_id: int
-    task: str
-    max_len: int = 40
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The examples of global step `step`."""
+    epoch, k = divmod(step, math.ceil(n / batch_size))
+    return epoch_order(n, seed, epoch)[k * batch_size:(k + 1) * batch_size].tolist()
 
-    def _tok(self, texts):
-        return self.tokenizer(texts, padding="longest", truncation=True, max_length=self.max_len,
-                              return_tensors="pt")
 
-    def __call__(self, batch: list[dict]) -> dict:
-        out = {"pixel_values": torch.stack([b["pixel_values"] for b in batch]), "ids": [b["id"] for b in batch]}
-        if self.task == "caption":
-            if "target" not in batch[0]:  # eval: the prompt only, to be continued by `generate`
-                enc = self._tok([CAPTION_PROMPT] * len(batch))
-                return out | {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
-            enc = self._tok([f"{CAPTION_PROMPT} {b['target']}" for b in batch])
-            ids = enc.input_ids.clone()
-            ids[:, 0] = self.bos_token_id
-            labels = ids.masked_fill(enc.attention_mask == 0, -100)
-            n_prompt = len(self.tokenizer(CAPTION_PROMPT, add_special_tokens=False).input_ids)
-            labels[:, : 1 + n_prompt] = -100
-            return out | {"input_ids": ids, "attention_mask": enc.attention_mask, "labels": labels}
-        q = self._tok([VQA_TEMPLATE.format(question=b["question"]) for b in batch])
-        out |= {"input_ids": q.input_ids, "attention_mask": q.attention_mask}
-        if "target" in batch[0]:
-            a = self._tok([b["target"] for b in batch])
-            ids = a.input_ids.clone()
-            ids[:, 0] = self.bos_token_id
-            out |= {"decoder_input_ids": ids, "decoder_attention_mask": a.attention_mask,
-                    "labels": ids.masked_fill(a.attention_mask == 0, -100)}
-        return out
+class StepBatches(torch.utils.data.Sampler):
+    """A DataLoader batch sampler yielding the batches of steps `start`..`stop`-1; with data parallelism each
+    rank takes its share [rank::world] of every global batch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.start, self.stop = n, batch_size, seed, start, stop
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        per_epoch, cached = math.ceil(self.n / self.batch_size), (None, None)
+        for step in range(self.start, self.stop):
+            epoch, k = divmod(step, per_epoch)
+            if cached[0] != epoch:
+                cached = (epoch, epoch_order(self.n, self.seed, epoch))
+            yield cached[1][k * self.batch_size:(k + 1) * self.batch_size].tolist()[self.rank::self.world]

@@ -8,15 +8,18 @@ by `vlpeft.pretrain` and saved with `save_pretrained` — so it is then loaded b
 """
 from __future__ import annotations
 
+import json
 import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering,
                           BlipProcessor)
 from transformers.utils import logging as hf_logging
+
+from .config import TinySpec
+from .errors import ModelError
 
 # Nothing downloads at run or test time: a hub name only resolves if it is already in the local cache.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,23 +30,8 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"
 TASK_CLASSES = {"caption": BlipForConditionalGeneration, "vqa": BlipForQuestionAnswering}
 
 
-class ModelError(ValueError):
-    """A model path that cannot be loaded; the message says what to do."""
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The embedded tiny BLIP: every model-size knob in one place
-@dataclass
-class TinySpec:
-    image_size: int = 48
-    patch_size: int = 8
-    hidden: int = 128          # vision and text share it: BLIP's VQA decoder cross-attends to text-encoder states
-    layers: int = 3            # per tower (vision, text encoder, text decoder)
-    heads: int = 4
-    intermediate: int = 256
-    max_positions: int = 256   # room for 128 prompt/prefix tokens + the text
-
-
 def build_tokenizer(words: list[str], max_len: int = 64) -> BertTokenizer:
     """A word-level BERT tokenizer over `words` with BLIP's special tokens ([DEC] is bos, [ENC] extra)."""
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + [w for w in words if w not in SPECIAL_TOKENS])}
@@ -75,11 +63,22 @@ def tiny_blip_config(tokenizer, spec: TinySpec = TinySpec()) -> BlipConfig:
 # ---------------------------------------------------------------------------------------------------------
 # One loading path for both worlds
 def _check_path(path: str | Path) -> str:
+    """A checkpoint directory whose files look whole, or a hub name (resolved from the local cache only)."""
     local = Path(path).expanduser()
     if local.is_dir():
+        config = local / "config.json"
+        if not config.is_file():
+            raise ModelError(f"{local}: no config.json — not a transformers checkpoint directory. Convert an "
+                             f"original BLIP checkpoint with `vlpeft convert-blip`, or point at a save_pretrained "
+                             f"directory.")
+        try:
+            json.loads(config.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ModelError(f"{config}: not valid JSON ({e}); the checkpoint is corrupt — re-save or re-convert "
+                             f"it") from None
         return str(local)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)) and not str(path).startswith("."):
-        return str(path)  # a hub name such as Salesforce/blip-vqa-base: resolves from the local HF cache only
+        return str(path)  # a hub name such as Salesforce/blip-image-captioning-base: local HF cache only
     raise ModelError(f"model path {str(path)!r} does not exist. For the embedded model run `vlpeft pretrain`; "
                      f"for real BLIP pass a checkpoint directory or a hub name already in the local HF cache.")
 
@@ -88,8 +87,8 @@ def load_processor(path: str | Path) -> BlipProcessor:
     path = _check_path(path)
     try:
         return BlipProcessor.from_pretrained(path)
-    except OSError as e:
-        raise ModelError(f"cannot load a BLIP processor from {path!r}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot load a BLIP processor from {path!r}: {str(e).splitlines()[0]}") from None
 
 
 def load_model(task: str, path: str | Path, dtype: torch.dtype | None = None):
@@ -100,8 +99,22 @@ def load_model(task: str, path: str | Path, dtype: torch.dtype | None = None):
     try:
         model = TASK_CLASSES[task].from_pretrained(path, dtype=dtype)
     except OSError as e:
-        raise ModelError(f"cannot load a BLIP {task} model from {path!r}: {e}") from None
+        raise ModelError(f"cannot load a BLIP {task} model from {path!r}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 - safetensors' own errors (a truncated file) name no file
+        if type(e).__name__ not in ("SafetensorError", "HeaderTooLarge", "EOFError", "UnpicklingError"):
+            raise
+        files = sorted(p.name for p in Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
+        raise ModelError(f"{path}/{files[0] if len(files) == 1 else '*.safetensors'}: the weights file is "
+                         f"corrupt or truncated ({type(e).__name__}: {e}); re-save or re-convert the "
+                         f"checkpoint") from None
     return model.eval()
+
+
+def vision_states(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The vision tower's output (B, 1+N, d) for images of any size: the ViT's position table is interpolated
+    whenever the image size differs from the checkpoint's (e.g. the paper's 256 px on BLIP-base's 384 px
+    table; transformers would otherwise silently use the first rows), and used as is when it matches."""
+    return model.vision_model(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
 
 
 def save_model(model, processor, out: str | Path, card: dict | None = None) -> Path:
@@ -109,8 +122,8 @@ def save_model(model, processor, out: str | Path, card: dict | None = None) -> P
     model.save_pretrained(out)
     processor.save_pretrained(out)
     if card is not None:
-        from .world import write_json
-        write_json(out / "card.json", card, indent=2)
+        from .io import write_json
+        write_json(out / "card.json", card)
     return out
 
 
@@ -118,11 +131,3 @@ def random_blip(task: str, tokenizer, spec: TinySpec = TinySpec(), seed: int = 0
     """A randomly initialised BLIP of the embedded shape (tests, and the start of pre-training)."""
     torch.manual_seed(seed)
     return TASK_CLASSES[task](tiny_blip_config(tokenizer, spec)).eval()
-
-
-def param_count(model) -> int:
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
-def spec_dict(spec: TinySpec) -> dict:
-    return asdict(spec)

@@ -1,4 +1,5 @@
-"""What the notebooks call besides `train.run`: assets on demand, a look at an injected method, a curve plot.
+"""What the notebooks call besides `train.run`: the run config from the parameters cell (assets prepared by the
+one route in `vlpeft.assets`), a look at an injected method, a curve plot.
 (Anything a notebook would otherwise define lives here, so the notebooks stay a parameters cell + calls.)"""
 from __future__ import annotations
 
@@ -6,20 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from .methods import MethodConfig, apply_method, trainable_summary
-from .models import load_model
-from .pretrain import PretrainConfig, pretrain
-from .world import WorldConfig, ensure_world
-
-# world name → (shapes world, pre-training). "smoke" takes seconds (tests, first look); "embedded" is the
-# study's default (minutes, cached); "real" means real BLIP on real files: nothing to prepare.
-WORLDS = {
-    "smoke": (WorldConfig(seed=3, image_size=16, n_train=40, n_restval=4, n_val=10, n_test=10, n_pretrain_extra=20,
-                          questions_per_image=3),
-              dict(steps=20, batch_size=16, zero_shot_eval=0)),
-    "embedded": (WorldConfig(), {}),
-}
-SMOKE_SPEC = dict(image_size=16, patch_size=8, hidden=32, layers=2, heads=2, intermediate=64, max_positions=160)
+from .catalog import METHODS, variant
 
 
 def repo_root_cwd() -> Path:
@@ -30,34 +18,38 @@ def repo_root_cwd() -> Path:
     return Path.cwd()
 
 
-def ensure_assets(world: str, data_root: str, model_path: str) -> None:
-    """Write the world and pre-train its BLIP unless both are already there (a file lock makes concurrent
-    notebooks wait for one another instead of racing)."""
-    if world == "real":
-        return
-    if world not in WORLDS:
-        raise ValueError(f"unknown world {world!r}; choose smoke, embedded or real")
-    from filelock import FileLock
-    from .models import TinySpec
-    world_cfg, pre = WORLDS[world]
-    model_root = Path(model_path.format(task="caption")).parent
-    model_root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(model_root) + ".lock"):
-        ensure_world(data_root, world_cfg, progress=False)
-        spec = TinySpec(**SMOKE_SPEC) if world == "smoke" else TinySpec()
-        pretrain(PretrainConfig(data_root=data_root, out=str(model_root), spec=spec, **pre), progress=False)
+def run_config(config: dict, world: str = "smoke", progress: bool = True):
+    """The notebook's RunConfig: its world's assets prepared (cached; `real` prepares nothing), the world's
+    data root and model unless the config names others, and — when the config names no `out_dir` — a run
+    folder derived from the parameters, so that changing a parameter runs that configuration."""
+    from .assets import get_world, prepare
+    from .rundir import config_dict, run_hash
+    from .train import RunConfig, validate
+    repo_root_cwd()
+    w = get_world(world)
+    fields = {"data_root": w.data_root, "model_path": w.model_path} | dict(config)
+    model_root = str(Path(fields["model_path"].format(task="caption")).parent)
+    prepare(w, fields["data_root"], model_root, progress=progress)
+    cfg = validate(RunConfig(**fields))
+    if "out_dir" not in config:
+        c = config_dict(cfg)
+        cfg.out_dir = (f"runs/notebooks/{cfg.task}/{cfg.method}/"
+                       f"{variant(cfg.method, cfg.tune_classifier)}_s{cfg.size}_r{cfg.data_ratio:g}_seed{cfg.seed}"
+                       f"-{run_hash(c)}")
+    return cfg
 
 
 def show_method(cfg) -> str:
-    """The injected modules of the first text block, and the trainable count, for a RunConfig."""
-    model = load_model(cfg.task, cfg.model_path.format(task=cfg.task))
-    apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier))
-    block = model.text_decoder.bert.encoder.layer[0]
-    text = f"{trainable_summary(model)}\n\nfirst text-decoder block after injection:\n{block}"
-    if cfg.method in ("prompt", "prefix"):
-        tower = model.text_decoder.bert
-        text += f"\n\nadded to the text decoder:\n{getattr(tower, cfg.method + '_tuning')}"
-        text += "".join(f"\n  {n}: {tuple(p.shape)}" for n, p in getattr(tower, cfg.method + "_tuning").named_parameters())
+    """The trainable count and what the method adds to the first text-decoder block."""
+    from .methods import MethodConfig, apply_method, trainable_summary
+    from .models import load_model
+    from .train import model_path
+    model = load_model(cfg.task, model_path(cfg))
+    apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), seed=cfg.seed)
+    tower = model.text_decoder.bert
+    added = [(n, tuple(p.shape)) for n, p in tower.named_parameters() if p.requires_grad]
+    text = f"{trainable_summary(model)}\n\n{METHODS[cfg.method].title} in the text decoder:\n"
+    text += "\n".join(f"  {n}: {s}" for n, s in added[:12]) + (f"\n  … {len(added) - 12} more" if len(added) > 12 else "")
     print(text)
     return text
 

@@ -30,35 +30,19 @@ from tqdm.auto import tqdm
 from transformers import BlipForConditionalGeneration
 
 from . import world
-from .data import (CaptionEval, CaptionTrain, Collator, ImageCache, Paths, VqaSet, load_karpathy, load_vqa)
-from .evaluate import evaluate
-from .models import TinySpec, build_processor, build_tokenizer, random_blip, save_model
-
-
-@dataclass
-class PretrainConfig:
-    data_root: str = "data/shapes"
-    out: str = "checkpoints/embedded"
-    seed: int = 0
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup: int = 100
-    weight_decay: float = 0.05
-    zero_shot_eval: int = 150       # test images / questions for the zero-shot numbers (0: skip)
-    spec: TinySpec = dataclasses.field(default_factory=TinySpec)
-
-
-def _complete(out: Path, cfg: PretrainConfig) -> bool:
-    card = out / "card.json"
-    return card.exists() and json.loads(card.read_text()).get("config") == json.loads(json.dumps(
-        dataclasses.asdict(cfg), default=str))
+from .data import Paths, Pixels, load_karpathy
+from .io import own, write_json
+from .methods import count_parameters, unique_parameters
+from .config import PretrainConfig
+from .models import build_processor, build_tokenizer, random_blip, save_model, vision_states
+from .tasks import CAPTION_PROMPT, TASKS, evaluate
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) -> Path:
-    """Pre-train and save; a second call with the same config returns the cached checkpoint at once."""
+    """Pre-train and save; a second call with the same config returns the cached checkpoint at once. The out
+    folder must be new, empty, or this config's own (`io.own`): nothing else is ever overwritten."""
     out = Path(cfg.out)
-    if not force and _complete(out, cfg):
+    if own(out, "pre-trained model", cfg.as_dict(), "card.json") and not force:
         return out
     torch.manual_seed(cfg.seed)
     paths = Paths(Path(cfg.data_root))
@@ -68,18 +52,18 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     itm_head = torch.nn.Linear(cfg.spec.hidden, 2)
 
     corpus = load_karpathy(paths.pretrain, paths.images, "all")
-    images = ImageCache(processor.image_processor)
-    train = CaptionTrain(corpus, images)
+    images = Pixels(processor.image_processor)
+    lm = TASKS["caption"]
+    train = lm.train_examples(corpus, images)
     loader = torch.utils.data.DataLoader(
         train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-        collate_fn=Collator(tokenizer, tokenizer.bos_token_id, "caption"),
-        generator=torch.Generator().manual_seed(cfg.seed))
-    params = list(vqa.parameters()) + list(itm_head.parameters())
+        collate_fn=lambda b: lm.collate(tokenizer, b), generator=torch.Generator().manual_seed(cfg.seed))
+    params = unique_parameters(vqa) + list(itm_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     enc_id = tokenizer.convert_tokens_to_ids("[ENC]")
-    prompt = tokenizer(["a picture of"], return_tensors="pt")
+    prompt = tokenizer([CAPTION_PROMPT], return_tensors="pt")
 
     t0, step, losses = time.time(), 0, {}
     bar = tqdm(total=cfg.steps, desc="pre-train", disable=not progress)
@@ -104,54 +88,51 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     caption = BlipForConditionalGeneration(vqa.config).eval()
     missing = caption.load_state_dict(vqa.state_dict(), strict=False).missing_keys
     assert not missing, f"caption model keys not covered by pre-training: {missing}"
-    card = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+    card = {"config": cfg.as_dict(),
             "corpus_images": len(corpus), "corpus_pairs": len(train), "steps": step,
             "final_losses": {k: round(v.item(), 4) for k, v in losses.items()}, "wall_s": round(wall, 1),
-            "params": sum(p.numel() for p in vqa.parameters()),
+            "params": count_parameters(vqa)[1],
             "zero_shot": zero_shot(caption, vqa, tokenizer, paths, images, cfg.zero_shot_eval)}
     save_model(caption, processor, out / "caption")
     save_model(vqa, processor, out / "vqa")
-    world.write_json(out / "card.json", card, indent=2)  # written last, atomically: marks a complete checkpoint
+    write_json(out / "card.json", card)  # written last, atomically: marks a complete checkpoint
     return out
 
 
 def _losses(vqa, itm_head, b, enc_id, prompt) -> dict[str, torch.Tensor]:
-    px, ids, mask, labels = b["pixel_values"], b["input_ids"], b["attention_mask"], b["labels"]
+    ids, mask = b["input_ids"], b["attention_mask"]
     B = ids.shape[0]
-    image = vqa.vision_model(pixel_values=px).last_hidden_state                       # (B, 1+N, d)
-    # 1. LM: decoder over [DEC] a picture of <caption>, cross-attending to the image
-    lm = vqa.text_decoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=image, labels=labels).loss
+    image = vision_states(vqa, b["pixel_values"])                                      # (B, 1+N, d)
+    # 1. LM: the captioning forward — decoder over [DEC] a picture of <caption>, cross-attending to the image
+    lm = TASKS["caption"].loss(vqa, b | {"image_embeds": image})
     # 2. ITM: [ENC] + caption; negatives are the captions of the next image in the batch
     enc_ids = ids.clone()
     enc_ids[:, 0] = enc_id
     neg = torch.roll(torch.arange(B), 1)
-    txt = torch.cat([enc_ids, enc_ids[neg]])                                          # (2B, T)
-    txt_mask = torch.cat([mask, mask[neg]])
-    fused = vqa.text_encoder(input_ids=txt, attention_mask=txt_mask,
-                             encoder_hidden_states=torch.cat([image, image])).last_hidden_state
-    target = torch.cat([torch.ones(B), torch.zeros(B)]).long()
-    itm = F.cross_entropy(itm_head(fused[:, 0]), target)
-    # 3. ELM: decoder continues from the text encoder's states for "a picture of" + image (the VQA route)
-    p_ids, p_mask = prompt.input_ids.expand(B, -1), prompt.attention_mask.expand(B, -1)
-    q = vqa.text_encoder(input_ids=p_ids, attention_mask=p_mask, encoder_hidden_states=image).last_hidden_state
-    elm = vqa.text_decoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=q,
-                           encoder_attention_mask=p_mask, labels=labels).loss
+    fused = vqa.text_encoder(input_ids=torch.cat([enc_ids, enc_ids[neg]]), attention_mask=torch.cat([mask, mask[neg]]),
+                             encoder_hidden_states=torch.cat([image, image])).last_hidden_state   # (2B, T, d)
+    itm = F.cross_entropy(itm_head(fused[:, 0]), torch.cat([torch.ones(B), torch.zeros(B)]).long())
+    # 3. ELM: the VQA forward with "a picture of" in the question's place and the caption as the answer, so
+    #    the encoder → decoder route starts pre-trained — without a question ever being seen
+    elm = TASKS["vqa"].loss(vqa, {"image_embeds": image, "input_ids": prompt.input_ids.expand(B, -1),
+                                  "attention_mask": prompt.attention_mask.expand(B, -1), "decoder_input_ids": ids,
+                                  "decoder_attention_mask": mask, "labels": b["labels"]})
     return {"lm": lm, "itm": itm, "elm": elm}
 
 
-def zero_shot(caption, vqa, tokenizer, paths: Paths, images: ImageCache, n: int) -> dict:
+def zero_shot(caption, vqa, tokenizer, paths: Paths, images: Pixels, n: int) -> dict:
     """CIDEr on the caption test split and VQA accuracy on the VQA test split, before any fine-tuning."""
     if n <= 0:
         return {}
-    cap_items = load_karpathy(paths.karpathy, paths.images, "test")[:n]
-    vqa_items = load_vqa(paths, "test")[:n]
-    mk = lambda ds, task: torch.utils.data.DataLoader(  # noqa: E731
-        ds, batch_size=32, collate_fn=Collator(tokenizer, tokenizer.bos_token_id, task))
-    cider, cap_preds = evaluate(caption, tokenizer, "caption", mk(CaptionEval(cap_items, images), "caption"),
-                                cap_items)
-    acc, vqa_preds = evaluate(vqa, tokenizer, "vqa", mk(VqaSet(vqa_items, images), "vqa"), vqa_items)
-    first = cap_items[0]
-    return {"caption_cider": round(cider, 4), "vqa_accuracy": round(acc, 4), "n": n,
-            "example_caption": {"prediction": cap_preds[first.image_id], "references": list(first.captions)},
-            "example_answer": {"question": vqa_items[0].question, "prediction": vqa_preds[vqa_items[0].question_id],
-                               "answers": list(vqa_items[0].answers)}}
+    out = {"n": n}
+    for name, model in (("caption", caption), ("vqa", vqa)):
+        task = TASKS[name]
+        items = task.splits(paths)[2][:n]
+        loader = torch.utils.data.DataLoader(task.eval_examples(items, images), batch_size=32,
+                                             collate_fn=lambda b, t=task: t.collate(tokenizer, b))
+        score, preds = evaluate(model, task, tokenizer, loader, items)
+        first = items[0]
+        out[task.metric] = round(score, 4)
+        out[f"example_{name}"] = {"prediction": preds[loader.dataset.records[0][1]["id"]],
+                                  "references": task.references(first)}
+    return out

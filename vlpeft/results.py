@@ -4,7 +4,8 @@
     curves = load_curves("runs/tiny")      # step-by-step validation curves, with the run keys
     table = summarize(runs)                # mean/std/n over seeds of the complete runs
 
-A run folder is `runs/<study>/<task>/<method>/<run-id>/` (DESIGN §4). Its state:
+A run folder is `runs/<study>/<task>/<method>/<run-id>/` (DESIGN §4); a row's keys come from the folder's
+config.json (never from the folder's name). Its state:
     complete | diverged | failed   metrics.json's own status (train.py writes it last, atomically)
     failed                         no metrics.json but the sweep's failed.json (papermill raised)
     incomplete                     only config.json: not finished (or still running)
@@ -14,34 +15,24 @@ Every state is a row, so a report can list what is missing; analyses use `comple
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-# Same as vlpeft.methods.FAMILY (a test checks it); repeated so that the analysis does not import torch.
-FAMILY = {"full": "full", "prompt": "embedding", "prefix": "embedding", "lora": "layer",
-          "serial_adapter": "layer", "parallel_adapter": "layer"}
-METHOD_ORDER = ["full", "prompt", "prefix", "lora", "serial_adapter", "parallel_adapter"]
-METRIC_LABEL = {"cider": "CIDEr", "vqa_acc": "VQA accuracy"}
+from .catalog import METHODS, METRIC_LABEL, family_of, variant  # noqa: F401 - METRIC_LABEL re-exported
+
+METHOD_ORDER = list(METHODS)
 RUN_FILES = ("config.json", "metrics.json", "failed.json")
 KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
 COLUMNS = ["study", "task", "method", "variant", "family", "size", "tune_classifier", "data_ratio", "seed",
            "metric", "best_val", "best_step", "test", "final_val", "zero_shot_val", "trainable_params",
-           "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s", "samples_per_s", "status",
-           "error", "run_dir"]
+           "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s", "samples_per_s",
+           "pretrain_seed", "consistency", "status", "error", "run_dir"]
 NUMERIC = ["size", "data_ratio", "seed", "best_val", "best_step", "test", "final_val", "zero_shot_val",
            "trainable_params", "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s",
-           "samples_per_s"]
-# sweep.Cell.run_id: "<method>[+cls]_s<size>_r<ratio>_seed<seed>" — the fallback when config.json is unreadable
-RUN_ID = re.compile(r"^(?P<method>[a-z_]+?)(?P<cls>\+cls)?_s(?P<size>\d+)_r(?P<ratio>[0-9.e-]+)_seed(?P<seed>\d+)$")
-
-
-def variant(method: str, tune_classifier: bool) -> str:
-    """The label figures use: "lora", "lora+cls", …; full fine-tuning already tunes the classifier."""
-    return method if method == "full" or not tune_classifier else f"{method}+cls"
+           "samples_per_s", "pretrain_seed", "consistency"]
 
 
 def _read(path: Path):
@@ -54,18 +45,8 @@ def _read(path: Path):
         raise ValueError(f"{path.name}: {e}") from e
 
 
-def _from_path(run_dir: Path) -> dict:
-    """Run keys guessed from the folder names, for runs whose JSON cannot be read."""
-    keys = {"task": run_dir.parent.parent.name, "method": run_dir.parent.name}
-    m = RUN_ID.match(run_dir.name)
-    if m:
-        keys |= {"tune_classifier": bool(m["cls"]), "size": int(m["size"]), "data_ratio": float(m["ratio"]),
-                 "seed": int(m["seed"])}
-    return keys
-
-
 def _row(run_dir: Path, study: str) -> dict:
-    row = {"study": study, "run_dir": str(run_dir)} | _from_path(run_dir)
+    row = {"study": study, "run_dir": str(run_dir)}
     try:
         config, metrics, failed = (_read(run_dir / f) for f in RUN_FILES)
     except ValueError as e:
@@ -78,6 +59,8 @@ def _row(run_dir: Path, study: str) -> dict:
         if "status" not in metrics:
             return row | {"status": "corrupt", "error": "metrics.json: no status"}
         row |= {k: v for k, v in metrics.items() if k in COLUMNS}
+        start = (metrics.get("start") or {}).get("pretrain") or {}   # the embedded model's card (dial levels)
+        row |= {"pretrain_seed": start.get("seed"), "consistency": start.get("consistency")}
     elif failed is not None:
         row |= {"status": "failed", "error": failed.get("error")}
     else:
@@ -100,8 +83,8 @@ def load_runs(study_dir) -> pd.DataFrame:
     for c in NUMERIC:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["tune_classifier"] = df["tune_classifier"].fillna(False).astype(bool)
-    df["variant"] = [variant(m, c) for m, c in zip(df["method"], df["tune_classifier"])]
-    df["family"] = df["method"].map(FAMILY)
+    df["variant"] = [variant(m, c) if isinstance(m, str) else None for m, c in zip(df["method"], df["tune_classifier"])]
+    df["family"] = df["method"].map(family_of)
     # the paper's Fig. 5 x axis: "data size × fine-tunable parameters"
     df["cost"] = df["n_train"] * df["trainable_params"]
     df["status"] = df["status"].fillna("incomplete")

@@ -1,20 +1,26 @@
 """Grids of runs (presets), executed through the method notebooks with papermill, locally or on Slurm.
 
-    cells = grid("tiny", study="tiny")         # every (task, method, size, +cls, ratio, seed) of the preset
-    failures = execute(cells, executor="local", workers=2)
+    cells = grid("tiny")                        # every run of the preset, each with its whole RunConfig
+    failures = execute(cells, workers=2)        # skips complete cells; a failure never stops the others
 
-Each cell runs its method's notebook (notebooks/0k_<method>.ipynb) through papermill into
-`runs/<study>/<task>/<method>/<run-id>/run.ipynb`, with `metrics.json` beside it. A cell whose metrics.json
-exists is complete and skipped; a failed cell keeps papermill's notebook with its error cell, the sweep goes
-on, and a second invocation retries only the failed and missing cells. A run killed mid-way resumes from its
-own checkpoint (see train.py).
+A preset names its world (`vlpeft.assets`): `paper` is real BLIP on real files (nothing is generated),
+`tiny` the embedded shapes world, `smoke` the seconds-long wiring check. Each cell runs its method's notebook
+(`catalog.METHODS[m].notebook`) through papermill into `runs/<study>/<task>/<method>/<run-id>/run.ipynb`,
+handing the notebook the cell's whole RunConfig as one parameter. The run id is readable and carries a short
+hash of the results-relevant config (`rundir.run_hash`), so two presets that differ only in, say, the LR
+never share a folder. A complete cell (metrics.json) is skipped; a failed one keeps papermill's notebook with
+its error cell and a `failed.json` with the reason (a dead kernel: the run log's tail), the sweep goes on, and
+the next invocation retries only the failed and missing cells. A cell that another sweep is running right
+now is skipped and said so. When the vision tower is frozen (every PEFT cell), its outputs are computed once
+before the cells (`vlpeft.features`) and shared by all of them.
 
 Presets:
   paper  Table II exactly (DESIGN §2): every data ratio × every size of each PEFT, the same with
-         "+ classifier", and full fine-tuning at every ratio; BLIP-base on MSCOCO/VQAv2 paths.
+         "+ classifier", and full fine-tuning at every ratio; BLIP-base converted from BLIP's pre-training
+         checkpoint (`vlpeft convert-blip`), MSCOCO/VQAv2 under data/coco.
   tiny   the embedded study for a 2-core CPU: per task and PEFT, 3 data ratios at the middle size and 3 sizes
-         at the full data, "+ classifier" on the ratio axis, full fine-tuning at each ratio; 2 seeds.
-  smoke  a handful of runs to check that everything is wired.
+         at the full data, "+ classifier" on the ratio axis, full fine-tuning at each ratio; several seeds.
+  smoke  a handful of runs to check that everything is wired (numbers mean nothing).
 """
 from __future__ import annotations
 
@@ -24,18 +30,16 @@ import multiprocessing as mp
 import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from .catalog import METHODS, peft_methods, variant
+from .errors import ConfigError
+from .rundir import config_dict, run_hash
 from .train import RunConfig
 
-NOTEBOOKS = {"full": "01_full_finetune", "prompt": "02_prompt_tuning", "prefix": "03_prefix_tuning",
-             "lora": "04_lora", "serial_adapter": "05_serial_adapter", "parallel_adapter": "06_parallel_adapter"}
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-PEFT = ["prompt", "prefix", "lora", "serial_adapter", "parallel_adapter"]
-
+PEFT = peft_methods()
 
 # ---------------------------------------------------------------------------------------------------------
 # The paper's Table II
@@ -49,11 +53,11 @@ PAPER_SIZES = {
 PAPER_LR = {"caption": {"prompt": 3e-4, "prefix": 3e-4, "lora": 5e-6, "serial_adapter": 1e-6,
                         "parallel_adapter": 1e-6, "full": 1e-5},   # full: not in Table II; BLIP's fine-tuning LR
             "vqa": {m: 3e-4 for m in PEFT} | {"full": 2e-5}}      # full: likewise
-PAPER_BASE = {  # paper §IV + appendix; eval every 500 steps / once per epoch-ish
+PAPER_BASE = {  # paper §IV + appendix
     "caption": dict(steps=4000, warmup_steps=400, batch_size=256, image_size=256, eval_every=500, eval_size=0,
-                    model_path="Salesforce/blip-image-captioning-base", data_root="data/coco", cache_images=False),
+                    cache_images=False),
     "vqa": dict(epochs=10, warmup_per_ratio=800, batch_size=256, image_size=256, eval_every=2000, eval_size=5000,
-                model_path="Salesforce/blip-vqa-base", data_root="data/coco", cache_images=False),
+                cache_images=False),
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -68,89 +72,98 @@ TINY_SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "s
               "parallel_adapter": [4, 16, 64]}
 TINY_RATIOS = [0.1, 0.3, 1.0]
 TINY_SEEDS = [0, 1]
+SMOKE_BASE = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=8,
+                  test_size=8, lr=1e-3)
+PRESET_WORLD = {"paper": "real", "tiny": "embedded", "smoke": "smoke"}
 
 
 @dataclass
 class Cell:
     study: str
-    task: str
-    method: str
-    size: int
-    tune_classifier: bool
-    data_ratio: float
-    seed: int
-    overrides: dict = field(default_factory=dict)  # other RunConfig fields
+    world: str                  # the world its assets come from (vlpeft.assets)
+    config: RunConfig           # the whole run, out_dir included
 
     @property
     def run_id(self) -> str:
-        cls = "+cls" if self.tune_classifier else ""
-        return f"{self.method}{cls}_s{self.size}_r{self.data_ratio:g}_seed{self.seed}"
+        c = self.config
+        return f"{variant(c.method, c.tune_classifier)}_s{c.size}_r{c.data_ratio:g}_seed{c.seed}-{run_hash(config_dict(c))}"
 
     @property
     def out_dir(self) -> Path:
-        root = Path(self.overrides.get("runs_root", "runs"))
-        return root / self.study / self.task / self.method / self.run_id
-
-    def config(self) -> RunConfig:
-        fields = {f.name for f in dataclasses.fields(RunConfig)}
-        extra = {k: v for k, v in self.overrides.items() if k in fields}  # runs_root, world: not run settings
-        return RunConfig(task=self.task, method=self.method, size=self.size, tune_classifier=self.tune_classifier,
-                         data_ratio=self.data_ratio, seed=self.seed, out_dir=str(self.out_dir), **extra)
+        return Path(self.config.out_dir)
 
     @property
     def notebook(self) -> Path:
-        return NOTEBOOK_DIR / f"{NOTEBOOKS[self.method]}.ipynb"
+        return NOTEBOOK_DIR / f"{METHODS[self.config.method].notebook}.ipynb"
 
 
-def _cells(study, task, method, sizes, ratios, seeds, cls_options, base) -> list[Cell]:
-    return [Cell(study, task, method, s, c, r, seed, dict(base)) for s in sizes for r in ratios
-            for c in cls_options for seed in seeds]
+def make_cell(study: str, world: str, runs_root: str, **fields) -> Cell:
+    cell = Cell(study, world, RunConfig(**fields))
+    cell.config.out_dir = str(Path(runs_root) / study / cell.config.task / cell.config.method / cell.run_id)
+    return cell
 
 
-def grid(preset: str, study: str | None = None, **overrides) -> list[Cell]:
-    """Every cell of a preset; `overrides` (e.g. data_root, model_path, runs_root) go into every run."""
-    study = study or preset
+def _axis(study, world, runs_root, task, method, sizes, ratios, seeds, cls_options, base) -> list[Cell]:
+    return [make_cell(study, world, runs_root, task=task, method=method, size=s, tune_classifier=c, data_ratio=r,
+                      seed=seed, **base) for s in sizes for r in ratios for c in cls_options for seed in seeds]
+
+
+def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_root: str | None = None,
+         model_path: str | None = None, feature_cache: str = "cache/features", **overrides) -> list[Cell]:
+    """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
+    `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs."""
+    from .assets import get_world
+    if preset not in PRESET_WORLD:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_WORLD)}")
+    study, world = study or preset, get_world(PRESET_WORLD[preset])
+    where = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
+                 feature_cache=feature_cache)
+    args = (study, world.name, runs_root)
     cells: list[Cell] = []
-    if preset == "paper":
-        for task in ("caption", "vqa"):
+    for task in ("caption", "vqa"):
+        if preset == "paper":
             for m in PEFT:
-                base = PAPER_BASE[task] | {"lr": PAPER_LR[task][m]} | overrides
-                cells += _cells(study, task, m, PAPER_SIZES[task][m], PAPER_RATIOS[task], [0], [False, True], base)
-            base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | overrides
-            cells += _cells(study, task, "full", [0], PAPER_RATIOS[task], [0], [False], base)
-    elif preset == "tiny":
-        for task in ("caption", "vqa"):
+                base = PAPER_BASE[task] | {"lr": PAPER_LR[task][m]} | where | overrides
+                cells += _axis(*args, task, m, PAPER_SIZES[task][m], PAPER_RATIOS[task], [0], [False, True], base)
+            base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | where | overrides
+            cells += _axis(*args, task, "full", [0], PAPER_RATIOS[task], [0], [False], base)
+        elif preset == "tiny":
             for m in PEFT:
-                base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task][m]} | overrides
+                base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task][m]} | where | overrides
                 mid = TINY_SIZES[m][1]
-                cells += _cells(study, task, m, [mid], TINY_RATIOS, TINY_SEEDS, [False, True], base)  # ratio axis
-                cells += _cells(study, task, m, [s for s in TINY_SIZES[m] if s != mid], [1.0], TINY_SEEDS,
-                                [False], base)                                                         # size axis
-            base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task]["full"]} | overrides
-            cells += _cells(study, task, "full", [0], TINY_RATIOS, TINY_SEEDS, [False], base)
-    elif preset == "smoke":
-        smoke = dict(steps=4, warmup_steps=1, epochs=1, batch_size=8, eval_every=2, eval_size=8, test_size=8,
-                     data_root="data/smoke", model_path="checkpoints/smoke/{task}", world="smoke")
+                cells += _axis(*args, task, m, [mid], TINY_RATIOS, TINY_SEEDS, [False, True], base)  # ratio axis
+                cells += _axis(*args, task, m, [s for s in TINY_SIZES[m] if s != mid], [1.0], TINY_SEEDS, [False],
+                               base)                                                               # size axis
+            base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task]["full"]} | where | overrides
+            cells += _axis(*args, task, "full", [0], TINY_RATIOS, TINY_SEEDS, [False], base)
+    if preset == "smoke":
         for task, m, size in (("caption", "lora", 4), ("vqa", "prompt", 4), ("vqa", "parallel_adapter", 8)):
-            cells += _cells(study, task, m, [size], [0.5], [0], [False], smoke | {"lr": 1e-3} | overrides)
-    else:
-        raise ValueError(f"unknown preset {preset!r}; choose smoke, tiny or paper")
+            cells += _axis(*args, task, m, [size], [0.5], [0], [False], SMOKE_BASE | where | overrides)
     return cells
 
 
 def select(cells: list[Cell], tasks=None, methods=None, sizes=None, ratios=None, seeds=None) -> list[Cell]:
-    keep = lambda value, allowed: allowed is None or value in allowed  # noqa: E731
-    return [c for c in cells if keep(c.task, tasks) and keep(c.method, methods) and keep(c.size, sizes)
-            and keep(c.data_ratio, ratios) and keep(c.seed, seeds)]
+    """The cells matching every filter given; a filter that matches nothing is an error naming the choices."""
+    filters = {"task": tasks, "method": methods, "size": sizes, "data_ratio": ratios, "seed": seeds}
+    for name, allowed in filters.items():
+        if allowed is None:
+            continue
+        present = sorted({getattr(c.config, name) for c in cells}, key=str)
+        unknown = [v for v in allowed if v not in present]
+        if unknown:
+            raise ConfigError(f"no runs with {name} {', '.join(map(str, unknown))} in this grid; valid values: "
+                              f"{', '.join(map(str, present))}")
+    return [c for c in cells if all(allowed is None or getattr(c.config, name) in allowed
+                                    for name, allowed in filters.items())]
 
 
 def print_grid(cells: list[Cell]) -> None:
     import pandas as pd
-    df = pd.DataFrame([dataclasses.asdict(c) | {"done": (c.out_dir / "metrics.json").exists()} for c in cells])
-    if df.empty:
+    if not cells:
         print("0 runs")
         return
-    df["variant"] = df.method + df.tune_classifier.map({True: "+cls", False: ""})
+    df = pd.DataFrame([config_dict(c.config) | {"done": (c.out_dir / "metrics.json").exists()} for c in cells])
+    df["variant"] = [variant(m, t) for m, t in zip(df.method, df.tune_classifier)]
     table = df.groupby(["task", "variant"]).agg(runs=("size", "size"), sizes=("size", lambda s: sorted(set(s))),
                                                 ratios=("data_ratio", lambda s: sorted(set(s))),
                                                 seeds=("seed", "nunique"), done=("done", "sum"))
@@ -159,40 +172,61 @@ def print_grid(cells: list[Cell]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Running one cell: papermill executes the method notebook with the cell's parameters
+# Running one cell: papermill executes the method notebook with the cell's config
 def notebook_parameters(cell: Cell) -> dict:
-    cfg = dataclasses.asdict(cell.config())
-    world = cell.overrides.get("world", "embedded")
-    keys = ("task", "size", "tune_classifier", "data_ratio", "seed", "steps", "epochs", "model_path", "data_root",
-            "out_dir")
-    params = {k: cfg[k] for k in keys} | {"world": world, "progress": False, "show": False}
-    defaults = dataclasses.asdict(RunConfig())
-    params["extra"] = {k: v for k, v in cfg.items() if k not in keys and k != "method" and v != defaults[k]}
-    return params
+    return {"config": config_dict(cell.config), "world": cell.world, "progress": False, "show": False}
+
+
+def _kernel_manager():
+    """Kernels over IPC sockets in a private temp folder: no TCP ports, and no per-cell warning about
+    unencrypted TCP from ipykernel."""
+    import tempfile
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(transport="ipc", ip=os.path.join(tempfile.mkdtemp(prefix="vlpeft-kernel-"), "k"), **kw)
+    return IpcKernelManager
 
 
 def run_cell(cell: Cell) -> dict:
     """Execute one cell; never raises: returns {status, error, path}."""
     import papermill as pm
+    from .errors import RunFolderError
+    from .io import Owner
     out = cell.out_dir
     if (out / "metrics.json").exists():
         return {"status": "skipped", "error": None, "path": str(out)}
-    out.mkdir(parents=True, exist_ok=True)
+    owner = Owner(out, "sweep.lock", RunFolderError, what="sweep cell")
+    try:
+        owner.acquire()
+    except RunFolderError as e:
+        return {"status": "busy", "error": str(e), "path": str(out)}
     try:
         pm.execute_notebook(str(cell.notebook), str(out / "run.ipynb"), parameters=notebook_parameters(cell),
-                            kernel_name="python3", progress_bar=False, cwd=os.getcwd())
-        status = json.loads((out / "metrics.json").read_text())["status"]
+                            kernel_name="python3", progress_bar=False, cwd=os.getcwd(),
+                            kernel_manager_class=_kernel_manager())
+        metrics = json.loads((out / "metrics.json").read_text())
         (out / "failed.json").unlink(missing_ok=True)
-        return {"status": status, "error": None, "path": str(out)}
+        return {"status": metrics["status"], "error": metrics.get("error"), "path": str(out)}
     except BaseException as e:  # noqa: BLE001 - a sweep goes on past any failed run and records why
-        reason = _reason(e)
+        reason = _reason(e, out)
         (out / "failed.json").write_text(json.dumps({"error": reason, "traceback": traceback.format_exc()}))
         return {"status": "failed", "error": reason, "path": str(out / "run.ipynb")}
+    finally:
+        owner.release()
 
 
-def _reason(e: BaseException) -> str:
+def _reason(e: BaseException, out: Path) -> str:
     ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
-    return f"{ename}: {evalue}" if ename else f"{type(e).__name__}: {e}"
+    reason = f"{ename}: {evalue}" if ename else f"{type(e).__name__}: {e}"
+    if "DeadKernel" in type(e).__name__ or "Kernel died" in reason:
+        log = out / "train.log"
+        tail = log.read_text().strip().splitlines()[-3:] if log.exists() else []
+        reason = (f"the kernel died (killed, out of memory, or a crash in native code) — {reason}. "
+                  + (f"Last lines of train.log: {' | '.join(tail)}" if tail else "train.log is empty: it died "
+                     "before the first evaluation."))
+    return reason
 
 
 def _init_worker(devices, cpu_threads: int) -> None:
@@ -202,14 +236,20 @@ def _init_worker(devices, cpu_threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cpu_threads)
 
 
-def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm: dict | None = None) -> list[dict]:
-    """Run every incomplete cell; print and return the failures (each with its reason and path)."""
+def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm: dict | None = None,
+            progress: bool = True) -> list[dict]:
+    """Run every incomplete cell; print and return the failures and diverged runs (each with reason and path)."""
     todo = [c for c in cells if not (c.out_dir / "metrics.json").exists()]
     print(f"{len(cells)} runs in the grid: {len(cells) - len(todo)} complete, {len(todo)} to run", flush=True)
-    results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers)
-    failures = [r for r in results if r["status"] == "failed"]
+    prepare_assets(todo, progress)
+    prepare_features(todo, progress)
+    results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress)
+    failures = [r for r in results if r["status"] in ("failed", "diverged")]
+    for r in results:
+        if r["status"] == "busy":
+            print(f"SKIPPED {r['path']}: another sweep is running it")
     for f in failures:
-        print(f"FAILED {f['path']}\n    {f['error']}")
+        print(f"{f['status'].upper()} {f['path']}\n    {f['error']}")
     if cells:
         study_root = cells[0].out_dir.parents[2]
         study_root.mkdir(parents=True, exist_ok=True)
@@ -217,10 +257,48 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
     return failures
 
 
-def _execute_local(cells: list[Cell], workers: int) -> list[dict]:
+def prepare_assets(cells: list[Cell], progress: bool = True) -> None:
+    """Each world the cells use, through the one route (`vlpeft.assets`; `real` prepares nothing), said aloud."""
+    from .assets import prepare
+    seen = {}
+    for c in cells:
+        root = str(Path(c.config.model_path.format(task="caption")).parent)
+        seen.setdefault((c.world, c.config.data_root, root), c)
+    for world, data_root, model_root in seen:
+        print(prepare(world, data_root, model_root, progress).describe(), flush=True)
+
+
+def prepare_features(cells: list[Cell], progress: bool = True) -> None:
+    """Compute the frozen vision features of every (model, data, image size) the PEFT cells use, once, before
+    the cells start (each cell then only reads them)."""
+    import torch
+    from .data import Paths
+    from .features import ensure_features
+    from .models import load_model, load_processor
+    from .tasks import TASKS
+    from .parallel import Ranks
+    from .train import autocast_dtype, model_path, resolve_device
+    groups = {}
+    for c in cells:
+        cfg = c.config
+        if cfg.feature_cache and METHODS[cfg.method].family != "full":
+            groups.setdefault((model_path(cfg), cfg.data_root, cfg.image_size, cfg.feature_cache, cfg.task), cfg)
+    for (path, data_root, image_size, cache, task), cfg in groups.items():
+        device = resolve_device(cfg, Ranks())
+        processor = load_processor(path)
+        if image_size:
+            processor.image_processor.size = {"height": image_size, "width": image_size}
+        model = load_model(task, path)
+        images = [p for split in TASKS[task].splits(Paths(Path(data_root))) for p in TASKS[task].image_paths(split)]
+        ensure_features(model.to(device), processor, images, cache, dtype=autocast_dtype(cfg, device) or torch.float32,
+                        device=device, progress=progress)
+
+
+def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> list[dict]:
     if not cells:
         return []
     import torch
+    from tqdm.auto import tqdm
     n_gpu = torch.cuda.device_count()
     workers = max(1, min(workers, len(cells), n_gpu or workers))
     ctx = mp.get_context("spawn")
@@ -231,16 +309,16 @@ def _execute_local(cells: list[Cell], workers: int) -> list[dict]:
             devices.put(i)
     cpu_threads = max(1, (os.cpu_count() or 1) // workers)
     for c in cells:
-        c.overrides.setdefault("threads", 0 if n_gpu else cpu_threads)
+        if not c.config.threads and not n_gpu:
+            c.config.threads = cpu_threads
     results = []
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, cpu_threads)) as pool, \
-            tqdm(total=len(cells), desc="sweep", unit="run") as bar:
+            tqdm(total=len(cells), desc="sweep", unit="run", disable=not progress) as bar:
         futures = [pool.submit(run_cell, c) for c in cells]
         for fut in as_completed(futures):
             results.append(fut.result())
-            n_failed = sum(r["status"] == "failed" for r in results)
-            bar.set_postfix(done=len(results) - n_failed, failed=n_failed, remaining=len(cells) - len(results),
-                            refresh=False)
+            n_failed = sum(r["status"] in ("failed", "diverged") for r in results)
+            bar.set_postfix(done=len(results) - n_failed, failed=n_failed, refresh=False)
             bar.update()
     return results
 
@@ -250,6 +328,7 @@ def _execute_slurm(cells: list[Cell], opts: dict) -> list[dict]:
     if not cells:
         return []
     import submitit
+    from tqdm.auto import tqdm
     ex = submitit.AutoExecutor(folder=opts.get("slurm_dir", "runs/slurm_logs"), cluster=opts.get("cluster"))
     ex.update_parameters(timeout_min=opts.get("time", 240), gpus_per_node=opts.get("gpus", 1),
                          slurm_partition=opts.get("partition"), slurm_array_parallelism=opts.get("parallel", 64))
@@ -259,5 +338,5 @@ def _execute_slurm(cells: list[Cell], opts: dict) -> list[dict]:
         try:
             results.append(job.result())
         except Exception as e:  # noqa: BLE001 - the job itself died (node failure, time limit)
-            results.append({"status": "failed", "error": _reason(e), "path": str(job.paths.stdout)})
+            results.append({"status": "failed", "error": _reason(e, Path(".")), "path": str(job.paths.stdout)})
     return results

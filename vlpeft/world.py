@@ -21,7 +21,6 @@ the val/test images are not. VQA questions are never part of pre-training: VQA i
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
+
+from .io import own, write_json
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -258,21 +259,13 @@ def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool 
     return out
 
 
-def write_json(path: Path, obj, indent: int | None = None) -> None:
-    """Write JSON atomically (a temp file, then rename), so a file that marks completion is never half there."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, default=str))
-    tmp.replace(path)
-
-
 def ensure_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool = True) -> Path:
-    """Write the world unless a complete one with the same config is already there (cached)."""
+    """Write the world unless a complete one of the same config is there (cached); refuse a folder holding
+    anything else (`io.own`)."""
     cfg = cfg or WorldConfig()
-    marker = Path(out) / "world.json"
-    if marker.exists() and json.loads(marker.read_text()) == dataclasses.asdict(cfg):
-        return Path(out)
-    return write_world(out, cfg, progress)
+    if not own(out, "world", dataclasses.asdict(cfg), "world.json"):
+        write_world(out, cfg, progress)
+    return Path(out)
 
 
 def vocabulary() -> list[str]:

@@ -1,37 +1,35 @@
-"""The registry: one call applies any of the study's methods to a BLIP caption or VQA model.
+"""The registry: one call applies any of the study's methods to a BLIP caption or VQA model, one undoes it.
 
     model = load_model("vqa", path)
-    apply_method(model, MethodConfig("lora", size=8, tune_classifier=True))
+    apply_method(model, MethodConfig("lora", size=8, tune_classifier=True), seed=0)
     print_trainable_parameters(model)   # trainable params: … || all params: … || trainable%: …
+    remove_method(model)                # the base model again
+
+Which methods exist, and where each one's `apply` lives, is the catalogue's business (`vlpeft.catalog`).
+A method's weights are the parameters its injection adds; only they are trained (plus the classifier for
+"+ classifier"; everything for `full`). Its initialisation draws from its own RNG stream seeded by the run
+seed, so the global RNG is untouched and a run is reproducible from its config.
 
 Towers (which text towers get the method) default to the paper's unified view: every block of the text
 encoder (the VQA question/fusion encoder) and of the text decoder; the vision encoder stays frozen.
-`full` trains every parameter; `tune_classifier` also trains the final classifier, the decoder's LM head
-`text_decoder.cls` — in BLIP its output matrix is tied to the decoder's input word embeddings, so those move
-with it (as they would in BLIP itself).
+`tune_classifier` also trains the final classifier, the decoder's LM head `text_decoder.cls` — in BLIP its
+output matrix is tied to the decoder's input word embeddings, so those move with it (as in BLIP itself).
 """
 from __future__ import annotations
 
+import importlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import adapter, lora, prefix, prompt
+from ..catalog import METHODS, method as catalogue_entry
+from ..errors import MethodError
 
-METHODS = ("full", "prompt", "prefix", "lora", "serial_adapter", "parallel_adapter")
-SIZE_KNOB = {"full": None, "prompt": "prompt length", "prefix": "prefix length", "lora": "rank",
-             "serial_adapter": "hidden size", "parallel_adapter": "hidden size"}
-FAMILY = {"full": "full", "prompt": "embedding", "prefix": "embedding", "lora": "layer",
-          "serial_adapter": "layer", "parallel_adapter": "layer"}
 TOWER_PATHS = {"text_encoder": "text_encoder", "text_decoder": "text_decoder.bert"}
-TRAINABLE_MARKERS = ("prompt_", "prefix_", "lora_", "adapter_")  # every method parameter carries one
-
-
-class MethodError(ValueError):
-    """A method configuration that cannot be applied; the message names the valid choices."""
+SEED_OFFSET = 7_919  # the method's RNG stream: seed + offset, apart from the data-order stream
 
 
 @dataclass
@@ -43,53 +41,87 @@ class MethodConfig:
     prefix_mlp_hidden: int | None = None   # prefix re-parameterisation MLP width (None: the model width d)
 
 
+@dataclass
+class Applied:
+    """What `apply_method` did to a model, so that it can be saved, counted and undone."""
+    cfg: MethodConfig
+    undo: list = field(default_factory=list)     # hook handles and callables that restore the base model
+    params: list = field(default_factory=list)   # the method's own parameters (ids new after injection)
+
+
 def available_towers(model) -> list[str]:
     return [t for t in TOWER_PATHS if hasattr(model, t)]
 
 
 def validate(model, cfg: MethodConfig) -> list[str]:
-    if cfg.method not in METHODS:
-        raise MethodError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
-    if cfg.method != "full" and (not isinstance(cfg.size, int) or cfg.size <= 0):
-        raise MethodError(f"{cfg.method} needs a positive {SIZE_KNOB[cfg.method]} (size), got {cfg.size!r}")
+    entry = catalogue_entry(cfg.method)
+    if entry.family != "full" and (not isinstance(cfg.size, int) or cfg.size <= 0):
+        raise MethodError(f"{cfg.method} needs a positive {entry.knob} (size), got {cfg.size!r}")
+    if entry.family == "full" and cfg.size:
+        raise MethodError(f"full fine-tuning has no size; got size {cfg.size} (leave it at 0)")
     towers = list(cfg.towers) if cfg.towers else available_towers(model)
     bad = [t for t in towers if t not in available_towers(model)]
     if bad:
         raise MethodError(f"tower(s) {bad} not in this {type(model).__name__}; "
                           f"valid towers: {', '.join(available_towers(model))}")
     max_pos = model.config.text_config.max_position_embeddings
-    if cfg.method in ("prompt", "prefix") and cfg.size >= max_pos - 8:
+    if entry.family == "embedding" and cfg.size >= max_pos - 8:
         raise MethodError(f"{cfg.method} length {cfg.size} leaves no room for text within "
                           f"max_position_embeddings={max_pos}")
     return towers
 
 
-def apply_method(model, cfg: MethodConfig):
-    """Inject the method in place, freeze everything else, and return the model."""
+def applied(model) -> Applied | None:
+    return getattr(model, "_vlpeft_applied", None)
+
+
+def apply_method(model, cfg: MethodConfig, seed: int = 0):
+    """Inject the method in place, freeze everything else, and return the model. A model takes one method."""
+    if applied(model) is not None:
+        raise MethodError(f"{type(model).__name__} already has {applied(model).cfg.method} applied; "
+                          "call remove_method(model) first (or load a fresh model)")
     towers = validate(model, cfg)
-    model._vlpeft_method = cfg  # noqa: SLF001 - remembered for save_method
-    model.requires_grad_(cfg.method == "full")
-    if cfg.method == "full":
-        return model
-    modules = {t: model.get_submodule(TOWER_PATHS[t]) for t in towers}
-    if cfg.method == "lora":
-        lora.apply_model(model, [TOWER_PATHS[t] for t in towers], cfg.size)
-    else:
-        inject = {"prompt": prompt.apply, "prefix": prefix.apply, "serial_adapter": adapter.apply_serial,
-                  "parallel_adapter": adapter.apply_parallel}[cfg.method]
-        for tower in modules.values():
-            inject(tower, cfg.size, prefix_mlp_hidden=cfg.prefix_mlp_hidden)
-    for name, p in model.named_parameters():
-        p.requires_grad_(any(m in name for m in TRAINABLE_MARKERS))
+    entry = catalogue_entry(cfg.method)
+    base_ids = {id(p) for p in model.parameters()}
+    state = Applied(cfg)
+    if entry.impl is not None:
+        module, _, fn = entry.impl.partition(":")
+        inject = getattr(importlib.import_module(module), fn)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + SEED_OFFSET)
+            state.undo = inject(model, {t: model.get_submodule(TOWER_PATHS[t]) for t in towers}, cfg)
+        state.params = [p for p in model.parameters() if id(p) not in base_ids]
+        if not state.params:
+            raise MethodError(f"{entry.impl} added no parameters to train")
+    model.requires_grad_(entry.family == "full")
+    for p in state.params:
+        p.requires_grad_(True)
     if cfg.tune_classifier:
         model.text_decoder.cls.requires_grad_(True)
+    model._vlpeft_applied = state  # noqa: SLF001
+    return model
+
+
+def remove_method(model):
+    """Undo `apply_method`: hooks removed, wrapped layers restored, every parameter trainable again."""
+    state = applied(model)
+    if state is None:
+        raise MethodError(f"{type(model).__name__} has no method applied")
+    for undo in reversed(state.undo):
+        undo.remove() if hasattr(undo, "remove") else undo()
+    del model._vlpeft_applied
+    model.requires_grad_(True)
     return model
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Accounting, in peft's format
-def unique_parameters(model):
-    return list({id(p): p for p in model.parameters()}.values())  # tied weights count once
+# Accounting, in peft's format; tied weights (BLIP's LM head and word embeddings) count once
+def unique_parameters(model) -> list[torch.nn.Parameter]:
+    return list({id(p): p for p in model.parameters()}.values())
+
+
+def trainable_parameters(model) -> list[torch.nn.Parameter]:
+    return [p for p in unique_parameters(model) if p.requires_grad]
 
 
 def count_parameters(model) -> tuple[int, int]:
@@ -109,7 +141,7 @@ def print_trainable_parameters(model) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Saving only the method's weights
 def trainable_state_dict(model) -> dict[str, torch.Tensor]:
-    """Every trainable tensor, as trained (for resumable checkpoints)."""
+    """Every trainable tensor, as trained (resumable checkpoints, best-so-far weights)."""
     seen, out = set(), {}
     for name, p in model.named_parameters(remove_duplicate=False):
         if p.requires_grad and id(p) not in seen:
@@ -119,13 +151,13 @@ def trainable_state_dict(model) -> dict[str, torch.Tensor]:
 
 
 def method_state_dict(model) -> dict[str, torch.Tensor]:
-    """The method's weights for saving: as trained, except that each prefix MLP is evaluated and stored as
-    its plain prefixes (`<module>.prefix_kv`); the model itself is left untouched."""
+    """The method's weights for saving: as trained, except that a module offering `folded_state()` (the
+    prefix MLP) is stored as what it produces; the model itself is left untouched."""
     out = trainable_state_dict(model)
     for name, m in model.named_modules():
-        if isinstance(m, prefix.PrefixTuning) and m.prefix_kv is None:
-            out = {k: v for k, v in out.items() if not k.startswith(f"{name}.prefix_")}
-            out[f"{name}.prefix_kv"] = m.kv().detach().contiguous().cpu()
+        if hasattr(m, "folded_state"):
+            out = {k: v for k, v in out.items() if not k.startswith(f"{name}.")}
+            out |= {f"{name}.{k}": v.contiguous().cpu() for k, v in m.folded_state().items()}
     return out
 
 
@@ -133,20 +165,20 @@ def save_method(model, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file(method_state_dict(model), out / "method.safetensors")
-    (out / "method.json").write_text(json.dumps(asdict(model._vlpeft_method)))  # noqa: SLF001
+    (out / "method.json").write_text(json.dumps(asdict(applied(model).cfg)))
     return out
 
 
-def load_method(model, path: str | Path):
+def load_method(model, path: str | Path, seed: int = 0):
     """Apply the saved method to a fresh base model and load its weights; exact reproduction of outputs."""
     path = Path(path)
     if not (path / "method.json").exists():
         raise MethodError(f"{path}: no method.json — not a directory written by save_method")
     cfg = MethodConfig(**json.loads((path / "method.json").read_text()))
-    apply_method(model, cfg)
+    apply_method(model, cfg, seed)
     state = load_file(path / "method.safetensors")
-    for m in model.modules():  # saved prefixes are folded: fold the fresh modules to match
-        if isinstance(m, prefix.PrefixTuning) and any(k.endswith("prefix_kv") for k in state):
+    for name, m in model.named_modules():  # saved prefixes are folded: fold the fresh modules to match
+        if hasattr(m, "fold") and f"{name}.prefix_kv" in state:
             m.fold()
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:
@@ -156,3 +188,8 @@ def load_method(model, path: str | Path):
     if set(missing) - tied_ok:
         raise MethodError(f"{path}: missing weights for {sorted(set(missing) - tied_ok)[:5]}")
     return model
+
+
+__all__ = ["METHODS", "MethodConfig", "MethodError", "apply_method", "remove_method", "applied", "count_parameters",
+           "trainable_parameters", "trainable_summary", "print_trainable_parameters", "save_method", "load_method",
+           "method_state_dict", "trainable_state_dict", "unique_parameters"]

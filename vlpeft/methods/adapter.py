@@ -21,17 +21,17 @@ from torch import nn
 class Bottleneck(nn.Module):
     def __init__(self, d: int, hidden: int):
         super().__init__()
-        self.adapter_down = nn.Linear(d, hidden)
-        self.adapter_up = nn.Linear(hidden, d)
+        self.adapter_down = nn.Linear(d, hidden)                                  # W_down
+        self.adapter_up = nn.Linear(hidden, d)                                    # W_up, zero at init
         nn.init.zeros_(self.adapter_up.weight)
         nn.init.zeros_(self.adapter_up.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:                   # (B, T, d) → (B, T, d)
-        return self.adapter_up(torch.relu(self.adapter_down(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:                          # (B, T, d) → (B, T, d)
+        return self.adapter_up(torch.relu(self.adapter_down(x)))                 # A(x) = ReLU(x W_down) W_up
 
 
 class SerialAdapter(nn.Module):
-    """Wraps a sub-layer's output projection: y = dense(x); y + A(y)   (eq. 5)."""
+    """Wraps a sub-layer's output projection: y = dense(x);  y + A(y)        (eq. 5)."""
 
     def __init__(self, dense: nn.Linear, hidden: int):
         super().__init__()
@@ -44,7 +44,7 @@ class SerialAdapter(nn.Module):
 
 
 class ParallelAdapter(nn.Module):
-    """Wraps a sub-layer's output module: LN(dense(h) + x + A(x))   (eq. 6–8)."""
+    """Wraps a sub-layer's output module: LN(dense(h) + x + A(x))            (eq. 6–8)."""
 
     def __init__(self, output: nn.Module, hidden: int):
         super().__init__()
@@ -64,12 +64,17 @@ def sites(tower: nn.Module):
         yield block, "output"
 
 
-def apply_serial(tower: nn.Module, size: int, **_) -> None:
-    for parent, name in list(sites(tower)):
-        out = getattr(parent, name)
-        out.dense = SerialAdapter(out.dense, size)
+def _replace(parent: nn.Module, name: str, new: nn.Module):
+    old = getattr(parent, name)
+    setattr(parent, name, new)
+    return lambda: setattr(parent, name, old)
 
 
-def apply_parallel(tower: nn.Module, size: int, **_) -> None:
-    for parent, name in list(sites(tower)):
-        setattr(parent, name, ParallelAdapter(getattr(parent, name), size))
+def apply_serial(model, towers: dict[str, nn.Module], cfg) -> list:
+    return [_replace(getattr(parent, name), "dense", SerialAdapter(getattr(parent, name).dense, cfg.size))
+            for tower in towers.values() for parent, name in list(sites(tower))]
+
+
+def apply_parallel(model, towers: dict[str, nn.Module], cfg) -> list:
+    return [_replace(parent, name, ParallelAdapter(getattr(parent, name), cfg.size))
+            for tower in towers.values() for parent, name in list(sites(tower))]

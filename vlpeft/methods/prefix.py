@@ -2,13 +2,13 @@
 
     head = Attn(x W_q, [P_k ; x W_k], [P_v ; x W_v])        P_k, P_v ∈ R^{p×d} per block
 
-During training the prefixes are re-parameterised by an MLP, as in Li & Liang (direct optimisation is
+During training the prefixes are re-parameterised by an MLP, as in Li & Liang (optimising them directly is
 unstable):  [P_k, P_v]_{1..L} = MLP(P'),  P' ∈ R^{p×d},  MLP: d → h → 2·L·d.  `fold()` evaluates the MLP once
 and keeps only the plain prefixes (2·L·p·d numbers) for saving and inference.
 
-The prefixes enter through BLIP's own KV cache: a pre-hook on the text tower fills an empty cache with them
-(and widens the attention mask by p), so the tower's attention code runs unchanged, training and cached
-generation alike. As with peft's prefix-tuning, the text tokens then take positions p..p+T-1.
+The prefixes enter through BLIP's own KV cache: at the start of a sequence the hook (`TowerHook`) fills the
+empty cache with them, so the tower's attention code runs unchanged in training and in cached generation,
+where they stay in the cache. As with peft's prefix-tuning, the text takes positions p..p+T-1.
 """
 from __future__ import annotations
 
@@ -16,26 +16,25 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from .hooks import cache_is_empty, cache_of, call_arg, drop_position_ids, widen_mask
+from .tower_hook import TowerHook
 
 
-class PrefixTuning(nn.Module):
+class PrefixTuning(TowerHook):
     def __init__(self, tower: nn.Module, length: int, mlp_hidden: int | None = None):
-        super().__init__()
+        super().__init__(length)
         cfg = tower.config
-        self.length, self.layers, self.heads = length, cfg.num_hidden_layers, cfg.num_attention_heads
-        d = cfg.hidden_size
-        h = mlp_hidden or d
-        self.prefix_tokens = nn.Parameter(torch.randn(length, d) * 0.02)                  # P' (p, d)
-        self.prefix_mlp = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, 2 * self.layers * d))
-        self.prefix_kv = None  # (L, 2, p, d) once folded
-        tower.register_forward_pre_hook(self._pre, with_kwargs=True)
+        self.layers, self.heads, d = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
+        self.prefix_tokens = nn.Parameter(torch.randn(length, d) * 0.02)                      # P': (p, d)
+        self.prefix_mlp = nn.Sequential(nn.Linear(d, mlp_hidden or d), nn.Tanh(),
+                                        nn.Linear(mlp_hidden or d, 2 * self.layers * d))
+        self.prefix_kv = None                                                                 # once folded
 
     def kv(self) -> torch.Tensor:
+        """[P_k, P_v] of every block: (L, 2, p, d)."""
         if self.prefix_kv is not None:
             return self.prefix_kv
         p, d = self.prefix_tokens.shape
-        return self.prefix_mlp(self.prefix_tokens).view(p, self.layers, 2, d).permute(1, 2, 0, 3)  # (L, 2, p, d)
+        return self.prefix_mlp(self.prefix_tokens).view(p, self.layers, 2, d).permute(1, 2, 0, 3)  # MLP(P')
 
     @torch.no_grad()
     def fold(self) -> None:
@@ -44,26 +43,24 @@ class PrefixTuning(nn.Module):
         del self.prefix_tokens, self.prefix_mlp
         self.prefix_kv = nn.Parameter(kv)
 
-    def _pre(self, tower, args, kwargs):
-        ids = call_arg(args, kwargs, "input_ids", 0)
-        ref = ids if ids is not None else kwargs.get("inputs_embeds")
-        if cache_is_empty(kwargs):
-            B = ref.shape[0]
-            kv = self.kv()                                                                  # (L, 2, p, d)
-            L, _, p, d = kv.shape
-            kv = kv.view(L, 2, p, self.heads, d // self.heads).transpose(2, 3)            # (L, 2, H, p, d/H)
-            cache = cache_of(kwargs)
-            if cache is None:
-                cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-                kwargs["cache"] = cache
-            self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-            for layer in range(L):
-                self_cache.update(kv[layer, 0].expand(B, -1, -1, -1), kv[layer, 1].expand(B, -1, -1, -1), layer)
-        drop_position_ids(kwargs)
-        kwargs["attention_mask"] = widen_mask(kwargs.get("attention_mask"), ref, self.length)
-        return args, kwargs
+    def folded_state(self) -> dict[str, torch.Tensor]:
+        return {"prefix_kv": self.kv().detach()}
+
+    def start(self, tower, kwargs, batch_size):
+        L, _, p, d = self.kv().shape
+        kv = self.kv().view(L, 2, p, self.heads, d // self.heads).transpose(2, 3)          # (L, 2, H, p, d/H)
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if cache is None:
+            cache = kwargs["cache"] = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        self_attention = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        for layer in range(L):                                                   # [P_k; ·], [P_v; ·] per block
+            self_attention.update(kv[layer, 0].expand(batch_size, -1, -1, -1),
+                                  kv[layer, 1].expand(batch_size, -1, -1, -1), layer)
 
 
-def apply(tower: nn.Module, size: int, prefix_mlp_hidden: int | None = None, **_) -> nn.Module:
-    tower.prefix_tuning = PrefixTuning(tower, size, prefix_mlp_hidden)
-    return tower.prefix_tuning
+def apply(model, towers: dict[str, nn.Module], cfg) -> list:
+    undo = []
+    for tower in towers.values():
+        tower.prefix_tuning = PrefixTuning(tower, cfg.size, cfg.prefix_mlp_hidden)
+        undo += tower.prefix_tuning.attach(tower) + [lambda t=tower: delattr(t, "prefix_tuning")]
+    return undo

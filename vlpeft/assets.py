@@ -1,0 +1,88 @@
+"""The one route that prepares a world's assets, and the rule that it never touches a user's files.
+
+A preset names its world; the study, the sweep and the notebooks resolve it here, the same way:
+
+    smoke     a seconds-long shapes world and a 20-step tiny BLIP (tests, a first look; numbers mean nothing)
+    embedded  the study's shapes world and its pre-trained tiny BLIP (minutes, cached)
+    dial-*    the consistency dial's worlds (one per level) and their pre-trained models (one per seed)
+    real      real BLIP on real MSCOCO/VQAv2 files: nothing is generated, trained or written
+
+    assets = prepare("embedded")                 # writes data/shapes and checkpoints/embedded unless there
+    assets.data_root, assets.model_path          # "data/shapes", "checkpoints/embedded/{task}"
+
+Never writing into a folder the project did not create (`io.own`, used by `world.ensure_world` and
+`pretrain.pretrain`): before a world is generated or a model pre-trained, the target folder must be empty, or
+hold this project's marker (`.vlpeft.json`) for the *same* config, in which case the work is cached (complete)
+or redone in place (a run that was killed). A folder with other files, or with the marker of another config,
+is refused with a message naming it — so stale files from one world are never mixed into another, and a real
+data root or checkpoint directory is never overwritten. The `real` world is never prepared at all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import AssetError
+from .models import TinySpec
+from .world import WorldConfig
+
+SMOKE_SPEC = TinySpec(image_size=16, patch_size=8, hidden=32, layers=2, heads=2, intermediate=64, max_positions=160)
+SMOKE_WORLD = WorldConfig(seed=3, image_size=16, n_train=40, n_restval=4, n_val=10, n_test=10, n_pretrain_extra=20,
+                          questions_per_image=3)
+
+
+@dataclass(frozen=True)
+class World:
+    name: str
+    world: WorldConfig | None              # None: the real world (nothing to generate)
+    pretrain: dict = field(default_factory=dict)  # PretrainConfig fields
+    data_root: str = "data/shapes"
+    model_root: str = "checkpoints/embedded"
+
+    @property
+    def synthetic(self) -> bool:
+        return self.world is not None
+
+    @property
+    def model_path(self) -> str:
+        return f"{self.model_root}/{{task}}"
+
+
+WORLDS: dict[str, World] = {w.name: w for w in [
+    World("smoke", SMOKE_WORLD, dict(steps=20, batch_size=16, zero_shot_eval=0, spec=SMOKE_SPEC),
+          "data/smoke", "checkpoints/smoke"),
+    World("embedded", WorldConfig(), {}, "data/shapes", "checkpoints/embedded"),
+    World("real", None, {}, "data/coco", "checkpoints/blip-base-pretrained"),
+]}
+
+
+def get_world(name: str) -> World:
+    if name not in WORLDS:
+        raise AssetError(f"unknown world {name!r}; choose one of {', '.join(WORLDS)}")
+    return WORLDS[name]
+
+
+@dataclass(frozen=True)
+class Assets:
+    world: str
+    data_root: str
+    model_path: str  # with {task}
+
+    def describe(self) -> str:
+        return f"world {self.world}: data {self.data_root}, model {self.model_path}"
+
+
+def prepare(world: str | World, data_root: str | None = None, model_root: str | None = None,
+            progress: bool = True) -> Assets:
+    """Make the world's data and pre-trained model exist (cached); for `real`, only say where they are."""
+    w = get_world(world) if isinstance(world, str) else world
+    data_root, model_root = data_root or w.data_root, model_root or w.model_root
+    if w.synthetic:
+        from filelock import FileLock
+        from .pretrain import PretrainConfig, pretrain
+        from .world import ensure_world
+        Path(model_root).parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{str(Path(model_root)).rstrip('/')}.lock"):  # concurrent notebooks wait for each other
+            ensure_world(data_root, w.world, progress)
+            pretrain(PretrainConfig(data_root=str(data_root), out=str(model_root), **w.pretrain), progress)
+    return Assets(w.name, str(data_root), f"{model_root}/{{task}}")

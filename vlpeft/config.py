@@ -1,0 +1,79 @@
+"""The flat, typed configs of the project, in a module that imports nothing heavy (the CLI builds its flags
+from them without loading torch). Each is saved next to what it produced: a run's config.json, a
+pre-trained model's card.json, a world's world.json (`world.WorldConfig`, beside the world it describes)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+
+@dataclass
+class RunConfig:
+    """One fine-tuning run (`vlpeft.train.run`); saved as its folder's config.json."""
+    # what is trained
+    task: str = "caption"                 # caption (consistent with pre-training) | vqa (inconsistent)
+    method: str = "lora"                  # full | prompt | prefix | lora | serial_adapter | parallel_adapter
+    size: int = 0                         # prompt/prefix length p, LoRA rank r, adapter hidden size h (0: the
+                                          #   method's default; must stay 0 for full)
+    tune_classifier: bool = False         # "+ classifier": also fine-tune the decoder's LM head
+    data_ratio: float = 1.0               # fraction of the training split (nested subsets, see data.py)
+    seed: int = 0                         # data subset, data order and method initialisation
+    # optimisation (embedded-world defaults; the paper's values are in sweep.PAPER and DESIGN §2)
+    lr: float = 1e-3                      # peak learning rate
+    weight_decay: float = 0.05
+    batch_size: int = 32                  # global batch (paper: 256 over 4 GPUs)
+    steps: int = 300                      # caption: total iterations (paper: 4000)
+    warmup_steps: int = 30                # caption: warm-up 0 → peak (paper: 400)
+    epochs: int = 3                       # vqa: epochs (paper: 10)
+    warmup_per_ratio: int = 60            # vqa: warm-up 1e-6 → peak over this × data_ratio steps (paper: 800)
+    # evaluation
+    eval_every: int = 50                  # steps between validation evaluations (0: only at the end)
+    eval_size: int = 100                  # validation images / questions (0: the whole split)
+    test_size: int = 0                    # test images / questions (0: the whole split)
+    eval_batch_size: int = 64             # generation batch (does not change results)
+    # where
+    model_path: str = "checkpoints/embedded/{task}"  # a BLIP checkpoint dir or hub name; {task} is filled in
+    data_root: str = "data/shapes"
+    out_dir: str = "runs/scratch"
+    # how (none of these changes the numbers, except device and precision)
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"               # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    image_size: int = 0                   # 0: the processor's own size (the world's 48 px; BLIP-base 384)
+    threads: int = 0                      # torch CPU threads (0: leave as is)
+    num_workers: int = -1                 # DataLoader workers (-1: 0 on CPU, up to 8 on CUDA)
+    checkpoint_every: int = 50            # steps between resumable checkpoints (0: never)
+    cache_images: bool = True             # keep decoded images in memory (the small embedded world)
+    feature_cache: str = ""               # a folder for the frozen vision tower's outputs ("": compute them)
+    allow_vqa_finetuned: bool = False     # start VQA from a checkpoint already fine-tuned on VQA (normally refused)
+    fault: str = ""                       # tests: nan:K | crash:K | kill:K | interrupt:K (see faults.py)
+
+
+@dataclass
+class TinySpec:
+    """Every size knob of the embedded tiny BLIP (`models.tiny_blip_config`)."""
+    image_size: int = 48
+    patch_size: int = 8
+    hidden: int = 128          # vision and text share it: BLIP's VQA decoder cross-attends to text-encoder states
+    layers: int = 3            # per tower (vision, text encoder, text decoder)
+    heads: int = 4
+    intermediate: int = 256
+    max_positions: int = 256   # room for 128 prompt/prefix tokens + the text
+
+
+@dataclass
+class PretrainConfig:
+    """The embedded BLIP's pre-training (`vlpeft.pretrain`); saved in its card.json."""
+    data_root: str = "data/shapes"
+    out: str = "checkpoints/embedded"
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.05
+    zero_shot_eval: int = 150       # test images / questions for the zero-shot numbers (0: skip)
+    spec: TinySpec = dataclasses.field(default_factory=TinySpec)
+
+    def as_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))

@@ -1,0 +1,171 @@
+"""Files the project writes: atomic JSON, provenance, exclusive ownership of a folder, and content hashes.
+
+Everything that marks completion (a run's metrics.json, a world's world.json, a model's card.json) is written
+atomically — a temp file, then a rename — so a file that exists is whole.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .errors import AssetError
+
+
+def write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
+    """Write JSON atomically (a temp file beside it, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=indent, default=str))
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: str | Path, error=ValueError, what: str = "file"):
+    """Parsed JSON; a missing or malformed file raises `error` with a message naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e}); the {what} is corrupt — restore or remove it") from None
+
+
+def config_hash(obj, n: int = 8) -> str:
+    """A short, stable hash of a JSON-able object (run ids, cache keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provenance: what produced a file
+def git_commit() -> str | None:
+    """The commit of the vlpeft checkout (with '+dirty' when it has uncommitted changes); None outside one."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) or None
+
+
+def provenance() -> dict:
+    """The code and library versions behind a result."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+    return {"vlpeft": v("vlpeft"), "git_commit": git_commit(), "torch": v("torch"),
+            "transformers": v("transformers"), "peft": v("peft"), "python": ".".join(map(str, __import__("sys").version_info[:3])),
+            "host": socket.gethostname()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One owner at a time
+class Owner:
+    """An exclusive, non-blocking lock on a folder: `<folder>/<name>` (an OS file lock, released on any exit
+    of the holder, a SIGKILL included, so a lock is never stale) plus `<name>.owner` saying who holds it.
+
+        with Owner(run_dir, "run.lock") as owner: ...      # raises `busy_error` when another process holds it
+    """
+
+    def __init__(self, folder: str | Path, name: str, busy_error=RuntimeError, what: str = "folder"):
+        self.folder, self.name, self.busy_error, self.what = Path(folder), name, busy_error, what
+        self._lock = None
+
+    @property
+    def info_path(self) -> Path:
+        return self.folder / f"{self.name}.owner"
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(self.info_path.read_text())
+            since = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["since"]))
+            return f"pid {info['pid']} on {info['host']} (since {since})"
+        except (OSError, ValueError, KeyError):
+            return "another process"
+
+    def acquire(self) -> "Owner":
+        from filelock import FileLock, Timeout
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.folder / self.name), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise self.busy_error(f"{self.folder}: this {self.what} is in use by {self.holder()}; wait for it to "
+                                  f"finish or use another folder") from None
+        self._lock = lock
+        write_json(self.info_path, {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        return self
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self.info_path.unlink(missing_ok=True)
+            self._lock.release()
+            self._lock = None
+
+    def is_held_elsewhere(self) -> bool:
+        """True when another process holds the lock right now (a probe that takes and drops it)."""
+        from filelock import FileLock, Timeout
+        if not (self.folder / self.name).exists():
+            return False
+        lock = FileLock(str(self.folder / self.name), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    def __enter__(self) -> "Owner":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing only into folders the project owns
+MARKER = ".vlpeft.json"
+
+
+def own(folder: str | Path, what: str, config: dict, done_file: str) -> bool:
+    """Take `folder` for writing a `what` of `config`: True when it already holds that, complete (cached);
+    False when it is empty or holds an unfinished one of the same config (write it); refuse otherwise."""
+    folder = Path(folder)
+    marker = folder / MARKER
+    config = json.loads(json.dumps(config, default=str))
+    if marker.exists():
+        mine = json.loads(marker.read_text())
+        if mine.get("what") != what or mine.get("config") != config:
+            raise AssetError(f"{folder} holds a {mine.get('what', '?')} of another configuration:\n"
+                             f"  there: {json.dumps(mine.get('config'), sort_keys=True)}\n"
+                             f"  asked: {json.dumps(config, sort_keys=True)}\n"
+                             f"Remove the folder, or choose another one for this {what}.")
+        return (folder / done_file).exists()
+    if folder.exists() and any(folder.iterdir()):
+        raise AssetError(f"{folder} is not empty and was not written by vlpeft (no {MARKER}); refusing to write a "
+                         f"{what} there. Choose another folder (an empty or new one).")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"what": what, "config": config})
+    return False

@@ -1,0 +1,166 @@
+"""A run folder answers for exactly one configuration, and one process at a time owns it.
+
+    runs/<study>/<task>/<method>/<run-id>/
+        config.json       the RunConfig, written when the run starts
+        provenance.json   vlpeft version and git commit, torch / transformers / peft versions, host — at the
+                          start and at every resume
+        curve.json        [{step, val, loss, lr}] — the validation curve
+        train.log         one line per evaluation
+        checkpoint/       resumable state every `checkpoint_every` steps; removed when the run completes
+        best.safetensors  the trainable weights of the best validation step so far (until the run completes)
+        method/           the method's weights only (safetensors), from the best validation step
+        metrics.json      written last and atomically: a run is complete iff it exists
+        run.lock          held by the training process (an OS lock: released on any exit, SIGKILL included)
+
+A request whose config differs from the folder's in anything that changes results is refused with the
+differing fields and the two ways out; it is never silently reused or resumed. Run ids of a sweep carry a
+short hash of the results-relevant config, so two presets that differ only in, say, the LR never share a
+folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import RunFolderError
+from .io import Owner, config_hash, provenance, read_json, write_json
+
+# RunConfig fields that change how a run is carried out, not what it computes (a cached run equals an uncached
+# one; any number of workers gives the same batches; evaluation does not depend on its batch size)
+HOW_FIELDS = frozenset({"out_dir", "threads", "num_workers", "eval_batch_size", "checkpoint_every", "fault",
+                        "cache_images", "feature_cache"})
+PROJECT_FILES = ("config.json", "provenance.json", "curve.json", "train.log", "metrics.json", "best.safetensors",
+                 "method", "checkpoint", "run.ipynb", "failed.json")
+
+
+def relevant(config: dict) -> dict:
+    """The results-relevant part of a config dict."""
+    return {k: v for k, v in config.items() if k not in HOW_FIELDS}
+
+
+def run_hash(config: dict) -> str:
+    return config_hash(relevant(config), n=6)
+
+
+def differences(old: dict, new: dict) -> dict[str, tuple]:
+    a, b = relevant(old), relevant(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.owner = Owner(self.path, "run.lock", RunFolderError, what="run folder")
+
+    # -- files ------------------------------------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    @property
+    def best_path(self) -> Path:
+        return self.path / "best.safetensors"
+
+    def is_complete(self) -> bool:
+        return self.metrics_path.exists()
+
+    def metrics(self) -> dict:
+        return read_json(self.metrics_path, RunFolderError, "metrics file")
+
+    # -- ownership and identity ---------------------------------------------------------------------------------
+    def claim(self, config: dict, overwrite: bool = False) -> "RunFolder":
+        """Lock the folder for this process and make sure it belongs to `config` (see the module docstring);
+        with `overwrite`, a folder of another config is cleared first."""
+        self.owner.acquire()
+        try:
+            if self.check(config, overwrite, probe=False):
+                self.clear()
+        except BaseException:
+            self.owner.release()
+            raise
+        return self
+
+    def check(self, config: dict, overwrite: bool = False, probe: bool = True) -> bool:
+        """Whether the folder must be cleared for `config` (only with `overwrite`); refuses otherwise.
+        Also refuses when another process trains here right now. Reads only."""
+        if not self.path.is_dir():
+            return False
+        if probe and self.owner.is_held_elsewhere():
+            raise RunFolderError(f"{self.path}: this run folder is being trained by {self.owner.holder()}; wait "
+                                 f"for it to finish or use another --out-dir")
+        ours = [p for p in self.path.iterdir() if not p.name.startswith("run.lock")]
+        if not ours:
+            return False
+        if (self.path / "config.json").exists():
+            old = read_json(self.path / "config.json", RunFolderError, "run config")
+            diff = differences(old, config)
+            if not diff:
+                return overwrite
+            if not overwrite:
+                shown = "; ".join(f"{k}: {a!r} here, {b!r} asked" for k, (a, b) in list(diff.items())[:6])
+                raise RunFolderError(f"{self.path} holds a run of another configuration ({shown}). Use another "
+                                     f"--out-dir, or pass --overwrite to discard that run.")
+        elif not overwrite:
+            raise RunFolderError(f"{self.path} is not empty and holds no config.json: not a vlpeft run folder. "
+                                 f"Use another --out-dir (or --overwrite to discard what is there).")
+        return True
+
+    def clear(self) -> None:
+        """Remove what a run writes (only those files: anything else in the folder is left alone)."""
+        for name in PROJECT_FILES:
+            p = self.path / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        self.owner.release()
+
+    def start(self, config: dict) -> None:
+        """config.json (once) and a provenance entry (at the start and at every resume)."""
+        write_json(self.path / "config.json", config)
+        prov_path = self.path / "provenance.json"
+        prov = read_json(prov_path, RunFolderError, "provenance file") if prov_path.exists() else {"runs": []}
+        prov["runs"].append(provenance() | {"at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                            "resumed": self.checkpoint_dir.joinpath("state.json").exists()})
+        write_json(prov_path, prov)
+
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+    def save_checkpoint(self, trainable: dict, optimizer, scheduler, state: dict) -> None:
+        """Resumable state; state.json is written last, so a checkpoint is only used once it is whole."""
+        ckpt = self.checkpoint_dir
+        ckpt.mkdir(exist_ok=True)
+        (ckpt / "state.json").unlink(missing_ok=True)
+        save_file(trainable, ckpt / "trainable.safetensors")
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save({"opt": optimizer.state_dict(), "sched": scheduler.state_dict(), "rng": rng}, ckpt / "optim.pt")
+        write_json(ckpt / "state.json", state)
+
+    def load_checkpoint(self) -> tuple[dict, dict, dict] | None:
+        """(state, trainable weights, optimiser/scheduler/RNG) of the last whole checkpoint, or None."""
+        ckpt = self.checkpoint_dir
+        if not (ckpt / "state.json").exists():
+            return None
+        state = read_json(ckpt / "state.json", RunFolderError, "checkpoint state")
+        return state, load_file(ckpt / "trainable.safetensors"), torch.load(ckpt / "optim.pt", weights_only=False)
+
+    def finish(self, metrics: dict) -> dict:
+        """metrics.json last, atomically; then the checkpoint and best-so-far weights go."""
+        write_json(self.metrics_path, metrics)
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        self.best_path.unlink(missing_ok=True)
+        return metrics
+
+
+def config_dict(cfg) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))

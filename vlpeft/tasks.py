@@ -1,0 +1,308 @@
+"""The two tasks of the study, one object each: splits, examples, collation, loss, decoding, metric, schedule.
+
+    task = TASKS["vqa"]
+    train, val, test = task.splits(Paths(root))               # Table I (vlpeft.data)
+    loss = task.loss(model, batch)                            # teacher-forced cross-entropy of the target text
+    texts = task.predict(model, batch, tokenizer)             # generated captions / answers
+    score = task.score(predictions, items)                    # CIDEr / VQA accuracy
+
+Nothing outside this module compares a task's name. Training, evaluation, pre-training and the tests all go
+through these methods, so the forward that is trained is the forward that is decoded and scored:
+
+- **Images** enter as pixels or as the frozen vision tower's cached states (`batch["image_embeds"]`, see
+  `vlpeft.features`); `image_states` is the only place the vision tower runs (with its position table
+  interpolated when the image size differs from the checkpoint's).
+- **Caption** (paper §IV): the decoder continues the prompt `a picture of`, cross-attending to the image;
+  the prompt and padding are masked out of the loss (-100), as BLIP does. Decoding: beam search.
+- **VQA**: the text encoder reads `question: {q} answer:` cross-attending to the image; the decoder
+  generates the answer cross-attending to the question states (answers are generated, not ranked).
+  The question's padding mask is passed to the answer decoder's cross-attention in training *and* in
+  decoding. (BLIP's own `generate` uses an all-ones mask there, so at inference the decoder would attend
+  to the [PAD] states of every question shorter than its batch's longest — an answer would then depend on
+  its batch-mates, and the model would be scored under conditions it was not trained in. We keep the mask.)
+
+Decoding settings (the paper gives none): captions by beam search with `CAPTION_BEAMS` beams and at most
+`CAPTION_MAX_TOKENS` new tokens (BLIP's default is 3 beams), answers greedily with at most
+`ANSWER_MAX_TOKENS` tokens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import metrics
+from .catalog import TASKS as TASK_INFO
+from .catalog import TaskInfo
+from .data import Examples, Paths, load_karpathy, load_vqa, stack_images
+from .models import vision_states
+
+CAPTION_PROMPT = "a picture of"                # paper §IV: the caption prompt
+VQA_TEMPLATE = "question: {question} answer:"  # paper §IV: "Question: {question} Answer:" (lower-cased tokenizer)
+CAPTION_BEAMS = 3
+CAPTION_MAX_TOKENS = 30
+ANSWER_MAX_TOKENS = 6
+MAX_TEXT_TOKENS = 40
+
+
+def image_states(model, batch: dict) -> torch.Tensor:
+    """(B, 1+N, d): the cached states when the batch carries them, else the vision tower on the pixels."""
+    if "image_embeds" in batch:
+        return batch["image_embeds"]
+    return vision_states(model, batch["pixel_values"])
+
+
+def _tokenize(tokenizer, texts: list[str]):
+    return tokenizer(texts, padding="longest", truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt")
+
+
+def _decoder_targets(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoder input ids starting with BLIP's [DEC] (bos, what `generate` starts from), their mask, and labels
+    with the padding masked out (-100)."""
+    enc = _tokenize(tokenizer, texts)
+    ids = enc.input_ids.clone()
+    ids[:, 0] = tokenizer.bos_token_id
+    return ids, enc.attention_mask, ids.masked_fill(enc.attention_mask == 0, -100)
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Σ log p(label_t | label_<t) per sequence, over the labels that are not -100: (B, T, V), (B, T) → (B,)."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    target = labels[:, 1:]
+    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * (target != -100)).sum(-1)
+
+
+@dataclass(frozen=True)
+class Task:
+    info: TaskInfo
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def metric(self) -> str:
+        return self.info.metric
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def splits(self, paths: Paths) -> tuple[list, list, list]:
+        raise NotImplementedError
+
+    def train_examples(self, items: list, images) -> Examples:
+        raise NotImplementedError
+
+    def eval_examples(self, items: list, images) -> Examples:
+        raise NotImplementedError
+
+    def collate(self, tokenizer, batch: list[dict]) -> dict:
+        raise NotImplementedError
+
+    def image_paths(self, items: list) -> list:
+        return [it.image for it in items]
+
+    # -- model -----------------------------------------------------------------------------------------------
+    def forward(self, model, batch: dict, labels: bool = True):
+        """The decoder's output for the batch's target text (with the mean cross-entropy when `labels`)."""
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict) -> torch.Tensor:
+        return self.forward(model, batch).loss
+
+    def target_logprobs(self, model, batch: dict) -> torch.Tensor:
+        """Teacher-forced log-probability of each example's target text (B,), from the training forward."""
+        out = self.forward(model, batch, labels=False)
+        return token_logprobs(out.logits, batch["labels"])
+
+    def generate(self, model, batch: dict, tokenizer, **overrides):
+        """`generate`'s output (sequences, and scores when asked) with this task's decoding settings."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, model, batch: dict, tokenizer) -> list[str]:
+        raise NotImplementedError
+
+    def score(self, predictions: dict, items: list) -> float:
+        raise NotImplementedError
+
+    def references(self, item) -> list[str]:
+        raise NotImplementedError
+
+    # -- schedule (paper appendix), as multipliers of the peak LR for LambdaLR ----------------------------------
+    def plan_steps(self, cfg, n_train: int) -> int:
+        raise NotImplementedError
+
+    def warmup(self, cfg) -> int:
+        raise NotImplementedError
+
+    def lr_lambda(self, cfg, total: int):
+        raise NotImplementedError
+
+
+def _cosine(progress: float) -> float:
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class CaptionTask(Task):
+    def splits(self, paths):
+        return tuple(load_karpathy(paths.karpathy, paths.images, s) for s in ("train", "val", "test"))
+
+    def train_examples(self, items, images):
+        """Every reference caption of every training image is one (image, caption) example."""
+        return Examples([(it.image, {"target": c, "id": it.image_id}) for it in items for c in it.captions], images)
+
+    def eval_examples(self, items, images):
+        return Examples([(it.image, {"id": it.image_id}) for it in items], images)
+
+    def collate(self, tokenizer, batch):
+        out = stack_images(batch)
+        if "target" in batch[0]:  # [DEC] a picture of <caption> [SEP]; loss on the caption and [SEP] only
+            ids, mask, labels = _decoder_targets(tokenizer, [f"{CAPTION_PROMPT} {b['target']}" for b in batch])
+            labels[:, :1 + len(tokenizer(CAPTION_PROMPT, add_special_tokens=False).input_ids)] = -100
+            return out | {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        return out
+
+    def forward(self, model, batch, labels=True):
+        return model.text_decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  encoder_hidden_states=image_states(model, batch),
+                                  labels=batch["labels"] if labels else None)
+
+    def prompt_ids(self, tokenizer, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """[DEC] a picture of — the training text's first tokens, without the [SEP] the tokenizer appends."""
+        enc = tokenizer([CAPTION_PROMPT] * batch_size, return_tensors="pt")
+        ids = enc.input_ids[:, :-1].clone()
+        ids[:, 0] = tokenizer.bos_token_id
+        return ids.to(device), enc.attention_mask[:, :-1].to(device)
+
+    def generate(self, model, batch, tokenizer, **overrides):
+        image = image_states(model, batch)
+        ids, mask = self.prompt_ids(tokenizer, image.shape[0], image.device)
+        cfg = model.config.text_config
+        kw = dict(num_beams=CAPTION_BEAMS, max_new_tokens=CAPTION_MAX_TOKENS, do_sample=False) | overrides
+        return model.text_decoder.generate(input_ids=ids, attention_mask=mask, encoder_hidden_states=image,
+                                           eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id, **kw)
+
+    @torch.no_grad()
+    def predict(self, model, batch, tokenizer):
+        seqs = self.generate(model, batch, tokenizer)
+        n_prompt = self.prompt_ids(tokenizer, 1, "cpu")[0].shape[1]
+        return [t.strip() for t in tokenizer.batch_decode(seqs[:, n_prompt:], skip_special_tokens=True)]
+
+    def score(self, predictions, items):
+        return metrics.cider(predictions, {it.image_id: list(it.captions) for it in items})
+
+    def references(self, item):
+        return list(item.captions)
+
+    def plan_steps(self, cfg, n_train):
+        return cfg.steps                                                   # iteration-based (paper: 4000)
+
+    def warmup(self, cfg):
+        return cfg.warmup_steps
+
+    def lr_lambda(self, cfg, total):
+        w = self.warmup(cfg)                                               # 0 → peak over warm-up, cosine to 0
+        return lambda s: s / w if s < w else _cosine((s - w) / max(1, total - w))
+
+
+class VqaTask(Task):
+    def splits(self, paths):
+        return tuple(load_vqa(paths, s) for s in ("train", "val", "test"))
+
+    def train_examples(self, items, images):
+        return Examples([(it.image, {"question": it.question, "target": it.answer, "id": it.question_id})
+                         for it in items], images)
+
+    def eval_examples(self, items, images):
+        return Examples([(it.image, {"question": it.question, "id": it.question_id}) for it in items], images)
+
+    def collate(self, tokenizer, batch):
+        q = _tokenize(tokenizer, [VQA_TEMPLATE.format(question=b["question"]) for b in batch])
+        out = stack_images(batch) | {"input_ids": q.input_ids, "attention_mask": q.attention_mask}
+        if "target" in batch[0]:
+            ids, mask, labels = _decoder_targets(tokenizer, [b["target"] for b in batch])
+            out |= {"decoder_input_ids": ids, "decoder_attention_mask": mask, "labels": labels}
+        return out
+
+    def question_states(self, model, batch) -> torch.Tensor:
+        """(B, T_q, d): the text encoder on the question, cross-attending to the image."""
+        return model.text_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  encoder_hidden_states=image_states(model, batch)).last_hidden_state
+
+    def forward(self, model, batch, labels=True):
+        # BLIP's own forward feeds `labels` (with -100 padding) back in as decoder input, so the route is
+        # written out: question encoder → answer decoder, with the question's mask in the cross-attention
+        return model.text_decoder(input_ids=batch["decoder_input_ids"], attention_mask=batch["decoder_attention_mask"],
+                                  encoder_hidden_states=self.question_states(model, batch),
+                                  encoder_attention_mask=batch["attention_mask"],
+                                  labels=batch["labels"] if labels else None)
+
+    def generate(self, model, batch, tokenizer, **overrides):
+        q = self.question_states(model, batch)
+        bos = torch.full((q.shape[0], 1), tokenizer.bos_token_id, device=q.device)
+        cfg = model.config.text_config
+        kw = dict(num_beams=1, do_sample=False, max_new_tokens=ANSWER_MAX_TOKENS) | overrides
+        return model.text_decoder.generate(input_ids=bos, encoder_hidden_states=q,
+                                           encoder_attention_mask=batch["attention_mask"],  # as in training
+                                           eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id, **kw)
+
+    @torch.no_grad()
+    def predict(self, model, batch, tokenizer):
+        return [t.strip() for t in tokenizer.batch_decode(self.generate(model, batch, tokenizer),
+                                                          skip_special_tokens=True)]
+
+    def score(self, predictions, items):
+        return metrics.vqa_accuracy(predictions, {it.question_id: list(it.answers) for it in items})
+
+    def references(self, item):
+        return list(item.answers)
+
+    def plan_steps(self, cfg, n_train):
+        return cfg.epochs * math.ceil(n_train / cfg.batch_size)           # epoch-based (paper: 10 epochs)
+
+    def warmup(self, cfg):
+        return max(1, round(cfg.warmup_per_ratio * cfg.data_ratio))
+
+    def lr_lambda(self, cfg, total):
+        floor = 1e-6 / cfg.lr                                             # 1e-6 → peak over 800 × ratio steps,
+        w = self.warmup(cfg)                                              # cosine to 1e-6
+        return lambda s: floor + (1 - floor) * (s / w if s < w else _cosine((s - w) / max(1, total - w)))
+
+
+TASKS: dict[str, Task] = {"caption": CaptionTask(TASK_INFO["caption"]), "vqa": VqaTask(TASK_INFO["vqa"])}
+
+
+def get_task(name: str) -> Task:
+    from .errors import ConfigError
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+class TaskModel(nn.Module):
+    """The model with its task's loss as `forward(batch)`: the module data parallelism (DDP) wraps."""
+
+    def __init__(self, model: nn.Module, task: Task):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.task.loss(self.model, batch)
+
+
+@torch.no_grad()
+def evaluate(model, task: Task, tokenizer, loader, items, device="cpu", progress: bool = False) -> tuple[float, dict]:
+    """Generate for every example of `loader` and score against `items`: (score, id → text)."""
+    from tqdm.auto import tqdm
+    model.eval()
+    preds = {}
+    for batch in tqdm(loader, desc=f"generate {task.name}", disable=not progress, leave=False):
+        batch = to_device(batch, device)
+        preds.update(zip(batch["ids"], task.predict(model, batch, tokenizer)))
+    return task.score(preds, items), preds
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
