@@ -10,10 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # tests run in parallel workers; one thread each avoids oversubscription
 
 from vlpeft import world  # noqa: E402
-from vlpeft.models import TinySpec, build_processor, build_tokenizer, random_blip  # noqa: E402
-from vlpeft.nb import SMOKE_SPEC  # noqa: E402
+from vlpeft.assets import SMOKE_SPEC  # noqa: E402
+from vlpeft.models import build_processor, build_tokenizer, random_blip  # noqa: E402
 
-SPEC = TinySpec(**SMOKE_SPEC)  # the smoke world's tiny BLIP
+SPEC = SMOKE_SPEC  # the smoke world's tiny BLIP
 TINY_WORLD = world.WorldConfig(seed=3, image_size=16, n_train=24, n_restval=4, n_val=8, n_test=8,
                                n_pretrain_extra=16, questions_per_image=3)
 

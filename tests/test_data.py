@@ -8,8 +8,10 @@ import torch
 from PIL import Image
 
 from vlpeft import world
-from vlpeft.data import (CaptionTrain, Collator, DataError, ImageCache, Paths, VqaSet, load_json, load_karpathy,
-                         load_vqa, load_image, nested_subset)
+from vlpeft.data import (Paths, Pixels, check_images, load_image, load_json, load_karpathy, load_vqa,
+                         nested_subset, split_sizes)
+from vlpeft.errors import DataError
+from vlpeft.tasks import TASKS
 
 
 def test_world_is_deterministic_and_loads(tiny_world, tmp_path):
@@ -75,13 +77,15 @@ def test_handmade_real_format_files_load(tmp_path, processor, tokenizer):
     vqa = load_vqa(paths, "train")
     assert vqa[0].question == "What color is it?" and vqa[0].answers == ("red",) * 10
     assert load_vqa(paths, "test")[0].image_id == 73  # val2014 question on a Karpathy-test image
-    images = ImageCache(processor.image_processor)
-    batch = Collator(tokenizer, tokenizer.bos_token_id, "caption")([CaptionTrain(train, images)[0]])
+    images = Pixels(processor.image_processor)
+    caption, vqa_task = TASKS["caption"], TASKS["vqa"]
+    batch = caption.collate(tokenizer, [caption.train_examples(train, images)[0]])
     assert batch["pixel_values"].shape == (1, 3, 16, 16)
     assert batch["input_ids"][0, 0] == tokenizer.bos_token_id
     assert (batch["labels"][0, :4] == -100).all()  # [DEC] a picture of: never in the loss
-    vb = Collator(tokenizer, tokenizer.bos_token_id, "vqa")([VqaSet(vqa, images)[0]])
+    vb = vqa_task.collate(tokenizer, [vqa_task.train_examples(vqa, images)[0]])
     assert {"decoder_input_ids", "labels", "input_ids"} <= set(vb)
+    assert vb["input_ids"][0, 0] == tokenizer.convert_tokens_to_ids("[ENC]")  # as BLIP's blip_vqa
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5, 1.0])
@@ -144,9 +148,10 @@ def test_bad_images(tmp_path, content, match):
 def test_bad_image_inside_a_dataloader_worker(tmp_path, processor, tokenizer):
     paths = write_handmade(tmp_path)
     (paths.images / "train2014" / "COCO_train2014_000000000009.jpg").write_bytes(b"garbage")
-    ds = CaptionTrain(load_karpathy(paths.karpathy, paths.images, "train"), ImageCache(processor.image_processor))
+    caption = TASKS["caption"]
+    ds = caption.train_examples(load_karpathy(paths.karpathy, paths.images, "train"), Pixels(processor.image_processor))
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1,
-                                         collate_fn=Collator(tokenizer, tokenizer.bos_token_id, "caption"))
+                                         collate_fn=lambda b: caption.collate(tokenizer, b))
     with pytest.raises(DataError, match="corrupt or truncated image: .*COCO_train2014_000000000009.jpg"):
         next(iter(loader))
 

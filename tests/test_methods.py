@@ -1,6 +1,6 @@
 """Every method × several sizes × both tasks, fed to shared checks on a tiny random BLIP (peft's table style):
 identity at init, only method parameters move, trainable count = closed form, save/load round trip, LoRA
-merge, generation, and clear errors on bad input."""
+merge, decoding that equals the model's own predictions, apply/remove, and clear errors on bad input."""
 from __future__ import annotations
 
 import copy
@@ -9,14 +9,15 @@ import pytest
 import torch
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering
 
-from vlpeft.data import CAPTION_PROMPT, VQA_TEMPLATE
-from vlpeft.train import task_loss
+from vlpeft.config import TinySpec
+from vlpeft.models import random_blip
 from vlpeft.methods import (MethodConfig, MethodError, apply_method, count_parameters, load_method, lora,
-                            save_method, trainable_summary)
+                            remove_method, save_method, trainable_summary)
+from vlpeft.tasks import CAPTION_PROMPT, TASKS, VQA_TEMPLATE, token_logprobs
 
 CASES = [(m, s) for m, sizes in {"prompt": [2, 8], "prefix": [2, 8], "lora": [2, 4], "serial_adapter": [4, 16],
                                  "parallel_adapter": [4, 16]}.items() for s in sizes] + [("full", 0)]
-TASKS = ["caption", "vqa"]
+TASK_NAMES = ["caption", "vqa"]
 IDENTITY_AT_INIT = {"lora", "serial_adapter", "parallel_adapter"}
 
 
@@ -40,25 +41,17 @@ def batch(task, tokenizer, B=2, image_size=16, seed=0):
 
 
 def logits(model, task, b):
-    """The decoder's logits for a batch (VQA: through question encoder → answer decoder)."""
+    """The decoder's logits for a batch (VQA: through question encoder → answer decoder): the task's forward."""
     with torch.no_grad():
-        if task == "caption":
-            return model(pixel_values=b["pixel_values"], input_ids=b["input_ids"],
-                         attention_mask=b["attention_mask"]).logits
-        image = model.vision_model(pixel_values=b["pixel_values"]).last_hidden_state
-        q = model.text_encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                               encoder_hidden_states=image).last_hidden_state
-        return model.text_decoder(input_ids=b["decoder_input_ids"], attention_mask=b["decoder_attention_mask"],
-                                  encoder_hidden_states=q, encoder_attention_mask=b["attention_mask"]).logits
+        return TASKS[task].forward(model, b, labels=False).logits
 
 
 def loss(model, task, b):
-    return task_loss(model, task, b)
+    return TASKS[task].loss(model, b)
 
 
-def generate(model, task, b):
-    kw = dict(pixel_values=b["pixel_values"], input_ids=b["input_ids"], attention_mask=b["attention_mask"])
-    return model.generate(**kw, num_beams=2 if task == "caption" else 1, max_new_tokens=4)
+def generate(model, task, b, tokenizer):
+    return TASKS[task].generate(model, b, tokenizer, num_beams=2 if task == "caption" else 1, max_new_tokens=4)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -80,7 +73,7 @@ def expected_trainable(method, size, cfg, towers, tune_classifier=False):
     return n
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASK_NAMES)
 @pytest.mark.parametrize("method,size", CASES)
 def test_trainable_count_matches_formula(make_model, task, method, size):
     model = make_model(task)
@@ -101,7 +94,7 @@ def test_classifier_adds_lm_head(make_model, method, size):
     assert count_parameters(model)[0] == expected_trainable(method, size, model.config, ["text_decoder"], True)
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASK_NAMES)
 @pytest.mark.parametrize("method,size", [(m, s) for m, s in CASES if m in IDENTITY_AT_INIT])
 def test_identity_at_init(make_model, tokenizer, task, method, size):
     base = make_model(task)
@@ -111,7 +104,7 @@ def test_identity_at_init(make_model, tokenizer, task, method, size):
     assert torch.allclose(logits(peft_model, task, b), ref, atol=1e-6)
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASK_NAMES)
 @pytest.mark.parametrize("tune_classifier", [False, True])
 @pytest.mark.parametrize("method,size", [(m, s) for m, s in CASES if m != "full"][::2])
 def test_only_method_parameters_change(make_model, tokenizer, task, method, size, tune_classifier):
@@ -133,7 +126,7 @@ def test_only_method_parameters_change(make_model, tokenizer, task, method, size
         assert any("cls.predictions" in k for k in changed)
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASK_NAMES)
 @pytest.mark.parametrize("method,size", CASES)
 def test_save_load_round_trip_and_generation(make_model, tokenizer, tmp_path, task, method, size):
     model = apply_method(make_model(task), MethodConfig(method, size, tune_classifier=method == "prompt"))
@@ -151,11 +144,11 @@ def test_save_load_round_trip_and_generation(make_model, tokenizer, tmp_path, ta
         assert (tmp_path / "method.safetensors").stat().st_size < base_bytes / 2  # method weights only
     fresh = load_method(make_model(task), tmp_path)
     assert torch.allclose(logits(fresh, task, b), ref, atol=1e-5)
-    out = generate(fresh, task, b)
+    out = generate(fresh, task, b, tokenizer)
     assert out.ndim == 2 and out.shape[0] == 2
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASK_NAMES)
 def test_lora_merge_reproduces_outputs(make_model, tokenizer, task):
     model = apply_method(make_model(task), MethodConfig("lora", 4))
     with torch.no_grad():
@@ -170,6 +163,7 @@ def test_lora_merge_reproduces_outputs(make_model, tokenizer, task):
 
 @pytest.mark.parametrize("cfg,task,match", [
     (MethodConfig("bitfit", 4), "caption", "unknown method 'bitfit'; choose one of full, prompt"),
+    (MethodConfig("full", 8), "caption", "full fine-tuning has no size"),
     (MethodConfig("lora", 0), "caption", "positive rank"),
     (MethodConfig("prompt", -3), "vqa", "positive prompt length"),
     (MethodConfig("serial_adapter", 8, towers=("text_encoder",)), "caption", "valid towers: text_decoder"),
@@ -195,3 +189,108 @@ def test_blip_base_shape_counts(task, cls, method, size):
     towers = ["text_decoder"] if task == "caption" else ["text_encoder", "text_decoder"]
     apply_method(model, MethodConfig(method, size))
     assert count_parameters(model)[0] == expected_trainable(method, size, model.config, towers)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding means what the model predicts: greedy generation equals the teacher-forced argmax token for token,
+# and beam search's best score equals the model's own (length-normalised) log-probability of that sequence.
+# The base weights are perturbed so that predictions depend on context, every method weight is moved off its
+# init, and [SEP] is made unreachable so that every sequence runs its full length.
+N_NEW = 6
+
+
+CONTEXT_SPEC = TinySpec(image_size=16, patch_size=8, hidden=128, layers=3, heads=4, intermediate=256,
+                        max_positions=160)  # the embedded width: the smoke width's random nets just repeat a token
+
+
+def contextual_model(tokenizer, task, method, size):
+    model = random_blip(task, tokenizer, CONTEXT_SPEC, seed=1)
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and "word_embeddings" not in name:  # position rows apart and an LM head that is not
+                big = "position_embeddings" in name or "transform.dense" in name   # the identity: no copying
+                p.add_(torch.randn(p.shape, generator=g) * (0.5 if "position" in name else 1.0 if big else 0.05))
+    apply_method(model, MethodConfig(method, size))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and method != "full":
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        model.text_decoder.cls.predictions.bias[tokenizer.sep_token_id] = -1e4
+    return model.eval()
+
+
+def teacher_forced(model, task, b, seqs, tokenizer):
+    """Logits and labels of the training forward on the generated sequences (generated positions only)."""
+    mask = torch.ones_like(seqs)
+    if task == "caption":
+        n_prompt = TASKS["caption"].prompt_ids(tokenizer, 1, "cpu")[0].shape[1]
+        batch = b | {"input_ids": seqs, "attention_mask": mask}
+    else:
+        n_prompt = 1
+        batch = b | {"decoder_input_ids": seqs, "decoder_attention_mask": mask}
+    labels = seqs.clone()
+    labels[:, :n_prompt] = -100
+    with torch.no_grad():
+        return TASKS[task].forward(model, batch, labels=False).logits, labels, n_prompt
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("method,size", [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4),
+                                         ("serial_adapter", 8), ("parallel_adapter", 8)])
+def test_greedy_generation_equals_teacher_forced_argmax(tokenizer, task, method, size):
+    model = contextual_model(tokenizer, task, method, size)
+    b = batch(task, tokenizer, seed=3)
+    seqs = TASKS[task].generate(model, b, tokenizer, num_beams=1, max_new_tokens=N_NEW)
+    logits_, labels, n_prompt = teacher_forced(model, task, b, seqs, tokenizer)
+    assert seqs.shape[1] == n_prompt + N_NEW
+    generated = seqs[:, n_prompt:]
+    changes = (generated[:, 1:] != generated[:, :-1]).sum().item()
+    assert changes >= 3, "degenerate test: the model repeats one token, so its context would not matter"
+    assert torch.equal(logits_.argmax(-1)[:, n_prompt - 1:-1], generated)
+
+
+@pytest.mark.parametrize("method,size", [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4),
+                                         ("parallel_adapter", 8)])
+def test_beam_score_equals_the_models_log_probability(tokenizer, method, size):
+    model = contextual_model(tokenizer, "caption", method, size)
+    b = batch("caption", tokenizer, seed=4)
+    out = TASKS["caption"].generate(model, b, tokenizer, num_beams=3, max_new_tokens=N_NEW,
+                                    output_scores=True, return_dict_in_generate=True)
+    logits_, labels, _ = teacher_forced(model, "caption", b, out.sequences, tokenizer)
+    mean_logprob = token_logprobs(logits_, labels) / (labels != -100).sum(-1)   # length penalty 1: Σ log p / n
+    assert torch.allclose(out.sequences_scores, mean_logprob, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Apply / remove, like peft's inject and unload
+@pytest.mark.parametrize("method,size", [(m, s) for m, s in CASES if m != "full"][::2])
+def test_a_second_apply_is_refused_and_remove_restores_the_base_model(make_model, tokenizer, method, size):
+    base = make_model("vqa")
+    b = batch("vqa", tokenizer)
+    ref = logits(base, "vqa", b)
+    model = apply_method(copy.deepcopy(base), MethodConfig(method, size))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    assert not torch.allclose(logits(model, "vqa", b), ref)
+    with pytest.raises(MethodError, match="already has .* applied; call remove_method"):
+        apply_method(model, MethodConfig(method, size))
+    remove_method(model)
+    assert torch.equal(logits(model, "vqa", b), ref)
+    assert {n for n, _ in model.named_parameters()} == {n for n, _ in base.named_parameters()}
+
+
+@pytest.mark.parametrize("method,size", [("prompt", 4), ("prefix", 4), ("lora", 4), ("serial_adapter", 8)])
+def test_method_weights_are_seeded_by_the_run_seed(make_model, method, size):
+    def weights(seed):
+        model = apply_method(make_model("caption"), MethodConfig(method, size), seed=seed)
+        return torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad])
+    assert torch.equal(weights(0), weights(0)) and not torch.equal(weights(0), weights(1))
+    model = make_model("caption")
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    apply_method(model, MethodConfig(method, size), seed=0)
+    assert torch.equal(torch.rand(1), before)  # the global RNG is untouched

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from vlpeft import sweep
+from vlpeft.catalog import METHODS
 
 # Table II written out by hand: (task, method) → (#data ratios, #sizes)
 TABLE_II = {
@@ -22,17 +23,17 @@ PAPER_LR = {("caption", "prompt"): 3e-4, ("caption", "prefix"): 3e-4, ("caption"
 
 def test_paper_preset_is_table_ii():
     cells = sweep.grid("paper")
-    counts = Counter((c.task, c.method, c.tune_classifier) for c in cells)
+    counts = Counter((c.config.task, c.config.method, c.config.tune_classifier) for c in cells)
     for (task, method), (n_ratios, n_sizes) in TABLE_II.items():
         assert counts[(task, method, False)] == n_ratios * n_sizes      # the PEFT itself
         assert counts[(task, method, True)] == n_ratios * n_sizes       # and "+ classifier"
     assert counts[("caption", "full", False)] == 9 and counts[("vqa", "full", False)] == 5
     assert len(cells) == sum(2 * r * s for r, s in TABLE_II.values()) + 9 + 5
     for c in cells:
-        cfg = c.config()
-        if (c.task, c.method) in PAPER_LR:
-            assert cfg.lr == PAPER_LR[(c.task, c.method)] and cfg.steps == 4000 and cfg.warmup_steps == 400
-        if c.task == "vqa" and c.method != "full":
+        cfg = c.config
+        if (cfg.task, cfg.method) in PAPER_LR:
+            assert cfg.lr == PAPER_LR[(cfg.task, cfg.method)] and cfg.steps == 4000 and cfg.warmup_steps == 400
+        if cfg.task == "vqa" and cfg.method != "full":
             assert cfg.lr == 3e-4 and cfg.epochs == 10 and cfg.warmup_per_ratio == 800
         assert cfg.batch_size == 256 and cfg.weight_decay == 0.05
 
@@ -40,8 +41,8 @@ def test_paper_preset_is_table_ii():
 def test_tiny_preset_covers_the_study():
     cells = sweep.grid("tiny")
     for task in ("caption", "vqa"):
-        sub = [c for c in cells if c.task == task]
-        assert {c.method for c in sub} == set(sweep.NOTEBOOKS)
+        sub = [c.config for c in cells if c.config.task == task]
+        assert {c.method for c in sub} == set(METHODS)
         for m in sweep.PEFT:
             mine = [c for c in sub if c.method == m]
             assert len({c.data_ratio for c in mine}) >= 3 and len({c.size for c in mine}) >= 3
@@ -64,7 +65,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 def test_smoke_sweep_isolates_a_failure_and_retries_only_it(in_tmp, capsys):
     cells = sweep.grid("smoke", "smoke")[:2]
-    bad = sweep.Cell(**{**vars(cells[0]), "seed": 9, "overrides": cells[0].overrides | {"fault": "crash:1"}})
+    bad = sweep.make_cell("smoke", "smoke", "runs", **(vars(cells[0].config) | {"seed": 9, "fault": "crash:1"}))
     failures = sweep.execute(cells + [bad], workers=2)
     assert [f["path"] for f in failures] == [str(bad.out_dir / "run.ipynb")]
     assert "injected crash at step 1" in failures[0]["error"]
@@ -77,7 +78,8 @@ def test_smoke_sweep_isolates_a_failure_and_retries_only_it(in_tmp, capsys):
     assert json.loads((in_tmp / "runs" / "smoke" / "failures.json").read_text())[0]["error"]
 
     mtimes = {c.run_id: (c.out_dir / "metrics.json").stat().st_mtime_ns for c in cells}
-    fixed = sweep.Cell(**{**vars(bad), "overrides": cells[0].overrides})  # the same cell, fault removed
+    fixed = sweep.make_cell("smoke", "smoke", "runs", **(vars(bad.config) | {"fault": ""}))  # the fault removed
+    assert fixed.out_dir == bad.out_dir  # a fault is not part of what a run computes: the same folder
     assert sweep.execute(cells + [fixed], workers=2) == []
     assert "3 runs in the grid: 2 complete, 1 to run" in capsys.readouterr().out
     assert {c.run_id: (c.out_dir / "metrics.json").stat().st_mtime_ns for c in cells} == mtimes

@@ -9,9 +9,12 @@ import sys
 
 import pytest
 
-from vlpeft.models import random_blip, save_model
 from vlpeft.cli import to_args
-from vlpeft.train import ConfigError, RunConfig, lr_lambda, run
+from vlpeft.config import RunConfig
+from vlpeft.errors import ConfigError
+from vlpeft.models import random_blip, save_model
+from vlpeft.tasks import TASKS
+from vlpeft.train import run
 from conftest import SPEC
 
 METHODS = [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4), ("serial_adapter", 8), ("parallel_adapter", 8)]
@@ -26,7 +29,7 @@ def models(tmp_path_factory, tokenizer, processor):
 
 
 def smoke(models, world, out, **kw) -> RunConfig:
-    base = dict(steps=4, warmup_steps=1, epochs=1, batch_size=8, eval_every=2, eval_size=6, test_size=6,
+    base = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=6, test_size=6,
                 checkpoint_every=2, lr=1e-3, model_path=str(models / "{task}"), data_root=str(world),
                 out_dir=str(out), threads=1)
     return RunConfig(**(base | kw))
@@ -37,7 +40,7 @@ def smoke(models, world, out, **kw) -> RunConfig:
 def test_run_writes_a_complete_folder(models, tiny_world, tmp_path, task, method, size):
     m = run(smoke(models, tiny_world, tmp_path / "run", task=task, method=method, size=size), progress=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"config.json", "curve.json", "metrics.json", "train.log", "method"} <= files
+    assert {"config.json", "curve.json", "metrics.json", "train.log", "method", "provenance.json"} <= files
     assert "checkpoint" not in files  # removed once complete
     assert m["status"] == "complete" and m["metric"] == ("cider" if task == "caption" else "vqa_acc")
     assert m["best_val"] is not None and m["test"] is not None and m["trainable_params"] > 0
@@ -93,7 +96,7 @@ def test_nan_loss_ends_as_diverged(models, tiny_world, tmp_path):
     (dict(data_ratio=1.5), r"data ratio must be in \(0, 1\]"),
     (dict(task="retrieval"), "unknown task 'retrieval'; choose one of caption, vqa"),
     (dict(method="bitfit"), "unknown method 'bitfit'"),
-    (dict(size=0), "size must be positive"),
+    (dict(method="full", size=4), "full fine-tuning has no size"),
     (dict(data_root="/nonexistent/data"), "has no annotations/ folder"),
     (dict(batch_size=0), "batch_size must be positive"),
 ])
@@ -110,7 +113,7 @@ def test_bad_config_refused_before_any_work(models, tiny_world, tmp_path, change
 ])
 def test_schedules(task, step, expected):
     cfg = RunConfig(task=task, lr=1e-3, warmup_steps=10, warmup_per_ratio=20, data_ratio=0.5)
-    assert lr_lambda(cfg, 100)(step) == pytest.approx(expected, abs=1e-9)
+    assert TASKS[task].lr_lambda(cfg, 100)(step) == pytest.approx(expected, abs=1e-9)
 
 
 def test_data_parallel_under_accelerate_launch(models, tiny_world, tmp_path):

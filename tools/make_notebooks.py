@@ -37,19 +37,19 @@ attention and beside the FFN: $\mathrm{LN}(F(x) + A(x) + x)$. The size knob is t
 }
 
 PARAMS = """config = dict(                  # a RunConfig; a sweep replaces it with the whole config of its cell
-    task="caption",                # caption (consistent with pre-training, CIDEr) | vqa (inconsistent, accuracy)
+    task="caption",                # caption: consistent with pre-training, CIDEr | vqa: inconsistent, accuracy
     method="{method}",
     size={size},                   # {knob}
     tune_classifier=False,         # "+ classifier": also fine-tune the decoder's LM head
     data_ratio=0.5,                # fraction of the training split
     seed=0,
-    steps=8, warmup_steps=2,       # caption: iterations and warm-up (embedded study: 120, 12; paper: 4000, 400)
-    epochs=1, warmup_per_ratio=2,  # vqa: epochs and warm-up × ratio (embedded study: 2, 40; paper: 10, 800)
+    steps=8, warmup_steps=2,       # caption: iterations and warm-up; embedded study 120, 12; paper 4000, 400
+    epochs=1, warmup_per_ratio=2,  # vqa: epochs and warm-up × ratio; embedded study 2, 40; paper 10, 800
     batch_size=8, eval_every=4, eval_size=8, test_size=8, lr=1e-3,
 )
-world = "smoke"     # smoke (seconds; numbers mean nothing) | embedded (the study's world) | real (BLIP on COCO)
+world = "smoke"     # smoke: seconds, numbers mean nothing | embedded: the study's world | real: BLIP on COCO
 progress = True
-show = True         # the look at the injected module and the curve plot (a sweep turns it off: speed)"""
+show = True         # the look at the injected module and the curve plot; a sweep turns it off for speed"""
 
 KNOBS = {"full": "unused by full fine-tuning", "prompt": "prompt length p", "prefix": "prefix length p",
          "lora": "LoRA rank r", "serial_adapter": "adapter hidden size h", "parallel_adapter": "adapter hidden size h"}

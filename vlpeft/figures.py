@@ -19,7 +19,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from .claims import VERDICT_RULES, evaluate_claims
+from .claims import CI_LEVEL, VERDICT_RULES, dial_verdict, evaluate_claims, per_method_table
 from .results import METHOD_ORDER, METRIC_LABEL, complete, load_curves, load_runs, summarize
 
 TASKS = ("caption", "vqa")
@@ -214,8 +214,17 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows) + "\n"
 
 
-def _pct(x) -> str:
-    return "" if pd.isna(x) else f"{x:+.1%}"
+def _pct(x, unit: str = "score points") -> str:
+    """A claim's value in its own unit: score points (+1.23 pt), points per doubling, or % of parameters."""
+    if pd.isna(x):
+        return ""
+    if unit == "% of parameters":
+        return f"{x:.4g} %"
+    return f"{x:+.2f} pt" + ("/doubling" if unit.endswith("per doubling") else "")
+
+
+def _seeds(x) -> str:
+    return "" if pd.isna(x) else "> 1000" if x == float("inf") else f"{x:.0f}"
 
 
 def _html_table(df: pd.DataFrame) -> str:
@@ -227,15 +236,20 @@ def _html_table(df: pd.DataFrame) -> str:
 
 
 def _claims_html(claims: pd.DataFrame) -> str:
+    """The claims table: value and CI in score points (claim 11: % of parameters), n = units (seeds), and for an
+    inconclusive claim the seeds that would decide it at the measured seed-to-seed spread."""
     e = html.escape
     rows = []
-    for c in claims.itertuples(index=False):
-        ci = "" if pd.isna(c.ci_low) else f"[{_pct(c.ci_low)}, {_pct(c.ci_high)}]"
-        rows.append(f"<tr><td>{c.claim}</td><td>{e(c.text)}</td>"
-                    f"<td style='background:{VERDICT_COLORS[c.verdict]}'><b>{e(c.verdict)}</b></td>"
-                    f"<td>{e(c.statistic)}</td><td>{_pct(c.value)}</td><td>{ci}</td><td>{c.n}</td>"
-                    f"<td class='ev'>{e(c.evidence)}</td></tr>")
-    head = "".join(f"<th>{h}</th>" for h in ["#", "claim", "verdict", "statistic", "value", "CI", "n", "evidence"])
+    for c in claims.to_dict("records"):
+        unit = c.get("value_unit", "score points")
+        ci = "" if pd.isna(c["ci_low"]) else f"[{_pct(c['ci_low'], unit)}, {_pct(c['ci_high'], unit)}]"
+        rows.append(f"<tr><td>{e(str(c['claim']))}</td><td>{e(c['text'])}</td>"
+                    f"<td style='background:{VERDICT_COLORS[c['verdict']]}'><b>{e(c['verdict'])}</b></td>"
+                    f"<td>{e(c['statistic'])}</td><td>{e(_pct(c['value'], unit))}</td><td>{e(ci)}</td>"
+                    f"<td>{c['n']}</td><td>{_seeds(c.get('seeds_needed'))}</td>"
+                    f"<td class='ev'>{e(c['evidence'])}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ["#", "claim", "verdict", "statistic", "value",
+                                             f"{CI_LEVEL:.0%} CI", "n (seeds)", "seeds to decide", "evidence"])
     return f"<table class='claims'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -263,7 +277,10 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
     runs.to_csv(out / "runs.csv", index=False)
     claims = evaluate_claims(runs)
     claims.to_csv(out / "claims.csv", index=False)
-    (out / "claims.md").write_text(_markdown(claims.round({"value": 4, "ci_low": 4, "ci_high": 4})))
+    (out / "claims.md").write_text(_markdown(claims.round({"value": 3, "ci_low": 3, "ci_high": 3})))
+    per_method = per_method_table(runs)
+    per_method.to_csv(out / "claims_per_method.csv", index=False)
+    dial = dial_verdict(runs)
 
     sections, notes = [], []
     done = complete(runs)
@@ -293,10 +310,15 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
 <style>{CSS}</style></head><body>
 <h1>vlpeft report — study <code>{e(Path(study_dir).name)}</code></h1>
 <p>Re-run of <i>An Empirical Study of Parameter Efficient Fine-tuning on Vision-Language Pre-train Model</i>:
-{len(runs)} run folders, {len(done)} complete. Files: runs.csv, claims.csv, claims.md, figures/.</p>
+{len(runs)} run folders, {len(done)} complete. Files: runs.csv, claims.csv, claims.md, claims_per_method.csv,
+figures/.</p>
 <h2>Runs by status</h2>{_html_table(counts) if len(runs) else "<p>no runs found</p>"}
 {"".join(f"<p class='note'>{e(n)}</p>" for n in notes)}
-<h2>The paper's claims</h2>{_claims_html(claims)}
+<h2>The paper's claims</h2>
+<p>Effects in score points (100 × CIDEr or VQA accuracy); {CI_LEVEL:.0%} t intervals over seeds, the unit of
+replication; n counts seeds. The rules were fixed before any result was seen.</p>{_claims_html(claims)}
+<details><summary>Each method's own mark (claims 1–6, 8, 10, 11)</summary>{_html_table(per_method.round(3))}</details>
+<h3>Consistency dial (beyond the paper)</h3>{_claims_html(pd.DataFrame([dial]).assign(claim="dial"))}
 <details><summary>Verdict rules</summary>{_rules_html()}</details>
 {"".join(sections)}
 <h2>Runs that are not complete ({len(failures)})</h2>

@@ -63,7 +63,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     enc_id = tokenizer.convert_tokens_to_ids("[ENC]")
-    prompt = tokenizer([CAPTION_PROMPT], return_tensors="pt")
+    prompt = TASKS["vqa"].question_ids(tokenizer, [CAPTION_PROMPT])  # [ENC] a picture of, as a question
 
     t0, step, losses = time.time(), 0, {}
     bar = tqdm(total=cfg.steps, desc="pre-train", disable=not progress)
@@ -114,8 +114,8 @@ def _losses(vqa, itm_head, b, enc_id, prompt) -> dict[str, torch.Tensor]:
     itm = F.cross_entropy(itm_head(fused[:, 0]), torch.cat([torch.ones(B), torch.zeros(B)]).long())
     # 3. ELM: the VQA forward with "a picture of" in the question's place and the caption as the answer, so
     #    the encoder → decoder route starts pre-trained — without a question ever being seen
-    elm = TASKS["vqa"].loss(vqa, {"image_embeds": image, "input_ids": prompt.input_ids.expand(B, -1),
-                                  "attention_mask": prompt.attention_mask.expand(B, -1), "decoder_input_ids": ids,
+    elm = TASKS["vqa"].loss(vqa, {"image_embeds": image, "input_ids": prompt["input_ids"].expand(B, -1),
+                                  "attention_mask": prompt["attention_mask"].expand(B, -1), "decoder_input_ids": ids,
                                   "decoder_attention_mask": mask, "labels": b["labels"]})
     return {"lm": lm, "itm": itm, "elm": elm}
 

@@ -46,15 +46,21 @@ def _read(path: Path):
 
 
 def _row(run_dir: Path, study: str) -> dict:
-    row = {"study": study, "run_dir": str(run_dir)}
-    try:
-        config, metrics, failed = (_read(run_dir / f) for f in RUN_FILES)
-    except ValueError as e:
-        return row | {"status": "corrupt", "error": str(e)}
-    for name, obj in zip(RUN_FILES, (config, metrics, failed)):
-        if obj is not None and not isinstance(obj, dict):
-            return row | {"status": "corrupt", "error": f"{name}: not a JSON object"}
-    row |= {k: v for k, v in (config or {}).items() if k in KEYS}
+    """The folder's keys from config.json (or, when that is unreadable, from metrics.json), its state and
+    its numbers; a file that does not parse makes the row `corrupt` with the parser's message."""
+    row, files, errors = {"study": study, "run_dir": str(run_dir)}, {}, []
+    for name in RUN_FILES:
+        try:
+            files[name] = _read(run_dir / name)
+            if files[name] is not None and not isinstance(files[name], dict):
+                raise ValueError(f"{name}: not a JSON object")
+        except ValueError as e:
+            files[name] = None
+            errors.append(str(e))
+    config, metrics, failed = (files[name] for name in RUN_FILES)
+    row |= {k: v for k, v in (config or metrics or {}).items() if k in KEYS}
+    if errors:
+        return row | {"status": "corrupt", "error": "; ".join(errors)}
     if metrics is not None:  # metrics.json is the run's own final word
         if "status" not in metrics:
             return row | {"status": "corrupt", "error": "metrics.json: no status"}

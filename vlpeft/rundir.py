@@ -37,6 +37,7 @@ HOW_FIELDS = frozenset({"out_dir", "threads", "num_workers", "eval_batch_size", 
                         "cache_images", "feature_cache"})
 PROJECT_FILES = ("config.json", "provenance.json", "curve.json", "train.log", "metrics.json", "best.safetensors",
                  "method", "checkpoint", "run.ipynb", "failed.json")
+BESIDE_A_RUN = ("run.lock", "sweep.lock", "run.ipynb", "failed.json")  # a sweep's files, and the locks
 
 
 def relevant(config: dict) -> dict:
@@ -98,8 +99,7 @@ class RunFolder:
         if probe and self.owner.is_held_elsewhere():
             raise RunFolderError(f"{self.path}: this run folder is being trained by {self.owner.holder()}; wait "
                                  f"for it to finish or use another --out-dir")
-        ours = [p for p in self.path.iterdir() if not p.name.startswith("run.lock")]
-        if not ours:
+        if not [p for p in self.path.iterdir() if not p.name.startswith(BESIDE_A_RUN)]:
             return False
         if (self.path / "config.json").exists():
             old = read_json(self.path / "config.json", RunFolderError, "run config")

@@ -219,12 +219,22 @@ class VqaTask(Task):
         return Examples([(it.image, {"question": it.question, "id": it.question_id}) for it in items], images)
 
     def collate(self, tokenizer, batch):
-        q = _tokenize(tokenizer, [VQA_TEMPLATE.format(question=b["question"]) for b in batch])
-        out = stack_images(batch) | {"input_ids": q.input_ids, "attention_mask": q.attention_mask}
+        q = self.question_ids(tokenizer, [VQA_TEMPLATE.format(question=b["question"]) for b in batch])
+        out = stack_images(batch) | q
         if "target" in batch[0]:
             ids, mask, labels = _decoder_targets(tokenizer, [b["target"] for b in batch])
             out |= {"decoder_input_ids": ids, "decoder_attention_mask": mask, "labels": labels}
         return out
+
+    def question_ids(self, tokenizer, texts: list[str]) -> dict:
+        """The text encoder's input: as BLIP's blip_vqa, the first token is [ENC] (the token its image-grounded
+        text encoder was pre-trained with) in place of [CLS]."""
+        q = _tokenize(tokenizer, texts)
+        ids = q.input_ids.clone()
+        enc = tokenizer.convert_tokens_to_ids("[ENC]")
+        if enc != tokenizer.unk_token_id:
+            ids[:, 0] = enc
+        return {"input_ids": ids, "attention_mask": q.attention_mask}
 
     def question_states(self, model, batch) -> torch.Tensor:
         """(B, T_q, d): the text encoder on the question, cross-attending to the image."""

@@ -20,6 +20,7 @@ DataLoader workers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -136,7 +137,8 @@ class Setup:
             0 if self.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) // 2)))
         return torch.utils.data.DataLoader(
             dataset, num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
-            prefetch_factor=4 if workers else None, collate_fn=lambda b: self.task.collate(self.tokenizer, b), **kw)
+            prefetch_factor=4 if workers else None, collate_fn=functools.partial(self.task.collate, self.tokenizer),
+            **kw)
 
 
 def resolve_device(cfg: RunConfig, dp: Ranks) -> torch.device:

@@ -1,0 +1,426 @@
+"""claims: verdicts on synthetic studies whose answer is known, interval coverage by simulation, the dial.
+
+A scenario is a score function per task, `score(method, size_index, classifier, data_ratio)` (metric units:
+CIDEr ~1, accuracy ~0.5), laid out on the tiny preset's design (3 data ratios at the middle size with and without
+"+ classifier", 3 sizes at the full data, full fine-tuning at every ratio) over several seeds, with seed-level
+random effects (an offset per seed and one per (seed, data ratio), shared by every run of that seed / subset) and
+run noise. `PAPER` behaves as the paper says, so every claim must come out supported; CASES bend one part at a time.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlpeft import claims
+
+FAMILY = {"full": "full", "prompt": "embedding", "prefix": "embedding", "lora": "layer", "serial_adapter": "layer",
+          "parallel_adapter": "layer"}
+
+
+def variant(method: str, cls: bool) -> str:  # as results.load_runs labels a run
+    return method if method == "full" or not cls else f"{method}+cls"
+
+
+SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
+         "parallel_adapter": [4, 16, 64]}
+PARAMS_PER_SIZE = {"prompt": 50, "prefix": 1000, "lora": 3000, "serial_adapter": 2000, "parallel_adapter": 2000}
+CLS_PARAMS, FULL_PARAMS, ALL_PARAMS, N_FULL_DATA = 50_000, 2_000_000, 2_000_000, 1000
+RATIOS, SEEDS = (0.1, 0.3, 1.0), (0, 1, 2, 3)
+METRIC = {"caption": "cider", "vqa": "vqa_acc"}
+SHAPE = [-0.1, 0.0, -0.1]  # caption: an interior optimum in size
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scenarios: score(method, i, cls, ratio), i = the size's index in the grid (full fine-tuning: i = 1)
+def paper_caption(m, i, cls, r):
+    """Flat in data, an interior optimum in size, + classifier helps prompt and hurts layer methods; layer
+    slightly above embedding; prefix and layer at least as good as full, prompt (the exception) below it."""
+    base = {"prompt": 0.975, "prefix": 1.015, "full": 1.0}.get(m, 1.01) + SHAPE[i]
+    return base + (0.06 if m == "prompt" else -0.06 if FAMILY[m] == "layer" else 0.0) * cls
+
+
+def paper_vqa(m, i, cls, r):
+    """Rises with data and size, + classifier raises every method to full on average, layer ≈ full ≫ embedding."""
+    base = {"embedding": 0.34, "layer": 0.50, "full": 0.50}[FAMILY[m]]
+    return base + 0.04 * i + 0.06 * math.log10(r) + 0.08 * cls
+
+
+def frame(caption=paper_caption, vqa=paper_vqa, ratios=RATIOS, seeds=SEEDS, noise=0.002, seed_sd=0.002,
+          every_size=False, tasks=("caption", "vqa"), pretrain_seeds=None, rng=7, pct=True) -> pd.DataFrame:
+    """The tidy table `load_runs` would give for a scenario (every run complete). `seed_sd`: sd of the per-seed
+    offset and of the per-(seed, data ratio) offset; `pretrain_seeds`: adds a pretrain_seed column (units =
+    pretrain seed × seed); `pct=False` leaves out trainable_pct and all_params."""
+    rng = np.random.default_rng(rng)
+    units = [(p, s) for p in (pretrain_seeds or (0,)) for s in seeds]
+    offset = {u: rng.normal(0, seed_sd) for u in units}
+    subset = {(u, r): rng.normal(0, seed_sd) for u in units for r in ratios}
+    rows = []
+    for task in tasks:
+        score = {"caption": caption, "vqa": vqa}[task]
+        cells = [("full", 0, 1, False, r) for r in ratios]
+        for m, sizes in SIZES.items():
+            grid = [(i, c, r) for i in range(3) for r in ratios for c in (False, True)] if every_size else (
+                [(1, c, r) for r in ratios for c in (False, True)] + [(i, False, ratios[-1]) for i in (0, 2)])
+            cells += [(m, sizes[i], i, c, r) for i, c, r in grid]
+        for m, size, i, cls, r in cells:
+            params = FULL_PARAMS if m == "full" else PARAMS_PER_SIZE[m] * size + CLS_PARAMS * cls
+            for u in units:
+                rows.append({"task": task, "method": m, "size": size, "tune_classifier": cls, "data_ratio": r,
+                             "pretrain_seed": u[0], "seed": u[1], "metric": METRIC[task], "status": "complete",
+                             "best_val": score(m, i, cls, r) + offset[u] + subset[u, r] + rng.normal(0, noise),
+                             "trainable_params": params, "all_params": ALL_PARAMS,
+                             "trainable_pct": 100 * params / ALL_PARAMS, "n_train": round(N_FULL_DATA * r)})
+    df = pd.DataFrame(rows)
+    if pretrain_seeds is None:
+        df = df.drop(columns="pretrain_seed")
+    if not pct:
+        df = df.drop(columns=["trainable_pct", "all_params"])
+    df["variant"] = [variant(m, c) for m, c in zip(df.method, df.tune_classifier)]
+    df["family"] = df.method.map(FAMILY)
+    df["cost"] = df.n_train * df.trainable_params
+    return df
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The paper scenario, the table's shape, determinism
+@pytest.fixture(scope="module")
+def paper():
+    return frame()
+
+
+def test_the_paper_scenario_supports_all_eleven_claims(paper):
+    table = claims.evaluate_claims(paper)
+    assert table.claim.tolist() == list(range(1, 12)) and len(claims.CHECKS) == len(claims.CLAIMS) == 11
+    assert list(table.columns) == claims.COLUMNS
+    assert table.verdict.tolist() == ["supported"] * 11, table[["claim", "verdict", "evidence"]].to_string()
+    stat = table[table.claim <= 10]
+    assert (stat.ci_low <= stat.value).all() and (stat.value <= stat.ci_high).all()
+    assert (stat.n == len(SEEDS)).all()  # n counts units (seeds), not runs
+    assert table.seeds_needed.isna().all()  # only inconclusive claims get a number
+
+
+def test_claims_are_deterministic_and_take_the_checks_one_by_one(paper):
+    a, b = claims.evaluate_claims(paper), claims.evaluate_claims(paper.sample(frac=1, random_state=1))
+    pd.testing.assert_frame_equal(a, b)  # row order does not matter
+    for i, check in enumerate(claims.CHECKS, start=1):
+        row = check(paper)
+        assert row["claim"] == i and row["verdict"] == a.verdict[i - 1]
+
+
+def test_no_complete_runs_make_every_claim_inconclusive():
+    table = claims.evaluate_claims(frame().assign(status="failed"))
+    assert table.verdict.tolist() == ["inconclusive"] * 11 and (table.n == 0).all()
+    assert claims.per_method_table(frame().assign(status="diverged")).empty
+    assert claims.dial_verdict(frame().assign(status="failed"))["verdict"] == "inconclusive"
+
+
+def test_the_unit_is_pretrain_seed_by_seed():
+    df = frame(seeds=(0, 1), pretrain_seeds=(0, 1))
+    table = claims.evaluate_claims(df)
+    assert (table[table.claim <= 10].n == 4).all(), table[["claim", "n", "evidence"]]
+    assert claims.evaluate_claims(df.assign(pretrain_seed=float("nan"))).n[0] == 2  # missing: one pre-training
+
+
+def test_effects_are_in_score_points(paper):
+    """Claim 3's value is prompt's +cls gain (+6 points) minus the layer methods' (−6 points); claim 4's the VQA
+    change from 10 % to 100 % data (0.06 · log10(10) = 6 points)."""
+    table = claims.evaluate_claims(paper).set_index("claim")
+    assert table.value[3] == pytest.approx(12.0, abs=1.0)
+    assert table.value[4] == pytest.approx(6.0, abs=1.0)
+    assert table.value_unit[1] == "score points" and table.value_unit[11] == "% of parameters"
+
+
+def test_per_method_table_has_a_mark_per_method(paper):
+    pm = claims.per_method_table(paper)
+    assert list(pm.columns) == claims.PER_METHOD_COLUMNS
+    for claim in (1, 2, 3, 4, 5, 6):
+        rows = pm[pm.claim == claim]
+        assert sorted(rows.method) == sorted(claims.PEFT), claim
+        assert (rows.n_units == len(SEEDS)).all()
+    assert (pm[pm.claim.isin([1, 2, 4, 5, 6])].mark == "yes").all()
+    assert pm[(pm.claim == 3) & (pm.method == "prefix")].mark.item() == "not judged"
+    assert set(pm[pm.claim == 10].method) == set(claims.PEFT)  # prompt listed, not judged
+    assert (pm.ci_low.dropna() <= pm.estimate[pm.ci_low.notna()]).all()
+
+
+def test_a_method_that_does_not_rise_refutes_claim_4_and_is_named():
+    def lora_flat(m, i, cls, r):
+        return paper_vqa(m, i, cls, 1.0 if m == "lora" else r)
+    df = frame(vqa=lora_flat, seeds=range(6))  # 'no' is judged at the Bonferroni level (k = 5 methods)
+    row = claims.claim4(df)
+    assert row["verdict"] == "not supported"
+    assert "lora: " in row["evidence"] and "(no)" in row["evidence"]
+    pm = claims.per_method_table(df)
+    marks = pm[pm.claim == 4].set_index("method").mark
+    assert marks["lora"] == "no" and (marks.drop("lora") == "yes").all()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Verdicts on data whose answer is known
+def rising_caption(m, i, cls, r):
+    return paper_caption(m, i, cls, r) + 0.3 * math.log10(r)
+
+
+def monotone_caption(m, i, cls, r):
+    return paper_caption(m, 1, cls, r) + 0.1 * i
+
+
+def declining_caption(m, i, cls, r):
+    """A decline in size: a quadratic clamped to 'no optimum' would have hidden it; it is no optimum either way."""
+    return paper_caption(m, 1, cls, r) - 0.1 * i
+
+
+def cls_hurts_everyone(m, i, cls, r):
+    return paper_caption(m, i, False, r) - 0.06 * cls
+
+
+def flat(m, i, cls, r):
+    return 0.5 + 0.02 * i
+
+
+def vqa_small_rise(m, i, cls, r):
+    return paper_vqa(m, 1, cls, 1.0) + 0.01 * math.log10(r)
+
+
+def rise_then_fall(m, i, cls, r):
+    """Largest > smallest, but the last step drops: a straight slope would call it a rise."""
+    return paper_vqa(m, 0, cls, r) + [0.0, 0.10, 0.05][i]
+
+
+def cls_below_full(m, i, cls, r):
+    return paper_vqa(m, i, False, r) + 0.01 * cls - (0.15 if m != "full" else 0)
+
+
+def cls_no_gain(m, i, cls, r):
+    return paper_vqa(m, i, False, r) + 0.15 * (m == "full")
+
+
+def embedding_wins(m, i, cls, r):
+    return paper_vqa(m, i, cls, r) + (0.3 if FAMILY[m] == "embedding" else 0)
+
+
+def layer_far_below_full(m, i, cls, r):
+    return paper_vqa(m, i, cls, r) - (0.2 if FAMILY[m] == "layer" else 0)
+
+
+def embedding_near_full(m, i, cls, r):
+    return paper_vqa(m, i, cls, r) + (0.15 if FAMILY[m] == "embedding" else 0)
+
+
+def prefix_far_below_full(m, i, cls, r):
+    return paper_caption(m, i, cls, r) - (0.1 if m == "prefix" else 0)
+
+
+def layer_far_above_full(m, i, cls, r):
+    return paper_caption(m, i, cls, r) + (0.1 if FAMILY[m] == "layer" else 0)
+
+
+def big_prompt(df):
+    out = df.copy()
+    out.loc[out.method == "prompt", "trainable_pct"] *= 5  # 0.08 % → 0.4 % at length 32
+    return out
+
+
+def prompt_above_lora_at_reference(df):
+    out = df.copy()
+    ref = (out.method == "lora") & (out["size"] == 8) & ~out.tune_classifier
+    out.loc[ref, "trainable_pct"] = 0.001
+    return out
+
+
+ONE_SEED = {"seeds": (0,)}
+CASES = [  # (id, claim, frame kwargs, verdict); "edit" post-processes the frame
+    ("flat caption series", 1, {}, "supported"),
+    ("rising caption series", 1, {"caption": rising_caption}, "not supported"),
+    ("caption at 2 data ratios", 1, {"ratios": (0.3, 1.0)}, "inconclusive"),
+    ("caption, one seed", 1, ONE_SEED, "inconclusive"),
+    ("caption noisy", 1, {"noise": 0.1}, "inconclusive"),
+    ("caption, 2 pretrain × 2 seeds", 1, {"seeds": (0, 1), "pretrain_seeds": (0, 1)}, "supported"),
+    ("interior optimum", 2, {}, "supported"),
+    ("monotone rise in size", 2, {"caption": monotone_caption}, "not supported"),
+    ("monotone decline in size", 2, {"caption": declining_caption}, "not supported"),
+    ("one seed, 3 sizes", 2, ONE_SEED, "inconclusive"),
+    ("+cls helps prompt, hurts layer", 3, {}, "supported"),
+    ("+cls hurts prompt too", 3, {"caption": cls_hurts_everyone}, "not supported"),
+    ("+cls, one seed", 3, ONE_SEED, "inconclusive"),
+    ("rising VQA series", 4, {}, "supported"),
+    ("flat VQA series", 4, {"vqa": flat, "seeds": range(6)}, "not supported"),
+    ("VQA, 5 ratios, every size", 4, {"ratios": (0.1, 0.2, 0.4, 0.8, 1.0), "every_size": True}, "supported"),
+    ("VQA at 2 data ratios", 4, {"ratios": (0.3, 1.0)}, "inconclusive"),
+    ("VQA rise of 1 point in noise", 4, {"vqa": vqa_small_rise, "noise": 0.03}, "inconclusive"),
+    ("VQA, one seed", 4, ONE_SEED, "inconclusive"),
+    ("VQA rising in size", 5, {}, "supported"),
+    ("VQA flat in size", 5, {"vqa": lambda m, i, c, r: 0.5}, "not supported"),
+    ("VQA rise then fall in size", 5, {"vqa": rise_then_fall}, "not supported"),
+    ("+cls raises VQA, up to full", 6, {}, "supported"),
+    ("+cls barely helps, far below full", 6, {"vqa": cls_below_full}, "not supported"),
+    ("+cls does not help", 6, {"vqa": cls_no_gain}, "not supported"),
+    ("layer beats embedding", 7, {}, "supported"),
+    ("embedding beats layer on VQA", 7, {"vqa": embedding_wins}, "not supported"),
+    ("caption only", 7, {"tasks": ("caption",)}, "inconclusive"),
+    ("layer ≈ full, embedding lags", 8, {}, "supported"),
+    ("layer far below full", 8, {"vqa": layer_far_below_full}, "not supported"),
+    ("embedding close to full", 8, {"vqa": embedding_near_full}, "not supported"),
+    ("VQA, one seed", 8, ONE_SEED, "inconclusive"),
+    ("layer better per cost", 9, {}, "supported"),
+    ("embedding better per cost", 9, {"vqa": embedding_wins}, "not supported"),
+    ("PEFT ≥ full except prompt, families comparable", 10, {}, "supported"),
+    ("prefix far below full", 10, {"caption": prefix_far_below_full}, "not supported"),
+    ("layer far above full: not comparable", 10, {"caption": layer_far_above_full}, "not supported"),
+    ("caption noisy", 10, {"noise": 0.05}, "inconclusive"),
+    ("prompt < 0.16 %, the fewest", 11, {}, "supported"),
+    ("prompt at 0.4 %", 11, {"edit": big_prompt}, "not supported"),
+    ("prompt above LoRA at the reference size", 11, {"edit": prompt_above_lora_at_reference}, "not supported"),
+    ("no trainable % recorded", 11, {"pct": False}, "inconclusive"),
+    ("VQA only: prompt still the fewest", 11, {"tasks": ("vqa",)}, "supported"),
+]
+
+
+@pytest.mark.parametrize("claim, kwargs, verdict", [c[1:] for c in CASES], ids=[f"{c[1]}-{c[0]}" for c in CASES])
+def test_claim_verdicts(claim, kwargs, verdict):
+    kwargs = dict(kwargs)
+    edit = kwargs.pop("edit", lambda df: df)
+    row = claims.CHECKS[claim - 1](edit(frame(**kwargs)))
+    assert row["claim"] == claim and row["verdict"] == verdict, row["evidence"]
+    assert row["verdict"] in claims.VERDICTS
+    if verdict != "inconclusive":
+        assert row["n"] > 0 and np.isfinite(row["value"])
+
+
+def test_one_seed_says_how_many_seeds_an_interval_needs():
+    row = claims.claim4(frame(seeds=(0,)))
+    assert row["verdict"] == "inconclusive" and row["n"] == 1
+    assert f"needs ≥ {claims.MIN_UNITS} seeds" in row["evidence"] and "too few seeds" in row["evidence"]
+
+
+def test_an_undecided_claim_reports_the_seeds_that_would_decide_it():
+    def rise_of_3_points(m, i, cls, r):
+        return paper_vqa(m, 1, cls, 1.0) + 0.03 * math.log10(r)
+    row = claims.claim4(frame(vqa=rise_of_3_points, noise=0.03))
+    assert row["verdict"] == "inconclusive" and len(SEEDS) < row["seeds_needed"] < 1000, row["evidence"]
+    assert f"about {row['seeds_needed']:.0f} seeds would decide it" in row["evidence"]
+    # a true rise of exactly MIN_GAIN_VQA sits on the bound: no number of seeds decides it
+    row = claims.claim4(frame(vqa=vqa_small_rise, noise=0.03))
+    assert row["verdict"] == "inconclusive" and row["seeds_needed"] == math.inf
+
+
+def test_seeds_needed_is_a_t_power_calculation():
+    # t(0.95, 4)·2/√5 = 1.91 < 2 ≤ t(0.95, 3)·2/√4 = 2.35
+    assert claims.seeds_needed(effect=2.0, sd=2.0, margin=0.0) == 5
+    assert claims.seeds_needed(effect=3.0, sd=1.0, margin=1.0) == 3  # t(0.95, 2)/√3 = 1.69 < 2
+    assert claims.seeds_needed(effect=1.0, sd=float("nan"), margin=0.0) is None
+    assert claims.seeds_needed(effect=1.0, sd=1.0, margin=1.0) == math.inf  # on the bound: never decided
+    n = claims.seeds_needed(0.5, 3.0, 0.0)
+    from scipy import stats
+    t = lambda k: stats.t.ppf(0.95, k - 1) * 3.0 / math.sqrt(k)  # noqa: E731
+    assert t(n) < 0.5 <= t(n - 1)
+
+
+def test_verdict_rules_name_every_threshold_and_margin():
+    rules = claims.VERDICT_RULES
+    assert f"{claims.CI_LEVEL:.0%}" in rules
+    for name, value in claims.THRESHOLDS.items():
+        if name != "CI_LEVEL":
+            assert name in rules, name
+            assert f"{value:g}" in rules, name
+    for words in ("epoch-based", "unit of replication", "TOST", "reference size", "seeds_needed"):
+        assert words.lower() in rules.lower(), words
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Coverage: per-unit effects with t intervals over seeds cover the truth at the nominal rate
+def _sim_runs(rng, effect, n_seeds=4, sizes=(2, 8, 32), ratios=(0.1, 0.3, 1.0), cls=False):
+    """One simulated study of one method, in points, with a per-seed offset (sd 2), a per-(seed, ratio) data-
+    subset offset (sd 1.5) shared by every run of that seed and ratio, a per-seed '+ classifier' effect (sd 1),
+    and run noise (sd 0.5). `effect`: points per log2(ratio) (cls=False) or the '+ classifier' gain (cls=True)."""
+    s, z, r, c = np.meshgrid(np.arange(n_seeds), np.asarray(sizes), np.asarray(ratios), [False, True] if cls else
+                             [False], indexing="ij")
+    s, z, r, c = s.ravel(), z.ravel(), r.ravel(), c.ravel()
+    seed_off, subset = rng.normal(0, 2, n_seeds), rng.normal(0, 1.5, (n_seeds, len(ratios)))
+    seed_cls = rng.normal(0, 1, n_seeds)
+    ri = np.searchsorted(np.asarray(ratios), r)
+    signal = effect * c + seed_cls[s] * c if cls else effect * np.log2(r)
+    pts = 50 + signal + seed_off[s] + subset[s, ri] + rng.normal(0, 0.5, len(s))
+    return pd.DataFrame({"unit": [f"0/{k}" for k in s], "size": z, "data_ratio": r, "tune_classifier": c,
+                         "pts": pts})
+
+
+def test_t_intervals_over_seeds_cover_at_the_nominal_rate():
+    rng = np.random.default_rng(2024)
+    n_sim, slope, gain = 400, 1.0, 3.0
+    truth4 = slope * math.log2(1.0 / 0.1)  # claim 4's statistic: the change lowest → highest ratio
+    hits4 = hits3 = 0
+    for _ in range(n_sim):
+        e4 = claims.ratio_change(_sim_runs(rng, slope))
+        hits4 += e4.lo <= truth4 <= e4.hi
+        e3 = claims.cls_gain(_sim_runs(rng, gain, cls=True))
+        hits3 += e3.lo <= gain <= e3.hi
+        assert e4.n == e3.n == 4
+    assert 0.85 <= hits4 / n_sim <= 0.95, hits4 / n_sim
+    assert 0.85 <= hits3 / n_sim <= 0.95, hits3 / n_sim
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The consistency dial
+def dial_frame(levels=(0.0, 0.5, 1.0), rise=3.0, pretrain_seeds=(0, 1), seeds=(0, 1, 2), noise=0.3, rng=11):
+    """Caption runs (points / 100) at each consistency level: the data-ratio slope is `rise` · (1 − level)
+    points per doubling; the size effect is monotone at level 0 and has an interior optimum at level 1."""
+    rng = np.random.default_rng(rng)
+    rows = []
+    for c in levels:
+        for p in pretrain_seeds:
+            for s in seeds:
+                off = rng.normal(0, 2)
+                for m in ("prompt", "lora", "serial_adapter"):
+                    for i, size in enumerate(SIZES[m]):
+                        for r in RATIOS:
+                            shape = (1 - c) * 3 * i + c * [-5, 0, -5][i]
+                            pts = 100 + rise * (1 - c) * math.log2(r) + shape + off + rng.normal(0, noise)
+                            rows.append({"task": "caption", "method": m, "size": size, "tune_classifier": False,
+                                         "data_ratio": r, "seed": s, "pretrain_seed": p, "consistency": c,
+                                         "status": "complete", "best_val": pts / 100})
+    return pd.DataFrame(rows)
+
+
+def test_dial_supported_when_the_ratio_slope_rises_as_consistency_falls():
+    row = claims.dial_verdict(dial_frame())
+    assert row["verdict"] == "supported", row["evidence"]
+    assert row["value"] == pytest.approx(3.0, abs=0.5)  # points per doubling, lowest − highest level
+    assert row["n"] == 6  # pretrain seed × seed
+    assert row["levels"] == [0.0, 0.5, 1.0] and row["value_unit"] == "score points per doubling"
+    assert "monotone rise in 3/3 methods" in row["evidence"] and "interior optimum in 3/3" in row["evidence"]
+
+
+def test_dial_not_supported_when_the_slope_does_not_change():
+    row = claims.dial_verdict(dial_frame(rise=0.0))
+    assert row["verdict"] == "not supported", row["evidence"]
+    assert row["ci_high"] < claims.DIAL_NEGLIGIBLE
+
+
+def test_dial_not_supported_when_the_slope_falls_with_consistency():
+    row = claims.dial_verdict(dial_frame(rise=-3.0))
+    assert row["verdict"] == "not supported" and row["value"] < 0
+
+
+def test_dial_inconclusive_with_fewer_than_three_levels_or_one_unit():
+    row = claims.dial_verdict(dial_frame(levels=(0.0, 1.0)))
+    assert row["verdict"] == "inconclusive" and "need" in row["evidence"]
+    assert claims.dial_verdict(frame())["verdict"] == "inconclusive"  # no dial at all
+    one = claims.dial_verdict(dial_frame(pretrain_seeds=(0,), seeds=(0,)))
+    assert one["verdict"] == "inconclusive" and one["n"] == 1
+
+
+def test_dial_is_deterministic():
+    df = dial_frame()
+    assert claims.dial_verdict(df) == claims.dial_verdict(df.sample(frac=1, random_state=3))
+
+
+def test_claims_use_the_paper_level_of_the_dial():
+    """With a dial, claims 1–11 read the highest consistency level only (the paper's setting)."""
+    low = frame(caption=rising_caption).assign(consistency=0.0)
+    both = pd.concat([frame().assign(consistency=1.0), low], ignore_index=True)
+    assert claims.claim1(both)["verdict"] == "supported"
+    assert claims.claim1(low)["verdict"] == "not supported"
