@@ -12,27 +12,15 @@ import pytest
 from vlpeft.cli import to_args
 from vlpeft.config import RunConfig
 from vlpeft.errors import ConfigError
-from vlpeft.models import random_blip, save_model
 from vlpeft.tasks import TASKS
 from vlpeft.train import run
-from conftest import SPEC
+from conftest import smoke_config
 
 METHODS = [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4), ("serial_adapter", 8), ("parallel_adapter", 8)]
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tokenizer, processor):
-    root = tmp_path_factory.mktemp("models")
-    for task in ("caption", "vqa"):
-        save_model(random_blip(task, tokenizer, SPEC), processor, root / task)
-    return root
-
-
 def smoke(models, world, out, **kw) -> RunConfig:
-    base = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=6, test_size=6,
-                checkpoint_every=2, lr=1e-3, model_path=str(models / "{task}"), data_root=str(world),
-                out_dir=str(out), threads=1)
-    return RunConfig(**(base | kw))
+    return smoke_config(models, world, out, **kw)
 
 
 @pytest.mark.parametrize("task", ["caption", "vqa"])

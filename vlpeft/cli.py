@@ -218,7 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     except VlpeftError as e:
         if debug:
             raise
-        print(f"vlpeft {args.cmd}: error: {e}", file=sys.stderr)
+        message = str(e)
+        if "Original Traceback" in message:  # raised in a DataLoader worker: torch prepends the worker's traceback
+            message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+        print(f"vlpeft {args.cmd}: error: {message}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         if debug:

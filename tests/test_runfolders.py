@@ -1,0 +1,265 @@
+"""Run folders you can trust: one config per folder, one owner at a time, bad input found early and reported in
+one or two lines — with the exit code, and nothing changed on disk. One table of cases through the real CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vlpeft import cli
+from vlpeft.errors import RunFolderError
+from vlpeft.train import run
+from conftest import smoke_config, snapshot
+
+
+def argv(cfg) -> list[str]:
+    return ["train", *cli.to_args(cfg)]
+
+
+def call(args, capsys) -> tuple[int, str]:
+    """Run the CLI in-process: (exit code, stderr)."""
+    capsys.readouterr()
+    try:
+        cli.main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def world_copy(tiny_world, tmp_path):
+    """A private copy of the tiny world that a case may damage."""
+    return shutil.copytree(tiny_world, tmp_path / "world")
+
+
+def first_image(world, split):
+    entry = next(e for e in json.loads((world / "annotations" / "dataset_coco.json").read_text())["images"]
+                 if e["split"] == split)
+    return world / "images" / entry["filepath"] / entry["filename"]
+
+
+def vqa_annotations(world):
+    return world / "annotations" / "v2_mscoco_train2014_annotations.json"
+
+
+def three_answers(world):
+    path = vqa_annotations(world)
+    d = json.loads(path.read_text())
+    d["annotations"][0]["answers"] = d["annotations"][0]["answers"][:3]
+    path.write_text(json.dumps(d))
+
+
+def no_answers_on_a_test_question(world):
+    index = {e["cocoid"]: e["split"] for e in json.loads((world / "annotations" / "dataset_coco.json").read_text())["images"]}
+    path = world / "annotations" / "v2_mscoco_val2014_annotations.json"
+    d = json.loads(path.read_text())
+    next(a for a in d["annotations"] if index[a["image_id"]] == "test")["answers"] = []
+    path.write_text(json.dumps(d))
+
+
+def broken_model(models, tmp_path, how):
+    root = shutil.copytree(models, tmp_path / "model")
+    for task in ("caption", "vqa"):
+        if how == "corrupt config":
+            (root / task / "config.json").write_text('{"model_type": "blip", ')
+        elif how == "no config":
+            (root / task / "config.json").unlink()
+        elif how == "truncated weights":
+            weights = root / task / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[:1000])
+    return root
+
+
+# (id, RunConfig changes, damage(world, models, tmp_path) → changes, message fragment, exit code)
+CASES = [
+    ("lr nan", dict(lr=float("nan")), None, "lr must be a finite positive number", 2),
+    ("eval size negative", dict(eval_size=-1), None, "eval_size must be 0 or more", 2),
+    ("unknown device", dict(device="tpu"), None, "unknown device 'tpu'", 2),
+    ("size for full", dict(method="full", size=8), None, "full fine-tuning has no size", 2),
+    ("bogus fault", dict(fault="explode:3"), None, "fault must be '' or one of nan:STEP", 2),
+    ("unknown method", dict(method="bitfit"), None, "unknown method 'bitfit'; choose one of full", 2),
+    ("ratio", dict(data_ratio=1.5), None, "data ratio must be in (0, 1]", 2),
+    ("warm-up longer than run", dict(steps=4, warmup_steps=8), None, "warm-up (8 steps) is not shorter", 2),
+    ("missing train image", dict(), lambda w, m, t: first_image(w, "train").unlink(), "image not found", 1),
+    ("missing test image", dict(), lambda w, m, t: first_image(w, "test").unlink(), "image not found", 1),
+    ("3 answers", dict(task="vqa"), lambda w, m, t: three_answers(w), "has 3 answers; VQAv2 annotations have "
+                                                                      "exactly 10", 1),
+    ("test question without answers", dict(task="vqa"), lambda w, m, t: no_answers_on_a_test_question(w),
+     "has 0 answers", 1),
+    ("corrupt model config", dict(), lambda w, m, t: {"model_path": str(broken_model(m, t, "corrupt config") / "{task}")},
+     "config.json: not valid JSON", 1),
+    ("no model config", dict(), lambda w, m, t: {"model_path": str(broken_model(m, t, "no config") / "{task}")},
+     "no config.json — not a transformers checkpoint directory", 1),
+    ("truncated weights", dict(), lambda w, m, t: {"model_path": str(broken_model(m, t, "truncated weights") / "{task}")},
+     "model.safetensors: the weights file is corrupt or truncated", 1),
+    ("vqa-finetuned start", dict(task="vqa", model_path="Salesforce/blip-vqa-base"), None,
+     "refusing to start VQA from 'Salesforce/blip-vqa-base'", 2),
+]
+
+
+@pytest.mark.parametrize("changes,damage,message,code", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line_and_changes_nothing(models, world_copy, tmp_path, capsys, changes, damage,
+                                                        message, code):
+    if damage is not None:
+        changes = changes | (damage(world_copy, models, tmp_path) or {})
+    if changes.get("method") == "full" and "size" not in changes:
+        changes["size"] = 0
+    cfg = smoke_config(models, world_copy, tmp_path / "run", **(dict(task="caption", method="lora", size=2) | changes))
+    before = snapshot(tmp_path)
+    got, err = call(argv(cfg), capsys)
+    assert got == code, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 4, err
+    if message is not None:
+        assert message in err, err
+    if "image" in str(message):
+        assert "COCO_" in err  # the file is named
+    assert snapshot(tmp_path) == before  # nothing written, not even the run folder
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_corrupt_image_is_named_before_training(models, world_copy, tmp_path, capsys):
+    image = first_image(world_copy, "train")
+    image.write_bytes(b"garbage")
+    cfg = smoke_config(models, world_copy, tmp_path / "run", task="caption", method="lora", size=2)
+    code, err = call(argv(cfg) + ["--no-cache-images", "--num-workers", "1"], capsys)
+    # every image is checked for existence; a sample is decoded up front and the rest when first used, so a
+    # corrupt file is named either way — before the run folder exists, or as the step's error
+    assert code == 1 and "corrupt or truncated image" in err and image.name in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(models, world_copy, tmp_path, capsys):
+    cfg = smoke_config(models, world_copy, tmp_path / "run", lr=float("nan"))
+    with pytest.raises(Exception, match="lr must be a finite"):
+        cli.main(["--debug", *argv(cfg)])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One config per folder
+@pytest.mark.parametrize("change,field", [(dict(lr=5e-3), "lr"), (dict(data_ratio=0.5), "data_ratio"),
+                                          (dict(task="vqa", method="prompt", size=4), "method")])
+def test_a_folder_refuses_another_config(models, tiny_world, tmp_path, capsys, change, field):
+    first = smoke_config(models, tiny_world, tmp_path / "run", task="caption", method="lora", size=2)
+    run(first, progress=False)
+    before = snapshot(tmp_path / "run")
+    code, err = call(argv(smoke_config(models, tiny_world, tmp_path / "run", **(vars(first) | change))), capsys)
+    assert code == 1 and f"{field}:" in err and "holds a run of another configuration" in err
+    assert "--out-dir" in err and "--overwrite" in err
+    assert snapshot(tmp_path / "run") == before
+    # the way out named in the message works: --overwrite discards the other run and trains this config
+    code, _ = call(argv(smoke_config(models, tiny_world, tmp_path / "run", **(vars(first) | change))) + ["--overwrite"],
+                   capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())[field] == change[field]
+
+
+def test_a_killed_run_refuses_to_resume_under_another_lr(models, tiny_world, tmp_path, capsys):
+    cfg = smoke_config(models, tiny_world, tmp_path / "run", task="vqa", method="lora", size=2, epochs=3,
+                       fault="kill:3")
+    proc = subprocess.run([sys.executable, "-m", "vlpeft.cli", *argv(cfg)], capture_output=True, text=True)
+    assert proc.returncode == -9 and (tmp_path / "run" / "checkpoint" / "state.json").exists()
+    before = snapshot(tmp_path / "run")
+    code, err = call(argv(smoke_config(models, tiny_world, tmp_path / "run", **(vars(cfg) | dict(lr=2e-3, fault="")))),
+                     capsys)
+    assert code == 1 and "lr: 0.001 here, 0.002 asked" in err
+    assert snapshot(tmp_path / "run") == before  # not resumed at the old LR, config.json not rewritten
+
+
+def test_provenance_is_recorded(models, tiny_world, tmp_path):
+    m = run(smoke_config(models, tiny_world, tmp_path / "run", task="caption", method="lora", size=2), progress=False)
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())["runs"][0]
+    for key in ("vlpeft", "git_commit", "torch", "transformers", "peft"):
+        assert key in prov and key in m["provenance"]
+    assert prov["torch"] and prov["transformers"] and prov["peft"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One owner at a time
+def hold(path, name):
+    """Another process holding `path/name` until killed."""
+    code = (f"import time; from vlpeft.io import Owner; owner = Owner({str(path)!r}, {name!r}).acquire(); "
+            "print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_two_processes_never_train_one_folder(models, tiny_world, tmp_path, capsys):
+    cfg = smoke_config(models, tiny_world, tmp_path / "run", task="caption", method="lora", size=2)
+    owner = hold(tmp_path / "run", "run.lock")
+    try:
+        before = snapshot(tmp_path / "run")
+        code, err = call(argv(cfg), capsys)
+        assert code == 1 and "being trained by pid" in err and str(owner.pid) in err
+        assert snapshot(tmp_path / "run") == before  # the second one trained nothing
+    finally:
+        owner.kill()
+        owner.wait()
+    assert run(cfg, progress=False)["status"] == "complete"  # a dead owner's lock is gone with it
+
+
+def test_a_sweep_skips_a_cell_another_sweep_runs(tmp_path, monkeypatch):
+    from vlpeft import sweep
+    monkeypatch.chdir(tmp_path)
+    cell = sweep.grid("smoke")[0]
+    owner = hold(cell.out_dir, "sweep.lock")
+    try:
+        result = sweep.run_cell(cell)
+    finally:
+        owner.kill()
+        owner.wait()
+    assert result["status"] == "busy" and "in use by pid" in result["error"]
+    assert not (cell.out_dir / "run.ipynb").exists()
+
+
+def test_ctrl_c_says_how_to_resume(models, tiny_world, tmp_path, capsys):
+    cfg = smoke_config(models, tiny_world, tmp_path / "run", task="vqa", method="lora", size=2, epochs=3,
+                       fault="interrupt:5")
+    code, err = call(argv(cfg), capsys)
+    assert code == 130 and "Traceback" not in err
+    assert "interrupted at step 5" in err and "run the same command again to resume from step 4" in err
+    assert not (tmp_path / "run" / "run.lock.owner").exists()  # released
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sweeps
+def test_a_filter_that_matches_nothing_names_the_valid_values(capsys):
+    code, err = call(["sweep", "--preset", "paper", "--methods", "foo", "--dry-run"], capsys)
+    assert code == 2 and "no runs with method foo" in err and "lora" in err
+
+
+def test_sweep_and_study_take_paths(capsys):
+    code, _ = call(["sweep", "--preset", "paper", "--data-root", "/mnt/coco", "--model-path", "/ckpt/{task}",
+                    "--runs-root", "/scratch/runs", "--methods", "lora", "--dry-run"], capsys)
+    assert code == 0
+    from vlpeft import sweep
+    cell = sweep.grid("paper", data_root="/mnt/coco", model_path="/ckpt/{task}", runs_root="/scratch/runs")[0]
+    assert cell.config.data_root == "/mnt/coco" and cell.config.model_path == "/ckpt/{task}"
+    assert cell.config.out_dir.startswith("/scratch/runs/paper/")
+
+
+def test_run_ids_differ_when_results_relevant_fields_differ():
+    from vlpeft import sweep
+    a = sweep.grid("tiny")[0]
+    b = sweep.make_cell(a.study, a.world, "runs", **(vars(a.config) | {"lr": a.config.lr * 2}))
+    c = sweep.make_cell(a.study, a.world, "runs", **(vars(a.config) | {"num_workers": 3, "threads": 1}))
+    assert a.out_dir != b.out_dir and a.out_dir == c.out_dir
+    ids = [c.run_id for c in sweep.grid("paper")]
+    assert len(ids) == len(set(ids))
+
+
+def test_help_is_fast_and_explains_sizes():
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-m", "vlpeft.cli", "train", "--help"], capture_output=True, text=True)
+    elapsed = time.time() - t0
+    assert out.returncode == 0 and "lora: rank r" in out.stdout and "prompt: prompt length p" in out.stdout
+    assert "caption, vqa" in out.stdout
+    mods = subprocess.run([sys.executable, "-c", "import sys, vlpeft.cli; vlpeft.cli.parser(); "
+                           "print('torch' in sys.modules, 'transformers' in sys.modules)"],
+                          capture_output=True, text=True).stdout.split()
+    assert mods == ["False", "False"], "building the CLI must not import torch or transformers"
+    print(f"train --help: {elapsed:.2f} s")  # measured in the benchmark, not asserted here
