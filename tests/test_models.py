@@ -60,3 +60,18 @@ def test_embedded_pretraining_loads_through_the_same_path_and_is_cached(tiny_wor
     t0 = time.time()
     assert pretrain(cfg, progress=False) == out
     assert time.time() - t0 < 1.0 and (out / "card.json").stat().st_mtime_ns == mtime  # cached, not redone
+
+
+def test_the_blip_call_signatures_the_hooks_rely_on():
+    """The tower hooks (methods/tower_hook.py), the cross-attention mask shim (models.honour_cross_attention_masks)
+    and vision_states rely on these BLIP names in transformers (pinned in pyproject.toml); fail loudly if they move."""
+    import inspect
+    from transformers.models.blip import modeling_blip as mb, modeling_blip_text as mt
+    assert {"input_ids", "attention_mask", "position_ids", "inputs_embeds", "encoder_hidden_states",
+            "encoder_attention_mask", "cache"} <= set(inspect.signature(mt.BlipTextModel.forward).parameters)
+    assert {"attention_mask", "encoder_hidden_states", "encoder_attention_mask", "cache"} <= set(
+        inspect.signature(mt.BlipTextSelfAttention.forward).parameters)
+    assert "encoder_attention_mask" not in inspect.signature(mt.BlipTextAttention.forward).parameters, (
+        "transformers now passes BLIP's cross-attention mask itself: honour_cross_attention_masks may go")
+    assert "interpolate_pos_encoding" in inspect.signature(mb.BlipVisionModel.forward).parameters
+    assert "cache_length" in inspect.signature(mt.BlipTextEmbeddings.forward).parameters

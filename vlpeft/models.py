@@ -83,6 +83,26 @@ def _check_path(path: str | Path) -> str:
                      f"for real BLIP pass a checkpoint directory or a hub name already in the local HF cache.")
 
 
+def honour_cross_attention_masks(model):
+    """Make BLIP's cross-attention apply the mask it is given (transformers 5.x drops it).
+
+    `BlipTextAttention.forward` hands the prepared encoder mask to its `BlipTextSelfAttention` as
+    `attention_mask`, which then, for cross-attention, replaces it with its own (absent) `encoder_attention_mask`:
+    every caller's `encoder_attention_mask` is silently ignored, so the answer decoder attends to the [PAD]
+    states of a padded question, in training and in decoding, and an answer depends on its batch-mates. A
+    forward pre-hook on each cross-attention passes the mask under the name the module reads; BLIP's code runs
+    unchanged. `tests/test_tasks.py` checks the outcome (masked states are ignored; an answer is the same alone
+    or in any batch), so a change in transformers fails loudly there."""
+    def pass_mask(module, args, kwargs):
+        if kwargs.get("encoder_hidden_states") is not None and kwargs.get("encoder_attention_mask") is None:
+            kwargs["encoder_attention_mask"] = kwargs.get("attention_mask")
+        return args, kwargs
+    for name, module in model.named_modules():
+        if name.endswith("crossattention.self"):
+            module.register_forward_pre_hook(pass_mask, with_kwargs=True)
+    return model
+
+
 def load_processor(path: str | Path) -> BlipProcessor:
     path = _check_path(path)
     try:
@@ -107,7 +127,7 @@ def load_model(task: str, path: str | Path, dtype: torch.dtype | None = None):
         raise ModelError(f"{path}/{files[0] if len(files) == 1 else '*.safetensors'}: the weights file is "
                          f"corrupt or truncated ({type(e).__name__}: {e}); re-save or re-convert the "
                          f"checkpoint") from None
-    return model.eval()
+    return honour_cross_attention_masks(model).eval()
 
 
 def vision_states(model, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -130,4 +150,4 @@ def save_model(model, processor, out: str | Path, card: dict | None = None) -> P
 def random_blip(task: str, tokenizer, spec: TinySpec = TinySpec(), seed: int = 0):
     """A randomly initialised BLIP of the embedded shape (tests, and the start of pre-training)."""
     torch.manual_seed(seed)
-    return TASK_CLASSES[task](tiny_blip_config(tokenizer, spec)).eval()
+    return honour_cross_attention_masks(TASK_CLASSES[task](tiny_blip_config(tokenizer, spec))).eval()
