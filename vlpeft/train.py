@@ -122,6 +122,7 @@ class Setup:
     total: int
     trainable: int
     all_params: int
+    features: str | None = None         # the feature-cache key the run read its image states from
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
@@ -189,7 +190,8 @@ def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, task.lr_lambda(cfg, total))
     setup = Setup(cfg, dp, device, amp, task, processor.tokenizer, model, dp.wrap(TaskModel(model, task)), params,
-                  optimizer, scheduler, train_set, (None, val_items), (None, test_items), total, trainable, all_params)
+                  optimizer, scheduler, train_set, (None, val_items), (None, test_items), total, trainable, all_params,
+                  getattr(images, "folder", Path("")).name or None)
     setup.val = (setup.loader(task.eval_examples(val_items, images), batch_size=cfg.eval_batch_size), val_items)
     setup.test = (setup.loader(task.eval_examples(test_items, images), batch_size=cfg.eval_batch_size), test_items)
     return setup
@@ -301,7 +303,8 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
         "planned_steps": s.total, "wall_s": state.wall_before + time.time() - started, "train_s": state.train_s,
         "samples_per_s": state.samples / max(state.train_s, 1e-9),
         "peak_memory_mb": torch.cuda.max_memory_allocated(s.device) / 2**20 if s.device.type == "cuda" else None,
-        "device": str(s.device), "error": None if status == "complete" else "non-finite loss",
+        "device": str(s.device), "vision_features": s.features,
+        "error": None if status == "complete" else "non-finite loss",
         "start": starting_checkpoint(model_path(cfg)), "provenance": provenance(),
     }
     return folder.finish(metrics)
