@@ -263,3 +263,16 @@ def test_help_is_fast_and_explains_sizes():
                           capture_output=True, text=True).stdout.split()
     assert mods == ["False", "False"], "building the CLI must not import torch or transformers"
     print(f"train --help: {elapsed:.2f} s")  # measured in the benchmark, not asserted here
+
+
+def test_a_dead_kernel_is_reported_with_the_runs_log(tmp_path, monkeypatch):
+    from vlpeft import sweep
+    monkeypatch.chdir(tmp_path)
+    cell = sweep.grid("smoke")[0]
+    killed = sweep.make_cell(cell.study, cell.world, "runs", **(vars(cell.config) | {"fault": "kill:3"}))
+    result = sweep.run_cell(killed)
+    assert result["status"] == "failed"
+    assert "the kernel died" in result["error"] and "Last lines of train.log: step 2: loss" in result["error"]
+    assert json.loads((killed.out_dir / "failed.json").read_text())["error"] == result["error"]
+    again = sweep.run_cell(sweep.make_cell(cell.study, cell.world, "runs", **vars(cell.config)))  # resumes
+    assert again["status"] == "complete"

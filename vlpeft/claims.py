@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .catalog import family_methods, peft_methods
 from .results import complete
 
 # ---------------------------------------------------------------------------------------------------------
@@ -50,9 +51,9 @@ THRESHOLDS = {"CI_LEVEL": CI_LEVEL, "MIN_UNITS": MIN_UNITS, "MIN_LEVELS": MIN_LE
               "COMPARABLE_CAPTION": COMPARABLE_CAPTION, "COMPARABLE_VQA": COMPARABLE_VQA, "LAG_VQA": LAG_VQA,
               "PROMPT_PCT": PROMPT_PCT, "DIAL_NEGLIGIBLE": DIAL_NEGLIGIBLE}
 
-PEFT = ["prompt", "prefix", "lora", "serial_adapter", "parallel_adapter"]
-EMBEDDING = ["prompt", "prefix"]
-LAYER = ["lora", "serial_adapter", "parallel_adapter"]
+PEFT = peft_methods()                     # the catalogue's methods, by the paper's two families
+EMBEDDING = family_methods("embedding")
+LAYER = family_methods("layer")
 FAMILIES = {"embedding": EMBEDDING, "layer": LAYER}
 VERDICTS = ("supported", "not supported", "inconclusive")
 COLUMNS = ["claim", "text", "statistic", "value", "ci_low", "ci_high", "n", "verdict", "evidence", "value_unit",

@@ -20,24 +20,22 @@ import altair as alt
 import pandas as pd
 
 from .claims import CI_LEVEL, VERDICT_RULES, dial_verdict, evaluate_claims, per_method_table
-from .results import METHOD_ORDER, METRIC_LABEL, complete, load_curves, load_runs, summarize
+from .catalog import FAMILY_COLOURS as FAMILY_COLORS
+from .catalog import METHODS, METRIC_LABEL
+from .catalog import TASKS as TASK_INFO
+from .results import complete, load_curves, load_runs, summarize
 
-TASKS = ("caption", "vqa")
-TASK_LABEL = {"caption": "captioning (consistent with pre-training)", "vqa": "VQA (inconsistent)"}
-PAPER_FIG = {"caption": "Fig. 3", "vqa": "Fig. 4"}
-SIZE_LABEL = {"prompt": "prompt length", "prefix": "prefix length", "lora": "LoRA rank",
-              "serial_adapter": "adapter hidden size", "parallel_adapter": "adapter hidden size", "full": "—"}
+TASKS = tuple(TASK_INFO)
+TASK_LABEL = {t.name: t.title for t in TASK_INFO.values()}
+PAPER_FIG = {t.name: t.paper_figure for t in TASK_INFO.values()}
 # embedding methods in blues, layer methods in warm colours, full fine-tuning black: the families read at a glance
-COLORS = {"full": "black", "prompt": "#4c78a8", "prefix": "#72b7b2", "lora": "#e45756",
-          "serial_adapter": "#f58518", "parallel_adapter": "#b279a2"}
-FAMILY_COLORS = {"embedding": "#4c78a8", "layer": "#e45756", "full": "black"}
 WIDTH, HEIGHT = 360, 260
 VERDICT_COLORS = {"supported": "#d4edda", "not supported": "#f8d7da", "inconclusive": "#fff3cd"}
 
 
 def _method_color(methods) -> alt.Scale:
-    domain = [m for m in METHOD_ORDER if m in set(methods)]
-    return alt.Scale(domain=domain, range=[COLORS[m] for m in domain])
+    domain = [m for m in METHODS if m in set(methods)]
+    return alt.Scale(domain=domain, range=[METHODS[m].colour for m in domain])
 
 
 def _metric(d: pd.DataFrame, task: str) -> str:
@@ -96,7 +94,7 @@ def fig_data_ratio(df: pd.DataFrame, task: str) -> alt.Chart:
     s = _summary(df, task)
     ref = reference_sizes(s)
     s = s[s["size"] == s["method"].map(ref)]
-    sizes = ", ".join(f"{m} {ref[m]}" for m in METHOD_ORDER if m in ref and m != "full")
+    sizes = ", ".join(f"{m} {ref[m]}" for m in list(METHODS) if m in ref and m != "full")
     x = alt.X("data_ratio:Q", scale=alt.Scale(type="log"), title="data ratio",
               axis=alt.Axis(format="~%", values=sorted(s.data_ratio.unique())))
     tooltip = ["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), alt.Tooltip("mean:Q", format=".4f"),
@@ -120,7 +118,7 @@ def fig_param_size(df: pd.DataFrame, task: str) -> alt.FacetChart:
     full = s[(s.method == "full") & (s.data_ratio == ratio)]["mean"]
     rules = pd.DataFrame({"method": peft.method.unique(), "mean": full.mean(), "kind": "full fine-tuning"})
     data = pd.concat([peft, rules if len(full) else rules.iloc[:0]], ignore_index=True)
-    data["size_label"] = data["method"].map(SIZE_LABEL)
+    data["size_label"] = data["method"].map(lambda m: METHODS[m].knob or "—")
     x = alt.X("size:Q", scale=alt.Scale(type="log", base=2), title="size (length / rank / hidden)",
               axis=alt.Axis(values=sorted(peft["size"].unique()), format="d"))
     tooltip = ["variant", "size", "size_label", alt.Tooltip("mean:Q", format=".4f"),
@@ -129,7 +127,7 @@ def fig_param_size(df: pd.DataFrame, task: str) -> alt.FacetChart:
               for layer in _lines(data[data.kind == "peft"], x, _metric(df, task), tooltip)]
     rule = alt.Chart().transform_filter("datum.kind != 'peft'").mark_rule(
         color="black", strokeDash=[5, 3]).encode(y="mean:Q", tooltip=[alt.Tooltip("mean:Q", format=".4f")])
-    order = [m for m in METHOD_ORDER if m in set(data.method)]
+    order = [m for m in list(METHODS) if m in set(data.method)]
     return alt.layer(*layers, rule, data=data).properties(width=WIDTH * 0.6, height=HEIGHT * 0.75).facet(
         facet=alt.Facet("method:N", sort=order, title=None), columns=3,
         title=_title(f"{PAPER_FIG[task]} (parameter size) — {TASK_LABEL[task]}",
@@ -153,7 +151,7 @@ def fig_cost(df: pd.DataFrame, task: str) -> alt.Chart:
                 title="cost = training examples × fine-tunable parameters"),
         y=alt.Y("best_val:Q", title=_metric(df, task), scale=alt.Scale(zero=False)),
         color=alt.Color("family:N", scale=scale),
-        shape=alt.Shape("method:N", sort=METHOD_ORDER),
+        shape=alt.Shape("method:N", sort=list(METHODS)),
         fill=alt.condition("datum.tune_classifier", alt.Fill("family:N", scale=scale),
                            alt.value("transparent")),
         tooltip=["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), "seed",
@@ -173,7 +171,7 @@ def fig_curves(curves: pd.DataFrame, task: str) -> alt.FacetChart:
         raise ValueError(f"no validation curves of complete runs for task {task!r}")
     ratio = c.data_ratio.iloc[0]
     c = c.groupby(["method", "size", "step"], as_index=False)["val"].mean()
-    order = [m for m in METHOD_ORDER if m in set(c.method)]
+    order = [m for m in list(METHODS) if m in set(c.method)]
     metric = _metric(curves, task)
     return alt.Chart(c).mark_line(point=alt.OverlayMarkDef(size=15)).encode(
         x=alt.X("step:Q", title="training step"),

@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalog import METHODS, METRIC_LABEL, family_of, variant  # noqa: F401 - METRIC_LABEL re-exported
+from .catalog import family_of, variant
 
-METHOD_ORDER = list(METHODS)
 RUN_FILES = ("config.json", "metrics.json", "failed.json")
 KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
 COLUMNS = ["study", "task", "method", "variant", "family", "size", "tune_classifier", "data_ratio", "seed",
