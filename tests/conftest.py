@@ -15,7 +15,7 @@ from vlpeft.models import build_processor, build_tokenizer, random_blip  # noqa:
 
 SPEC = SMOKE_SPEC  # the smoke world's tiny BLIP
 TINY_WORLD = world.WorldConfig(seed=3, image_size=16, n_train=24, n_restval=4, n_val=8, n_test=8,
-                               n_pretrain_extra=16, questions_per_image=3)
+                               n_pretrain_extra=16, questions_per_image=3, n_text=64)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuesti
 
 from vlpeft.config import TinySpec
 from vlpeft.models import random_blip
-from vlpeft.methods import (MethodConfig, MethodError, apply_method, count_parameters, load_method, lora,
+from vlpeft.methods import (MethodConfig, MethodError, apply_method, closed_form_count, count_parameters, load_method, lora,
                             remove_method, save_method, trainable_summary)
 from vlpeft.tasks import CAPTION_PROMPT, TASKS, VQA_TEMPLATE, token_logprobs
 
@@ -57,20 +57,7 @@ def generate(model, task, b, tokenizer):
 # ---------------------------------------------------------------------------------------------------------
 def expected_trainable(method, size, cfg, towers, tune_classifier=False):
     """The closed-form count of each method's parameters (per tower, then summed)."""
-    t = cfg.text_config
-    d, L, V, enc_d = t.hidden_size, t.num_hidden_layers, t.vocab_size, t.encoder_hidden_size
-    n_attn = 2  # every BLIP text block has self- and cross-attention (is_decoder=True in both towers)
-    per_tower = {
-        "prompt": size * d,
-        "prefix": size * d + (d * d + d) + (d * 2 * L * d + 2 * L * d),     # P' + MLP d→d→2Ld
-        "lora": L * size * ((d + d) + (d + d) + (d + d) + (enc_d + d)),     # q,k of self; q,k of cross
-        "serial_adapter": L * (n_attn + 1) * (2 * d * size + size + d),
-        "parallel_adapter": L * (n_attn + 1) * (2 * d * size + size + d),
-    }
-    n = per_tower[method] * len(towers)
-    if tune_classifier:
-        n += d * d + d + 2 * d + V * d + V                                  # transform, LayerNorm, tied W, bias
-    return n
+    return closed_form_count(method, size, cfg.text_config, len(towers), tune_classifier)[0]
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)
@@ -205,7 +192,7 @@ CONTEXT_SPEC = TinySpec(image_size=16, patch_size=8, hidden=128, layers=3, heads
 
 def contextual_model(tokenizer, task, method, size):
     model = random_blip(task, tokenizer, CONTEXT_SPEC, seed=1)
-    g = torch.Generator().manual_seed(6)
+    g = torch.Generator().manual_seed(13)  # a draw whose models vary their tokens (the guard below checks it)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.ndim == 2 and "word_embeddings" not in name:  # position rows apart and an LM head that is not

@@ -51,7 +51,8 @@ def test_embedded_pretraining_loads_through_the_same_path_and_is_cached(tiny_wor
                          zero_shot_eval=4, spec=SPEC)
     out = pretrain(cfg, progress=False)
     card = json.loads((out / "card.json").read_text())
-    assert card["steps"] == 3 and set(card["final_losses"]) == {"lm", "itm", "elm"}
+    assert card["steps"] == 3 and set(card["final_losses"]) == {"lm", "itm", "elm", "tlm", "mlm"}
+    assert set(card["shift_loss"]) == {"0", "8", "32", "128"} and card["world"]["consistency"] == 1.0
     assert {"cider", "vqa_acc"} <= set(card["zero_shot"])
     for task in ("caption", "vqa"):
         load_model(task, out / task)

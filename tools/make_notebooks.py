@@ -1,39 +1,114 @@
 """Regenerate notebooks/*.ipynb (without outputs) from the texts below: `python tools/make_notebooks.py`.
-The notebooks are the product; this script only keeps their shared skeleton consistent."""
+The notebooks are the product; this script only keeps their shared skeleton consistent (and their "study
+settings" lines in step with the `tiny` preset)."""
 from pathlib import Path
 
 import nbformat as nbf
 
+from vlpeft import sweep
+from vlpeft.catalog import METHODS
+
 NB = Path(__file__).resolve().parent.parent / "notebooks"
 
-METHODS = {
-    "01_full_finetune": ("full", 0, "Full fine-tuning", """
+# per method: the paper's text with its equations, the symbols mapped to the code, and the cell showing the code
+TEXT = {
+    "full": (r"""
 The baseline of the study (paper §III-A): every parameter of the VLP — vision encoder, text encoder and text
-decoder — is updated on the downstream data. It is the reference line in the paper's Fig. 3 and 4 and the most
-expensive point of Fig. 5 (cost = data size × fine-tunable parameters)."""),
-    "02_prompt_tuning": ("prompt", 8, "Prompt-tuning (embedding composition)", r"""
-Paper §III-B, eq. 2. A sequence of $p$ learned vectors $P \in \mathbb{R}^{p \times d}$ is prepended to the
-input embeddings of a text tower, $H_0 = [P; E(x)]$; the transformer itself is frozen. In BLIP the prompts go
-in front of the caption decoder's input (captioning) and of the question encoder's input (VQA). The size knob
-of Table II is the prompt length $p$ (2 … 128); the method trains $p \cdot d$ numbers per tower — the paper
-notes that prompt-tuning trains less than 0.16 % of the parameters."""),
-    "03_prefix_tuning": ("prefix", 8, "Prefix-tuning (embedding composition)", r"""
-Paper §III-B, eq. 3. Every self-attention block gets $p$ learned key and value vectors,
-$\mathrm{head} = \mathrm{Attn}(xW_q, [P_k; xW_k], [P_v; xW_v])$. As in Li & Liang, the prefixes are
-re-parameterised during training by an MLP $[P_k, P_v]_{1..L} = \mathrm{MLP}(P')$, and folded into plain
-prefixes for saving and inference. The size knob is the prefix length $p$."""),
-    "04_lora": ("lora", 8, "LoRA (layer composition)", r"""
-Paper §III-C, eq. 9–15. A low-rank update is added to the query and key projections of every attention
-(self- and cross-attention): $h = xW_0 + \frac{\alpha}{r} x A B$ with $A \in \mathbb{R}^{d \times r}$,
-$B \in \mathbb{R}^{r \times k}$ zero-initialised, so the injected model starts equal to the base model.
-The size knob is the rank $r$ (2 … 32). Implemented with peft's `LoraConfig`."""),
-    "05_serial_adapter": ("serial_adapter", 16, "Serial adapter (layer composition)", r"""
-Paper §III-C, eq. 5 and 8 (Houlsby et al.). A bottleneck $A(x) = \mathrm{ReLU}(xW_{down})W_{up}$ follows the
-output projection of each attention and of each FFN, before the residual and LayerNorm:
-$\mathrm{LN}(F(x) + A(F(x)) + x)$. $W_{up}$ starts at zero. The size knob is the hidden size $h$."""),
-    "06_parallel_adapter": ("parallel_adapter", 16, "Parallel adapter (layer composition)", r"""
-Paper §III-C, eq. 6–8 (He et al.). The same bottleneck is fed the sub-layer's *input* and added beside the
-attention and beside the FFN: $\mathrm{LN}(F(x) + A(x) + x)$. The size knob is the hidden size $h$."""),
+decoder — is updated on the downstream data. It is the reference line of the paper's Fig. 3 and 4 and the most
+expensive point of Fig. 5 (cost = data size × fine-tunable parameters). Nothing is injected: the registry
+only leaves every parameter trainable.""", "", """from vlpeft import methods
+
+nb.source(methods.apply_method, contains="requires_grad_")"""),
+    "prompt": (r"""
+Paper §III-B, eq. 2: prompt-tuning prepends $p$ learned vectors to the input embeddings of a text tower,
+
+$$\arg\min_{\mathbf{p}} \mathcal{L}\big(F([\mathbf{p} : \mathbf{x}]), \mathbf{y}\big), \qquad
+\mathbf{p} \in \mathbb{R}^{p \times d},$$
+
+and the transformer itself stays frozen. In BLIP the prompts go in front of the caption decoder's input
+(captioning) and in front of the question encoder's input *and* the answer decoder's (VQA).""",
+               r"""| paper | code | here |
+|---|---|---|
+| $\mathbf{p} \in \mathbb{R}^{p\times d}$ | `prompt_embeddings`, shape (p, d) | p = Table II's size knob (2 … 128), d the tower's width |
+| $\mathbf{x}$ | `tower.embeddings.word_embeddings(input_ids)`, (B, T, d) | the text's embeddings |
+| $[\mathbf{p} : \mathbf{x}]$ | `torch.cat([P.expand(B, -1, -1), words], dim=1)` | (B, p + T, d); the p outputs are dropped again |""",
+               """from vlpeft.methods.prompt import PromptTuning
+
+nb.source(PromptTuning.start)"""),
+    "prefix": (r"""
+Paper §III-B, eq. 3: prefix-tuning prepends learned tokens to the hidden states of *every* transformer block,
+
+$$\arg\min_{\{\mathbf{p}_i\}_1^n} \mathcal{L}\big(f^p_n \circ \dots \circ f^p_1(\mathbf{x}), \mathbf{y}\big), \qquad
+\mathrm{head} = \mathrm{Attn}\big(xW_q, [P_k; xW_k], [P_v; xW_v]\big).$$
+
+As in Li & Liang, the prefixes are re-parameterised during training by an MLP, $[P_k, P_v]_{1..L} =
+\mathrm{MLP}(P')$, and folded into the plain prefixes for saving and inference. They enter through BLIP's own KV
+cache, so the attention code runs unchanged.""",
+               r"""| paper | code | here |
+|---|---|---|
+| $\mathbf{p}_i$ (block i) | `kv()[i]`: $[P_k, P_v]$, shape (2, p, d) | p = the size knob, L blocks |
+| re-parameterisation | `prefix_mlp(prefix_tokens)`: d → d → 2·L·d | $P' \in \mathbb{R}^{p\times d}$ = `prefix_tokens` |
+| $[P_k; xW_k]$, $[P_v; xW_v]$ | the cache filled before the text's own keys and values | the text takes positions p … p+T−1 |""",
+               """from vlpeft.methods.prefix import PrefixTuning
+
+display(nb.source(PrefixTuning.kv))
+nb.source(PrefixTuning.start)"""),
+    "lora": (r"""
+Paper §III-C, eq. 9–15: LoRA adds a low-rank update to the query and key projections of every multi-head
+attention (self-attention, $\mathbf{g} = \mathbf{x}$, and cross-attention),
+
+$$\mathbf{h}_i^j = \mathrm{Attn}\big(\mathbf{x}(\mathbf{W}_q^j + \boldsymbol{\Phi}_{i,1}),\;
+\mathbf{g}(\mathbf{W}_k^j + \boldsymbol{\Phi}_{i,2}),\; \mathbf{g}\mathbf{W}_v^j\big), \qquad
+\boldsymbol{\Phi}_{i,m} = \mathbf{B}\mathbf{A}, \quad \mathbf{B} \in \mathbb{R}^{d\times r},\;
+\mathbf{A} \in \mathbb{R}^{r\times d/k}.$$
+
+As in Hu et al. and peft, one update acts on the whole $d \times d$ projection (all $k$ heads at once: $\mathbf{B}$
+shared, one $\mathbf{A}$ block per head), scaled by $\alpha/r$; the zero-initialised factor makes the injected
+model start equal to the base model. Implemented with peft's `LoraConfig` / `inject_adapter_in_model`.""",
+               r"""| paper | code (peft) | here |
+|---|---|---|
+| $\mathbf{B} \in \mathbb{R}^{d\times r}$ | `lora_A.weight`ᵀ (random init) | r = Table II's rank (2 … 32) |
+| $\mathbf{A} \in \mathbb{R}^{r\times d}$ | `lora_B.weight`ᵀ (zero init) | so $\boldsymbol{\Phi} = 0$ at the start |
+| $\mathbf{x}\boldsymbol{\Phi}$ | `lora_B(lora_A(dropout(x))) * scaling` | scaling = α/r = 1 (α = r) |
+| $k$ | the number of heads | — |""",
+               """import peft.tuners.lora.layer
+from vlpeft.methods import lora
+
+display(nb.source(peft.tuners.lora.layer.Linear.forward, contains="lora_B(lora_A("))
+nb.source(lora.target_regex)"""),
+    "serial_adapter": (r"""
+Paper §III-C, eq. 5 and 8 (Houlsby et al.): a bottleneck follows the multi-head attention and the FFN of each
+block, before the skip connection and LayerNorm (AL):
+
+$$f_i^{sa}(\mathbf{x}) = AL \circ A^s_{i,2} \circ FFN \circ AL \circ A^s_{i,1} \circ MHA(\mathbf{x}, \mathbf{x}),
+\qquad A(\mathbf{x}) = \mathrm{ReLU}(\mathbf{x}\mathbf{W}_{down})\mathbf{W}_{up} + \mathbf{x}.$$
+
+In BLIP's post-LN blocks that is $\mathrm{LN}(F(x) + A(F(x)) + x)$ after self-attention, cross-attention and FFN.""",
+               r"""| paper | code | here |
+|---|---|---|
+| $\mathbf{W}_{down} \in \mathbb{R}^{d\times l}$ | `adapter_down` | l = h, Table II's hidden size |
+| $\mathbf{W}_{up} \in \mathbb{R}^{l\times d}$ | `adapter_up` (zero init) | so A(x) = x at the start |
+| $+\,\mathbf{x}$ in eq. 8 | `y + self.adapter(y)` | y = the sub-layer's output projection |""",
+               """from vlpeft.methods.adapter import Bottleneck, SerialAdapter
+
+display(nb.source(Bottleneck.forward))
+nb.source(SerialAdapter.forward)"""),
+    "parallel_adapter": (r"""
+Paper §III-C, eq. 6–8 (He et al.): the same bottleneck is fed the block's *input* and added beside the
+multi-head attention and beside the FFN:
+
+$$h_{med} = AL\big(A^p_{i,1}(\mathbf{x}) + MHA(\mathbf{x}, \mathbf{x})\big), \qquad
+f_i^{pa}(\mathbf{x}) = AL\big(A^p_{i,2}(h_{med}) + FFN(h_{med})\big).$$
+
+In BLIP's post-LN blocks that is $\mathrm{LN}(F(x) + A(x) + x)$ at self-attention, cross-attention and FFN.""",
+               r"""| paper | code | here |
+|---|---|---|
+| $\mathbf{W}_{down}$, $\mathbf{W}_{up}$ | `adapter_down`, `adapter_up` (zero init) | h = Table II's hidden size |
+| $A(\mathbf{x}) + MHA(\mathbf{x})$ inside AL | `self.base(hidden_states, input_tensor + self.adapter(input_tensor))` | BLIP's output module computes LN(dense(F) + residual) |""",
+               """from vlpeft.methods.adapter import Bottleneck, ParallelAdapter
+
+display(nb.source(Bottleneck.forward))
+nb.source(ParallelAdapter.forward)"""),
 }
 
 PARAMS = """config = dict(                  # a RunConfig; a sweep replaces it with the whole config of its cell
@@ -43,16 +118,24 @@ PARAMS = """config = dict(                  # a RunConfig; a sweep replaces it w
     tune_classifier=False,         # "+ classifier": also fine-tune the decoder's LM head
     data_ratio=0.5,                # fraction of the training split
     seed=0,
-    steps=8, warmup_steps=2,       # caption: iterations and warm-up; embedded study 120, 12; paper 4000, 400
-    epochs=1, warmup_per_ratio=2,  # vqa: epochs and warm-up × ratio; embedded study 2, 40; paper 10, 800
-    batch_size=8, eval_every=4, eval_size=8, test_size=8, lr=1e-3,
+    steps=8,                       # caption: iterations
+    warmup_steps=2,
+    epochs=1,                      # vqa: epochs
+    warmup_per_ratio=2,            # vqa: warm-up steps per unit of data ratio
+    batch_size=8,
+    eval_every=4,
+    eval_size=8,
+    test_size=8,
+    lr=1e-3,
 )
 world = "smoke"     # smoke: seconds, numbers mean nothing | embedded: the study's world | real: BLIP on COCO
 progress = True
-show = True         # the look at the injected module and the curve plot; a sweep turns it off for speed"""
+show = True         # the checks, examples and curve; a sweep turns them off for speed
 
-KNOBS = {"full": "unused by full fine-tuning", "prompt": "prompt length p", "prefix": "prefix length p",
-         "lora": "LoRA rank r", "serial_adapter": "adapter hidden size h", "parallel_adapter": "adapter hidden size h"}
+# The study's own settings (the tiny preset's captioning cell at the reference size, seed 0), uncomment:
+# world = "embedded"
+# config = dict(task="caption", method="{method}", size={size}, data_ratio=1.0, seed=0, lr={lr},
+#               {study})"""
 
 
 def code(src, tags=()):
@@ -72,32 +155,51 @@ def notebook(cells):
     for i, c in enumerate(nb.cells):  # stable ids: regenerating leaves unchanged notebooks unchanged
         c.id = f"cell-{i}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python", "mimetype": "text/x-python", "file_extension": ".py",
+                                    "codemirror_mode": {"name": "ipython", "version": 3},
+                                    "pygments_lexer": "ipython3", "nbconvert_exporter": "python"}
     return nb
 
 
-def method_notebook(name, method, size, title, text):
+def study_settings(method: str) -> tuple[str, str]:
+    base = sweep.TINY_BASE["caption"]
+    lr = sweep.EMBEDDED_LR["caption"][method]
+    return f"{lr:g}", ", ".join(f"{k}={v}" for k, v in base.items())
+
+
+def method_notebook(method: str):
+    m = METHODS[method]
+    intro, symbols, source_cell = TEXT[method]
+    lr, study = study_settings(method)
     cells = [
-        md(f"# {title}\n{text}\n\nThis notebook is one cell of the study: `vlpeft sweep` runs it through "
-           "papermill with the parameters below replaced. Run top to bottom as it is, it does a seconds-long smoke "
-           "run on a tiny world; set `world = \"embedded\"` and the study's schedule (`steps=120, warmup_steps=12`) "
-           "for a real one."),
-        code(PARAMS.format(size=size, knob=KNOBS[method], method=method), tags=["parameters"]),
+        md(f"# {m.title.capitalize()} ({m.family} {'composition' if m.family != 'full' else 'baseline'})\n{intro}\n\n"
+           "This notebook is one cell of the study: `vlpeft sweep` runs it through papermill with the parameters "
+           "replaced by a whole run config. Run top to bottom as it is, it does a seconds-long smoke run; the "
+           "commented lines of the parameters cell carry the study's own settings."),
+        code(PARAMS.format(size=m.default_size or 0, knob=m.knob or "unused by full fine-tuning", method=method,
+                           lr=lr, study=study), tags=["parameters"]),
         code("""from vlpeft import nb
 from vlpeft.train import run
 
 cfg = nb.run_config(config, world, progress)
-cfg"""),
-        md("## What the method injects\nThe first block of the text decoder after injection, and the trainable "
-           "count in peft's format (the method's parameters carry a `prompt_`, `prefix_`, `lora_` or `adapter_` "
-           "prefix; everything else is frozen)."),
-        code("if show:\n    nb.show_method(cfg)"),
+nb.banner(world)"""),
+        md("## The equation and its code\n" + (symbols + "\n\n" if symbols else "")
+           + "The lines below are read from the package itself (`vlpeft/methods/`, or peft's for LoRA), "
+             "not copied here."),
+        code(source_cell),
+        md("## Checks\nThe injected model at its initialisation against the base model, and the trainable count "
+           "against its closed-form formula (both asserted), beside the count on the BLIP-base shape, where the "
+           "paper's percentages apply (the tiny model is 128 wide, BLIP-base 768)."),
+        code("if show:\n    nb.identity_check(cfg)\n    display(nb.count_check(cfg))\n    nb.show_method(cfg)"),
         md("## One fine-tuning run\n`run` trains with the paper's schedule, evaluates on the validation split "
            "every `eval_every` steps, and reports the best validation metric and the test metric of that "
-           "checkpoint; the run folder holds `config.json`, `curve.json`, `metrics.json` and the method's weights."),
+           "checkpoint; the run folder (named from the parameters) holds `config.json`, `curve.json`, "
+           "`metrics.json` and the method's weights."),
         code("metrics = run(cfg, progress=progress)\n{k: metrics[k] for k in ('status', 'metric', 'best_val', "
              "'test', 'trainable_params', 'trainable_pct', 'n_train', 'wall_s')}"),
-        md("## Validation curve (paper Fig. 6–10)"),
-        code("nb.curve_chart(cfg.out_dir) if show else None"),
+        md("## What it produced\nA few test examples, generated by the saved method weights, beside their "
+           "references; then the validation curve (paper Fig. 6–10)."),
+        code("if show:\n    display(nb.examples(cfg))\n    display(nb.curve_chart(cfg.out_dir))"),
     ]
     return notebook(cells)
 
@@ -107,9 +209,11 @@ def pretrain_notebook():
         md("""# Pre-training the embedded VLP
 The study needs a vision-language model that was pre-trained on image–text pairs, so that captioning is
 *consistent* with pre-training and VQA is not. The embedded world uses a tiny BLIP (transformers' own BLIP
-classes) pre-trained here on the synthetic shapes world with three objectives: captioning with the prompt
-`a picture of` (LM), image–text matching (ITM) on the text encoder, and captioning from the text encoder's
-states (the route VQA uses). It never sees a question. See `vlpeft/pretrain.py`."""),
+classes) pre-trained here on the synthetic shapes world with five objectives (`vlpeft/pretrain.py`):
+captioning with the prompt `a picture of` (LM), image–text matching (ITM), captioning from the text encoder's
+states (the route VQA uses), and — the footing BERT gives BLIP — language modelling and masked language
+modelling on a text-only corpus holding every word a caption or answer uses, at random position offsets. It
+never sees a question."""),
         code("""world = "smoke"            # smoke (seconds) | embedded (the study's model, a few minutes, cached)""",
              tags=["parameters"]),
         code("""import json
@@ -119,9 +223,12 @@ from vlpeft import assets, nb
 nb.repo_root_cwd()
 ready = assets.prepare(world)
 card = json.loads((Path(ready.model_path.format(task="caption")).parent / "card.json").read_text())
-{k: card[k] for k in ("corpus_images", "corpus_pairs", "steps", "wall_s", "params", "final_losses", "zero_shot")}"""),
+display(nb.banner(world))
+{k: card[k] for k in ("corpus_images", "corpus_pairs", "text_sentences", "steps", "wall_s", "params",
+                      "final_losses", "zero_shot", "shift_loss")}"""),
         md("The zero-shot numbers (before any fine-tuning) are the point of the exercise: captioning should "
-           "already score well, VQA should not."),
+           "already score well, VQA should not. `shift_loss` is the captioning loss with the text moved p "
+           "positions on, what a prompt or prefix of length p costs before it has learned anything."),
     ])
 
 
@@ -130,8 +237,8 @@ def analysis_notebook():
         md("""# The study's answer: figures and claims
 Aggregates every `runs/<study>/…/metrics.json` into one table, redraws the paper's figures (Fig. 3/4: score
 vs data ratio and vs parameter size; Fig. 5: score vs cost; Fig. 6–10: validation curves), and tests each of
-the paper's nine claims with a pre-declared rule. The rules are printed below *before* the verdicts; they were
-written before any result was looked at and are not tuned to make a claim pass."""),
+the paper's eleven claims with a rule declared in advance. The rules come first; they were written before any
+result was looked at and are not tuned to make a claim pass."""),
         code("""study_dir = "runs/smoke"      # runs/tiny after `make study`; runs/paper on GPU nodes
 out_dir = "reports/smoke"
 run_smoke_if_empty = True     # so that the notebook runs top to bottom on a fresh clone""", tags=["parameters"]),
@@ -141,29 +248,28 @@ from vlpeft import claims, figures, nb, results, sweep
 
 nb.repo_root_cwd()
 if run_smoke_if_empty and not list(Path(study_dir).glob("*/*/*/metrics.json")):
-    sweep.execute(sweep.grid("smoke", Path(study_dir).name), workers=1)
+    sweep.execute(sweep.grid("smoke", Path(study_dir).name), workers=1, progress=False)
 runs = results.load_runs(study_dir)
+if Path(study_dir).name == "smoke":
+    display(nb.banner("smoke"))
 runs.groupby(["task", "status"]).size()"""),
         md("## Verdict rules (decided before looking at results)"),
         code("display(Markdown(claims.VERDICT_RULES))"),
-        md("## Claims"),
-        code("claims.evaluate_claims(runs[runs.status == 'complete'])"),
+        md("## Claims\nEach claim's full text beside its verdict, value (score points) and rule."),
+        code("nb.claims_table(runs)"),
         md("## Figures and the HTML report"),
         code("""report = figures.write_report(study_dir, out_dir)
 print(Path(report) / "index.html")"""),
-        code("""for task in sorted(runs[runs.status == "complete"].task.unique()):
-    display(figures.fig_data_ratio(runs[runs.status == "complete"], task))
-    display(figures.fig_param_size(runs[runs.status == "complete"], task))"""),
+        code("""done = runs[runs.status == "complete"]
+for task in sorted(done.task.unique()):
+    display(figures.fig_data_ratio(done, task))
+    display(figures.fig_param_size(done, task))"""),
     ])
 
 
 if __name__ == "__main__":
     NB.mkdir(exist_ok=True)
     nbf.write(pretrain_notebook(), NB / "00_pretrain.ipynb")
-    for name, (method, size, title, text) in METHODS.items():
-        nbf.write(method_notebook(name, method, size, title, text), NB / f"{name}.ipynb")
-    try:  # the analysis notebook needs vlpeft.figures/claims/results (issue 7); written once they exist
-        import vlpeft.claims, vlpeft.figures, vlpeft.results  # noqa: F401, E401
-        nbf.write(analysis_notebook(), NB / "99_analysis.ipynb")
-    except ImportError:
-        print("vlpeft.figures/claims/results not there yet: 99_analysis.ipynb not written")
+    for m in METHODS.values():
+        nbf.write(method_notebook(m.name), NB / f"{m.notebook}.ipynb")
+    nbf.write(analysis_notebook(), NB / "99_analysis.ipynb")

@@ -4,7 +4,7 @@ A preset names its world; the study, the sweep and the notebooks resolve it here
 
     smoke     a seconds-long shapes world and a 20-step tiny BLIP (tests, a first look; numbers mean nothing)
     embedded  the study's shapes world and its pre-trained tiny BLIP (minutes, cached)
-    dial-*    the consistency dial's worlds (one per level) and their pre-trained models (one per seed)
+    dial-c*-p*  the consistency dial's worlds (one per level) and pre-trained models (one per level and seed)
     real      real BLIP on real MSCOCO/VQAv2 files: nothing is generated, trained or written
 
     assets = prepare("embedded")                 # writes data/shapes and checkpoints/embedded unless there
@@ -28,7 +28,7 @@ from .world import WorldConfig
 
 SMOKE_SPEC = TinySpec(image_size=16, patch_size=8, hidden=32, layers=2, heads=2, intermediate=64, max_positions=160)
 SMOKE_WORLD = WorldConfig(seed=3, image_size=16, n_train=40, n_restval=4, n_val=10, n_test=10, n_pretrain_extra=20,
-                          questions_per_image=3)
+                          questions_per_image=3, n_text=64)
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,25 @@ class World:
         return f"{self.model_root}/{{task}}"
 
 
+# The consistency dial (beyond the paper): one world per level, one pre-trained model per level and seed. Level 1
+# with pre-training seed 0 is the embedded world and model themselves (the same configs, so the same folders).
+DIAL_LEVELS = (1.0, 0.5, 0.0)
+DIAL_PRETRAIN_SEEDS = (0, 1)
+
+
+def dial_world(level: float, seed: int) -> World:
+    embedded = level == 1.0
+    return World(f"dial-c{level:g}-p{seed}", WorldConfig(consistency=level), {"seed": seed},
+                 "data/shapes" if embedded else f"data/dial/c{level:g}",
+                 "checkpoints/embedded" if embedded and seed == 0 else f"checkpoints/dial/c{level:g}-p{seed}")
+
+
 WORLDS: dict[str, World] = {w.name: w for w in [
     World("smoke", SMOKE_WORLD, dict(steps=20, batch_size=16, zero_shot_eval=0, spec=SMOKE_SPEC),
           "data/smoke", "checkpoints/smoke"),
     World("embedded", WorldConfig(), {}, "data/shapes", "checkpoints/embedded"),
     World("real", None, {}, "data/coco", "checkpoints/blip-base-pretrained"),
+    *(dial_world(level, seed) for level in DIAL_LEVELS for seed in DIAL_PRETRAIN_SEEDS),
 ]}
 
 

@@ -170,6 +170,22 @@ how many methods show claim 5's monotone rise and claim 2's interior optimum on 
 """
 
 
+def rules_by_claim() -> dict[int, str]:
+    """Each numbered claim's rule, cut from VERDICT_RULES (one source for both)."""
+    import re
+    rules, current = {}, None
+    for line in VERDICT_RULES.splitlines():
+        m = re.match(r"^(\d+)\. (.*)", line)
+        if m:
+            current = int(m.group(1))
+            rules[current] = m.group(2)
+        elif current is not None and line.startswith("   ") and line.strip():
+            rules[current] += " " + line.strip()
+        else:
+            current = None
+    return rules
+
+
 # ---------------------------------------------------------------------------------------------------------
 # One effect: its per-unit values and their t interval
 def t_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:

@@ -144,8 +144,9 @@ def cmd_study(args):
 
 
 def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
-    s.add_argument("--preset", choices=["smoke", "tiny", "paper"], default=default_preset,
-                   help="smoke: a wiring check; tiny: the embedded study; paper: Table II on BLIP-base and COCO")
+    s.add_argument("--preset", choices=["smoke", "tiny", "dial", "paper"], default=default_preset,
+                   help="smoke: a wiring check; tiny: the embedded study; dial: the consistency dial (beyond the "
+                        "paper); paper: Table II on BLIP-base and COCO")
     s.add_argument("--study", help="runs go to <runs-root>/<study>/… (default: the preset's name)")
     s.add_argument("--runs-root", default="runs")
     s.add_argument("--data-root", help="default: the preset's world (data/shapes, data/smoke, data/coco)")

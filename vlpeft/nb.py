@@ -1,13 +1,35 @@
-"""What the notebooks call besides `train.run`: the run config from the parameters cell (assets prepared by the
-one route in `vlpeft.assets`), a look at an injected method, a curve plot.
-(Anything a notebook would otherwise define lives here, so the notebooks stay a parameters cell + calls.)"""
+"""What the notebooks call besides `train.run` (anything a notebook would otherwise define lives here, so the
+notebooks stay a parameters cell and a few calls): the run config from the parameters cell, the method's own
+code under its equation, checks shown on screen, and what the run produced.
+
+Importing this module makes altair draw static SVG (vl-convert, no browser, no network), so every chart renders
+offline — in JupyterLab, in executed notebooks and in their HTML.
+"""
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import os
 from pathlib import Path
 
 from .catalog import METHODS, variant
+
+SMOKE_BANNER = ("**Smoke world — a wiring check.** A 16-px world of 54 images and a 20-step model: the run takes "
+                "seconds and its numbers mean nothing. The study's answer is in `reports/tiny/` (and "
+                "`reports/dial/`); set `world = \"embedded\"` and the study's schedule (the commented lines of the "
+                "parameters cell) for a real run.")
+
+
+def _offline_charts() -> None:
+    try:
+        import altair as alt
+        alt.renderers.enable("svg")
+    except ImportError:  # pragma: no cover - altair is a dependency
+        pass
+
+
+_offline_charts()
 
 
 def repo_root_cwd() -> Path:
@@ -32,15 +54,104 @@ def run_config(config: dict, world: str = "smoke", progress: bool = True):
     prepare(w, fields["data_root"], model_root, progress=progress)
     cfg = validate(RunConfig(**fields))
     if "out_dir" not in config:
-        c = config_dict(cfg)
         cfg.out_dir = (f"runs/notebooks/{cfg.task}/{cfg.method}/"
                        f"{variant(cfg.method, cfg.tune_classifier)}_s{cfg.size}_r{cfg.data_ratio:g}_seed{cfg.seed}"
-                       f"-{run_hash(c)}")
+                       f"-{run_hash(config_dict(cfg))}")
     return cfg
 
 
+def banner(world: str):
+    from IPython.display import Markdown
+    return Markdown(SMOKE_BANNER) if world == "smoke" else Markdown(f"World: `{world}`.")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The equation's code, from the package itself
+def source(obj, contains: str | None = None, context: int = 0):
+    """The source of `obj` (a function, method or class) as a highlighted code cell output; with `contains`,
+    only the lines holding it (± `context` lines): the one expression, not the whole module."""
+    from IPython.display import Code
+    lines, start = inspect.getsourcelines(obj)
+    if contains is not None:
+        hits = [i for i, line in enumerate(lines) if contains in line]
+        keep = sorted({j for i in hits for j in range(max(0, i - context), min(len(lines), i + context + 1))})
+        lines = [lines[j] for j in keep]
+    where = f"# {inspect.getsourcefile(obj).split('site-packages/')[-1]}:{start}\n"
+    return Code(where + "".join(lines), language="python")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks on screen
+def _val_batch(cfg, n: int = 4):
+    from .data import Paths, Pixels
+    from .models import load_processor
+    from .tasks import get_task
+    from .train import model_path
+    task = get_task(cfg.task)
+    items = task.splits(Paths(Path(cfg.data_root)))[1][:n]
+    processor = load_processor(model_path(cfg))
+    train = task.train_examples(items, Pixels(processor.image_processor))
+    return task, task.collate(processor.tokenizer, [train[i] for i in range(min(n, len(train)))])
+
+
+def identity_check(cfg) -> float:
+    """max |Δlogits| between the model with the method injected (at its initialisation) and the base model, on
+    validation examples; LoRA and the adapters must start *equal* to the base model (asserted)."""
+    import torch
+    from .methods import MethodConfig, apply_method
+    from .models import load_model
+    from .train import model_path
+    base = load_model(cfg.task, model_path(cfg))
+    injected = apply_method(copy.deepcopy(base), MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), cfg.seed)
+    task, batch = _val_batch(cfg)
+    with torch.no_grad():
+        delta = (task.forward(injected, batch, labels=False).logits
+                 - task.forward(base, batch, labels=False).logits).abs().max().item()
+    family = METHODS[cfg.method].family
+    if family == "layer":
+        assert delta == 0.0, f"{cfg.method} must start equal to the base model, max |Δlogits| = {delta}"
+        print(f"max |Δlogits| at initialisation = {delta} — {METHODS[cfg.method].title} starts as the base model "
+              f"(its output projection is zero)")
+    elif family == "embedding":
+        print(f"max |Δlogits| at initialisation = {delta:.4f} — {METHODS[cfg.method].title} cannot start as the base "
+              f"model: its {cfg.size} learned positions are attended to from the first step, and the text moves to "
+              f"positions {cfg.size}..{cfg.size}+T-1")
+    else:
+        print(f"max |Δlogits| = {delta} — full fine-tuning starts from the base model itself")
+    return delta
+
+
+def count_check(cfg):
+    """The trainable count: on this model against its closed-form formula (asserted), and on the BLIP-base
+    shape at the same size (on the meta device), where the paper's percentages apply."""
+    import pandas as pd
+    import torch
+    from transformers import BlipConfig
+    from .methods import MethodConfig, apply_method, closed_form_count, count_parameters
+    from .models import TASK_CLASSES, load_model
+    from .train import model_path
+    rows = []
+    for shape in ("this model", "BLIP-base shape"):
+        if shape == "this model":
+            model = load_model(cfg.task, model_path(cfg))
+        else:
+            with torch.device("meta"):
+                model = TASK_CLASSES[cfg.task](BlipConfig())
+        apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), cfg.seed)
+        trainable, total = count_parameters(model)
+        towers = 1 if cfg.task == "caption" else 2  # the text towers the method goes into
+        row = {"model": shape, "trainable": trainable, "all": total, "trainable %": round(100 * trainable / total, 4)}
+        if METHODS[cfg.method].family != "full":
+            expected, formula = closed_form_count(cfg.method, cfg.size, model.config.text_config, towers,
+                                                  cfg.tune_classifier)
+            assert trainable == expected, f"counted {trainable}, the formula gives {expected}"
+            row |= {"formula": formula, "= formula": expected}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
 def show_method(cfg) -> str:
-    """The trainable count and what the method adds to the first text-decoder block."""
+    """The trainable count (peft's format) and what the method adds to the text decoder — only that."""
     from .methods import MethodConfig, apply_method, trainable_summary
     from .models import load_model
     from .train import model_path
@@ -48,10 +159,50 @@ def show_method(cfg) -> str:
     apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), seed=cfg.seed)
     tower = model.text_decoder.bert
     added = [(n, tuple(p.shape)) for n, p in tower.named_parameters() if p.requires_grad]
-    text = f"{trainable_summary(model)}\n\n{METHODS[cfg.method].title} in the text decoder:\n"
-    text += "\n".join(f"  {n}: {s}" for n, s in added[:12]) + (f"\n  … {len(added) - 12} more" if len(added) > 12 else "")
+    text = f"{trainable_summary(model)}\n\n{METHODS[cfg.method].title} in the text decoder ({len(added)} tensors):\n"
+    text += "\n".join(f"  {n}: {s}" for n, s in added[:8]) + (f"\n  … {len(added) - 8} more" if len(added) > 8 else "")
     print(text)
     return text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the run produced
+def examples(cfg, n: int = 4):
+    """Generated captions/answers of the run's saved method weights on test examples, beside the references."""
+    import pandas as pd
+    import torch
+    from .data import Paths, Pixels
+    from .methods import load_method
+    from .models import load_model, load_processor
+    from .tasks import get_task
+    from .train import model_path
+    task = get_task(cfg.task)
+    items = task.splits(Paths(Path(cfg.data_root)))[2][:n]
+    processor = load_processor(model_path(cfg))
+    model = load_method(load_model(cfg.task, model_path(cfg)), Path(cfg.out_dir) / "method", cfg.seed)
+    data = task.eval_examples(items, Pixels(processor.image_processor))
+    batch = task.collate(processor.tokenizer, [data[i] for i in range(len(items))])
+    with torch.no_grad():
+        preds = task.predict(model, batch, processor.tokenizer)
+    rows = []
+    for it, pred in zip(items, preds):
+        refs = task.references(it)
+        rows.append({"question": getattr(it, "question", ""), "generated": pred,
+                     "references": " | ".join(dict.fromkeys(refs))})
+    df = pd.DataFrame(rows)
+    return df if cfg.task == "vqa" else df.drop(columns="question")
+
+
+def claims_table(runs):
+    """Each claim's full text beside its verdict, value in score points (90 % CI, seeds) and its rule."""
+    from .claims import evaluate_claims, rules_by_claim
+    t = evaluate_claims(runs[runs.status == "complete"])
+    rules = rules_by_claim()
+    ci = [f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" if v == v and lo == lo else (f"{v:+.2f}" if v == v else "")
+          for v, lo, hi in zip(t.value, t.ci_low, t.ci_high)]
+    table = t.assign(**{"value (90 % CI)": ci, "rule": t.claim.map(rules)})[
+        ["claim", "text", "verdict", "value (90 % CI)", "value_unit", "n", "rule"]].set_index("claim")
+    return table.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"})
 
 
 def curve_chart(out_dir: str):

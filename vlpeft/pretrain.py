@@ -1,27 +1,33 @@
-"""Pre-train the embedded tiny BLIP on the shapes-world image–caption corpus (kept apart from models.py so
-each file reads top to bottom).
+"""Pre-train the embedded tiny BLIP on the shapes world, so that it starts where BLIP starts.
 
-In the spirit of BLIP/mPLUG, three objectives share one vision encoder, text encoder and text decoder:
+In the spirit of BLIP/mPLUG, one vision encoder, text encoder and text decoder share five objectives:
 
 1. LM   — captioning: the decoder, cross-attending to the image, continues the prompt `a picture of`
-          (exactly `BlipForConditionalGeneration`'s path; this is what makes captioning *consistent*).
+          (exactly the captioning task's forward; with the consistency dial at 1 this is what makes
+          captioning *consistent*).
 2. ITM  — image–text matching: the text encoder, cross-attending to the image, tells a matching caption
-          from a caption of another image in the batch (trains the text encoder on image–text pairs).
-3. ELM  — encoder-conditioned LM: the decoder continues from the text encoder's states for `a picture of`
-          + image (the path `BlipForQuestionAnswering` uses), so the VQA model starts with a pre-trained
-          encoder→decoder route — yet it has never seen a question.
+          from a caption of another image in the batch.
+3. ELM  — encoder-conditioned LM: the VQA task's forward with `a picture of` in the question's place and the
+          caption as the answer, so the VQA model starts with a pre-trained encoder → decoder route — yet it
+          has never seen a question.
+4. TLM  — text-only LM on the footing corpus (`world.text_corpus`): the decoder, with no image, produces every
+          word a downstream caption or answer uses (BLIP's decoder starts from BERT, which has produced
+          every word of its vocabulary).
+5. MLM  — BERT's own objective on the same text, for the text encoder (through a head that is discarded).
+
+Every text enters at a random position offset (half the time 0, otherwise up to the last row the text fits
+in), so every position row a prompt or prefix can shift a text onto is trained, as BERT's 512 rows are.
 
 The result is two `save_pretrained` directories, `<out>/caption` and `<out>/vqa`, loaded later by
-`vlpeft.models.load_model` exactly like real BLIP checkpoints, plus `<out>/card.json`: how it was made
-(config, corpus size, steps, seed, final losses, wall time) and the zero-shot metrics.
+`vlpeft.models.load_model` exactly like real BLIP checkpoints, plus `<out>/card.json`: how it was made (its
+config, the world's, corpus sizes, steps, final losses, wall time), the zero-shot metrics, and the
+captioning loss with the text shifted by p positions (what a prompt/prefix of length p costs at the start).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,12 +36,14 @@ from tqdm.auto import tqdm
 from transformers import BlipForConditionalGeneration
 
 from . import world
-from .data import Paths, Pixels, load_karpathy
+from .config import PretrainConfig
+from .data import Paths, Pixels, load_json, load_karpathy
 from .io import own, write_json
 from .methods import count_parameters, unique_parameters
-from .config import PretrainConfig
-from .models import build_processor, build_tokenizer, random_blip, save_model, vision_states
+from .models import build_processor, build_tokenizer, honour_cross_attention_masks, random_blip, save_model, vision_states
 from .tasks import CAPTION_PROMPT, TASKS, evaluate
+
+SHIFTS = (0, 8, 32, 128)  # prompt/prefix lengths whose shift the card prices
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) -> Path:
@@ -49,29 +57,34 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     tokenizer = build_tokenizer(world.vocabulary())
     processor = build_processor(tokenizer, cfg.spec.image_size)
     vqa = random_blip("vqa", tokenizer, cfg.spec, cfg.seed).train()  # holds all three towers
-    itm_head = torch.nn.Linear(cfg.spec.hidden, 2)
+    heads = torch.nn.ModuleDict({"itm": torch.nn.Linear(cfg.spec.hidden, 2),                 # discarded after
+                                 "mlm": torch.nn.Linear(cfg.spec.hidden, len(tokenizer))})
 
     corpus = load_karpathy(paths.pretrain, paths.images, "all")
+    sentences = load_json(paths.root / "annotations" / "pretrain_text.json", required=("sentences",))["sentences"]
     images = Pixels(processor.image_processor)
     lm = TASKS["caption"]
     train = lm.train_examples(corpus, images)
-    loader = torch.utils.data.DataLoader(
-        train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-        collate_fn=lambda b: lm.collate(tokenizer, b), generator=torch.Generator().manual_seed(cfg.seed))
-    params = unique_parameters(vqa) + list(itm_head.parameters())
+    g = torch.Generator().manual_seed(cfg.seed)
+    pairs = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                        collate_fn=lambda b: lm.collate(tokenizer, b), generator=g)
+    texts = torch.utils.data.DataLoader(sentences, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                        collate_fn=lambda b: tokenizer(b, padding="longest", return_tensors="pt"),
+                                        generator=g)
+    params = unique_parameters(vqa) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
-    enc_id = tokenizer.convert_tokens_to_ids("[ENC]")
-    prompt = TASKS["vqa"].question_ids(tokenizer, [CAPTION_PROMPT])  # [ENC] a picture of, as a question
+    objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, g)
 
     t0, step, losses = time.time(), 0, {}
     bar = tqdm(total=cfg.steps, desc="pre-train", disable=not progress)
+    text_batches = cycle(texts)
     while step < cfg.steps:
-        for b in loader:
+        for b in pairs:
             if step >= cfg.steps:
                 break
-            losses = _losses(vqa, itm_head, b, enc_id, prompt)
+            losses = objectives(b, next(text_batches))
             opt.zero_grad(set_to_none=True)
             sum(losses.values()).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -79,45 +92,94 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
             sched.step()
             step += 1
             bar.update()
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+            bar.set_postfix({k: f"{v.item():.2f}" for k, v in losses.items()}, refresh=False)
     bar.close()
     wall = time.time() - t0
 
     # split the pre-trained towers into the two task models, as BLIP's released checkpoints are
     vqa.eval()
-    caption = BlipForConditionalGeneration(vqa.config).eval()
+    caption = honour_cross_attention_masks(BlipForConditionalGeneration(vqa.config)).eval()
     missing = caption.load_state_dict(vqa.state_dict(), strict=False).missing_keys
     assert not missing, f"caption model keys not covered by pre-training: {missing}"
-    card = {"config": cfg.as_dict(),
-            "corpus_images": len(corpus), "corpus_pairs": len(train), "steps": step,
-            "final_losses": {k: round(v.item(), 4) for k, v in losses.items()}, "wall_s": round(wall, 1),
-            "params": count_parameters(vqa)[1],
-            "zero_shot": zero_shot(caption, vqa, tokenizer, paths, images, cfg.zero_shot_eval)}
+    card = {"config": cfg.as_dict(), "world": json.loads((paths.root / "world.json").read_text()),
+            "corpus_images": len(corpus), "corpus_pairs": len(train), "text_sentences": len(sentences),
+            "steps": step, "final_losses": {k: round(v.item(), 4) for k, v in losses.items()},
+            "wall_s": round(wall, 1), "params": count_parameters(vqa)[1],
+            "footing": "text-only LM (decoder) and MLM (encoder) on a corpus holding every caption/answer word, "
+                       "never a question; every text at a random position offset (rows 0.."
+                       f"{cfg.spec.max_positions - 1})",
+            "zero_shot": zero_shot(caption, vqa, tokenizer, paths, images, cfg.zero_shot_eval),
+            "shift_loss": shift_loss(caption, tokenizer, paths, images, cfg.zero_shot_eval)}
     save_model(caption, processor, out / "caption")
     save_model(vqa, processor, out / "vqa")
     write_json(out / "card.json", card)  # written last, atomically: marks a complete checkpoint
     return out
 
 
-def _losses(vqa, itm_head, b, enc_id, prompt) -> dict[str, torch.Tensor]:
-    ids, mask = b["input_ids"], b["attention_mask"]
-    B = ids.shape[0]
-    image = vision_states(vqa, b["pixel_values"])                                      # (B, 1+N, d)
-    # 1. LM: the captioning forward — decoder over [DEC] a picture of <caption>, cross-attending to the image
-    lm = TASKS["caption"].loss(vqa, b | {"image_embeds": image})
-    # 2. ITM: [ENC] + caption; negatives are the captions of the next image in the batch
-    enc_ids = ids.clone()
-    enc_ids[:, 0] = enc_id
-    neg = torch.roll(torch.arange(B), 1)
-    fused = vqa.text_encoder(input_ids=torch.cat([enc_ids, enc_ids[neg]]), attention_mask=torch.cat([mask, mask[neg]]),
-                             encoder_hidden_states=torch.cat([image, image])).last_hidden_state   # (2B, T, d)
-    itm = F.cross_entropy(itm_head(fused[:, 0]), torch.cat([torch.ones(B), torch.zeros(B)]).long())
-    # 3. ELM: the VQA forward with "a picture of" in the question's place and the caption as the answer, so
-    #    the encoder → decoder route starts pre-trained — without a question ever being seen
-    elm = TASKS["vqa"].loss(vqa, {"image_embeds": image, "input_ids": prompt["input_ids"].expand(B, -1),
-                                  "attention_mask": prompt["attention_mask"].expand(B, -1), "decoder_input_ids": ids,
-                                  "decoder_attention_mask": mask, "labels": b["labels"]})
-    return {"lm": lm, "itm": itm, "elm": elm}
+def cycle(loader):
+    while True:
+        yield from loader
+
+
+def offset_positions(mask: torch.Tensor, max_positions: int, g: torch.Generator) -> torch.Tensor:
+    """(B, T) position ids starting at 0 for half of the texts and at a random row for the others, so that
+    every row up to max_positions - T is trained."""
+    B, T = mask.shape
+    start = torch.randint(1, max(2, max_positions - T + 1), (B, 1), generator=g)
+    start = start * (torch.rand(B, 1, generator=g) < 0.5)
+    return start + torch.arange(T)
+
+
+class Objectives:
+    """The five pre-training losses of one step (see the module docstring)."""
+
+    def __init__(self, vqa, heads, tokenizer, max_positions: int, g: torch.Generator):
+        self.vqa, self.heads, self.tok, self.max_pos, self.g = vqa, heads, tokenizer, max_positions, g
+        self.enc_id = tokenizer.convert_tokens_to_ids("[ENC]")
+        self.prompt = TASKS["vqa"].question_ids(tokenizer, [CAPTION_PROMPT])  # [ENC] a picture of, as a question
+
+    def pos(self, mask):
+        return offset_positions(mask, self.max_pos, self.g)
+
+    def __call__(self, b: dict, text: dict) -> dict[str, torch.Tensor]:
+        vqa, ids, mask = self.vqa, b["input_ids"], b["attention_mask"]
+        B = ids.shape[0]
+        image = vision_states(vqa, b["pixel_values"])                                  # (B, 1+N, d)
+        # 1. LM: the captioning forward, cross-attending to the image
+        lm = TASKS["caption"].loss(vqa, b | {"image_embeds": image, "position_ids": self.pos(mask)})
+        # 2. ITM: [ENC] + caption; negatives are the captions of the next image in the batch
+        enc_ids = ids.clone()
+        enc_ids[:, 0] = self.enc_id
+        neg = torch.roll(torch.arange(B), 1)
+        both = torch.cat([mask, mask[neg]])
+        fused = vqa.text_encoder(input_ids=torch.cat([enc_ids, enc_ids[neg]]), attention_mask=both,
+                                 position_ids=self.pos(both),
+                                 encoder_hidden_states=torch.cat([image, image])).last_hidden_state  # (2B, T, d)
+        itm = F.cross_entropy(self.heads["itm"](fused[:, 0]), torch.cat([torch.ones(B), torch.zeros(B)]).long())
+        # 3. ELM: the VQA forward, "a picture of" as the question and the caption as the answer
+        q_ids, q_mask = self.prompt["input_ids"].expand(B, -1), self.prompt["attention_mask"].expand(B, -1)
+        elm = TASKS["vqa"].loss(vqa, {"image_embeds": image, "input_ids": q_ids, "attention_mask": q_mask,
+                                      "position_ids": self.pos(q_mask), "decoder_input_ids": ids,
+                                      "decoder_attention_mask": mask, "decoder_position_ids": self.pos(mask),
+                                      "labels": b["labels"]})
+        # 4. TLM: the decoder alone on the footing text ([DEC] first, as every decoder text)
+        t_ids, t_mask = text["input_ids"].clone(), text["attention_mask"]
+        t_ids[:, 0] = self.tok.bos_token_id
+        tlm = vqa.text_decoder(input_ids=t_ids, attention_mask=t_mask, position_ids=self.pos(t_mask),
+                               labels=t_ids.masked_fill(t_mask == 0, -100)).loss
+        # 5. MLM: BERT's objective for the text encoder, 15 % of the words masked
+        m_ids = text["input_ids"].clone()
+        special = torch.isin(m_ids, torch.tensor(self.tok.all_special_ids))
+        chosen = (torch.rand(m_ids.shape, generator=self.g) < 0.15) & ~special
+        m_ids[chosen] = self.tok.mask_token_id
+        h = vqa.text_encoder(input_ids=m_ids, attention_mask=t_mask, position_ids=self.pos(t_mask)).last_hidden_state
+        mlm = F.cross_entropy(self.heads["mlm"](h[chosen]), text["input_ids"][chosen]) if chosen.any() else h.sum() * 0
+        return {"lm": lm, "itm": itm, "elm": elm, "tlm": tlm, "mlm": mlm}
+
+
+def _test_loader(task, items, tokenizer, images, train: bool = False):
+    examples = task.train_examples(items, images) if train else task.eval_examples(items, images)
+    return torch.utils.data.DataLoader(examples, batch_size=32, collate_fn=lambda b: task.collate(tokenizer, b))
 
 
 def zero_shot(caption, vqa, tokenizer, paths: Paths, images: Pixels, n: int) -> dict:
@@ -128,11 +190,27 @@ def zero_shot(caption, vqa, tokenizer, paths: Paths, images: Pixels, n: int) -> 
     for name, model in (("caption", caption), ("vqa", vqa)):
         task = TASKS[name]
         items = task.splits(paths)[2][:n]
-        loader = torch.utils.data.DataLoader(task.eval_examples(items, images), batch_size=32,
-                                             collate_fn=lambda b, t=task: t.collate(tokenizer, b))
+        loader = _test_loader(task, items, tokenizer, images)
         score, preds = evaluate(model, task, tokenizer, loader, items)
-        first = items[0]
         out[task.metric] = round(score, 4)
         out[f"example_{name}"] = {"prediction": preds[loader.dataset.records[0][1]["id"]],
-                                  "references": task.references(first)}
+                                  "references": task.references(items[0])}
+    return out
+
+
+@torch.no_grad()
+def shift_loss(caption, tokenizer, paths: Paths, images: Pixels, n: int, shifts=SHIFTS) -> dict:
+    """Mean captioning loss on test captions with the text at positions p..p+T-1 instead of 0..T-1: what a
+    prompt/prefix of length p costs before it has learned anything (the footing keeps it small)."""
+    if n <= 0:
+        return {}
+    task = TASKS["caption"]
+    items = task.splits(paths)[2][:n]
+    out = {}
+    for p in shifts:
+        losses = []
+        for b in _test_loader(task, items, tokenizer, images, train=True):
+            positions = p + torch.arange(b["input_ids"].shape[1]).expand_as(b["input_ids"])
+            losses.append(task.loss(caption, b | {"position_ids": positions}).item())
+        out[str(p)] = round(sum(losses) / len(losses), 4)
     return out

@@ -19,7 +19,10 @@ Presets:
          "+ classifier", and full fine-tuning at every ratio; BLIP-base converted from BLIP's pre-training
          checkpoint (`vlpeft convert-blip`), MSCOCO/VQAv2 under data/coco.
   tiny   the embedded study for a 2-core CPU: per task and PEFT, 3 data ratios at the middle size and 3 sizes
-         at the full data, "+ classifier" on the ratio axis, full fine-tuning at each ratio; several seeds.
+         at the full data, "+ classifier" at the middle size and full data, full fine-tuning at each ratio;
+         three seeds.
+  dial   the consistency dial (beyond the paper): captioning at three consistency levels × two pre-training
+         seeds, prompt-tuning, LoRA and full fine-tuning on the tiny ratio and size axes, three seeds.
   smoke  a handful of runs to check that everything is wired (numbers mean nothing).
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 from .catalog import METHODS, peft_methods, variant
 from .errors import ConfigError
 from .rundir import config_dict, run_hash
-from .train import RunConfig
+from .config import RunConfig
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 PEFT = peft_methods()
@@ -66,15 +69,24 @@ EMBEDDED_LR = {"caption": {"prompt": 3e-3, "prefix": 3e-3, "lora": 1e-3, "serial
                            "parallel_adapter": 1e-3, "full": 2e-4},
                "vqa": {"prompt": 3e-3, "prefix": 3e-3, "lora": 2e-3, "serial_adapter": 2e-3,
                        "parallel_adapter": 2e-3, "full": 3e-4}}
-TINY_BASE = {"caption": dict(steps=120, warmup_steps=12, batch_size=32, eval_every=40, eval_size=60, test_size=100),
-             "vqa": dict(epochs=2, warmup_per_ratio=40, batch_size=32, eval_every=50, eval_size=150, test_size=300)}
+# Changed from the first study (2 seeds, 2 VQA epochs, "+ classifier" at every ratio, 60/100 caption and 150/300
+# VQA evaluation examples) before any run of this one, for time and statistical power — never for a verdict: three
+# seeds (the unit of replication of the claims), more evaluation examples (the whole caption test split, twice
+# the validation examples), and to pay for them one VQA epoch and "+ classifier" at the full data ratio only.
+TINY_BASE = {"caption": dict(steps=120, warmup_steps=12, batch_size=32, eval_every=40, eval_size=100, test_size=0),
+             "vqa": dict(epochs=1, warmup_per_ratio=20, batch_size=32, eval_every=50, eval_size=300, test_size=0)}
 TINY_SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
               "parallel_adapter": [4, 16, 64]}
 TINY_RATIOS = [0.1, 0.3, 1.0]
-TINY_SEEDS = [0, 1]
+TINY_SEEDS = [0, 1, 2]
 SMOKE_BASE = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=8,
                   test_size=8, lr=1e-3)
-PRESET_WORLD = {"paper": "real", "tiny": "embedded", "smoke": "smoke"}
+# The consistency dial (beyond the paper; DESIGN §3): captioning at every level × pre-training seed of
+# `assets.DIAL_LEVELS` × `assets.DIAL_PRETRAIN_SEEDS`, for one method of each family and full fine-tuning, on the
+# tiny schedule's ratio and size axes
+DIAL_METHODS = ["prompt", "lora"]
+DIAL_SEEDS = [0, 1, 2]
+PRESET_WORLD = {"paper": "real", "tiny": "embedded", "smoke": "smoke", "dial": "dial-*"}
 
 
 @dataclass
@@ -112,10 +124,30 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
          model_path: str | None = None, feature_cache: str = "cache/features", **overrides) -> list[Cell]:
     """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
     `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs."""
-    from .assets import get_world
+    from .assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_world
     if preset not in PRESET_WORLD:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_WORLD)}")
-    study, world = study or preset, get_world(PRESET_WORLD[preset])
+    study = study or preset
+    if preset == "dial":
+        if data_root or model_path:
+            raise ConfigError("the dial preset has one world per level and seed (vlpeft.assets.dial_world); "
+                              "--data-root and --model-path do not apply")
+        cells = []
+        for level in DIAL_LEVELS:
+            for pseed in DIAL_PRETRAIN_SEEDS:
+                w = dial_world(level, pseed)
+                where = dict(data_root=w.data_root, model_path=w.model_path, feature_cache=feature_cache)
+                args = (study, w.name, runs_root)
+                for m in DIAL_METHODS:
+                    base = TINY_BASE["caption"] | {"lr": EMBEDDED_LR["caption"][m]} | where | overrides
+                    mid = TINY_SIZES[m][1]
+                    cells += _axis(*args, "caption", m, [mid], TINY_RATIOS, DIAL_SEEDS, [False], base)
+                    cells += _axis(*args, "caption", m, [x for x in TINY_SIZES[m] if x != mid], [1.0], DIAL_SEEDS,
+                                   [False], base)
+                base = TINY_BASE["caption"] | {"lr": EMBEDDED_LR["caption"]["full"]} | where | overrides
+                cells += _axis(*args, "caption", "full", [0], TINY_RATIOS, DIAL_SEEDS, [False], base)
+        return cells
+    world = get_world(PRESET_WORLD[preset])
     where = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
                  feature_cache=feature_cache)
     args = (study, world.name, runs_root)
@@ -131,9 +163,10 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
             for m in PEFT:
                 base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task][m]} | where | overrides
                 mid = TINY_SIZES[m][1]
-                cells += _axis(*args, task, m, [mid], TINY_RATIOS, TINY_SEEDS, [False, True], base)  # ratio axis
+                cells += _axis(*args, task, m, [mid], TINY_RATIOS, TINY_SEEDS, [False], base)     # ratio axis
                 cells += _axis(*args, task, m, [s for s in TINY_SIZES[m] if s != mid], [1.0], TINY_SEEDS, [False],
-                               base)                                                               # size axis
+                               base)                                                              # size axis
+                cells += _axis(*args, task, m, [mid], [1.0], TINY_SEEDS, [True], base)             # + classifier
             base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task]["full"]} | where | overrides
             cells += _axis(*args, task, "full", [0], TINY_RATIOS, TINY_SEEDS, [False], base)
     if preset == "smoke":
@@ -281,7 +314,10 @@ def _init_worker(devices, cpu_threads: int) -> None:
     from multiprocessing.util import Finalize
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cpu_threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cpu_threads)  # for the kernels it starts
+    if devices is None:
+        import torch
+        torch.set_num_threads(cpu_threads)                                            # for its own work
     Finalize(None, WarmKernel.shutdown, exitpriority=10)
 
 
@@ -298,7 +334,7 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
     """Run every incomplete cell; print and return the failures and diverged runs (each with reason and path)."""
     todo = [c for c in cells if not (c.out_dir / "metrics.json").exists()]
     print(f"{len(cells)} runs in the grid: {len(cells) - len(todo)} complete, {len(todo)} to run", flush=True)
-    prepare_assets(todo, progress)
+    prepare_assets(todo, progress, workers)
     prepare_features(todo, progress)
     results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress)
     failures = [r for r in results if r["status"] in ("failed", "diverged")]
@@ -314,14 +350,23 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
     return failures
 
 
-def prepare_assets(cells: list[Cell], progress: bool = True) -> None:
-    """Each world the cells use, through the one route (`vlpeft.assets`; `real` prepares nothing), said aloud."""
-    from .assets import prepare
-    seen = {}
-    for c in cells:
-        root = str(Path(c.config.model_path.format(task="caption")).parent)
-        seen.setdefault((c.world, c.config.data_root, root), c)
-    for world, data_root, model_root in seen:
+def prepare_assets(cells: list[Cell], progress: bool = True, workers: int = 2) -> None:
+    """Each world the cells use, through the one route (`vlpeft.assets`; `real` prepares nothing), said aloud.
+    Several pre-trainings (the dial) run `workers` at a time, one CPU thread each: the tiny model's small matrix
+    products gain almost nothing from a second thread, so two at once take half the time."""
+    from .assets import get_world, prepare
+    from .world import ensure_world
+    todo = sorted({(c.world, c.config.data_root, str(Path(c.config.model_path.format(task="caption")).parent))
+                   for c in cells})
+    for world, data_root in sorted({(w, d) for w, d, _ in todo}):  # the worlds first: several models share one
+        if get_world(world).synthetic:
+            ensure_world(data_root, get_world(world).world, progress)
+    missing = [t for t in todo if get_world(t[0]).synthetic and not (Path(t[2]) / "card.json").exists()]
+    if len(missing) > 1 and workers > 1:
+        with ProcessPoolExecutor(min(workers, len(missing)), mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(None, 1)) as pool:
+            list(pool.map(prepare, *zip(*missing), [False] * len(missing)))
+    for world, data_root, model_root in todo:
         print(prepare(world, data_root, model_root, progress).describe(), flush=True)
 
 

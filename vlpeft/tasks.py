@@ -166,6 +166,7 @@ class CaptionTask(Task):
 
     def forward(self, model, batch, labels=True):
         return model.text_decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  position_ids=batch.get("position_ids"),  # pre-training's offsets; else 0..T-1
                                   encoder_hidden_states=image_states(model, batch),
                                   labels=batch["labels"] if labels else None)
 
@@ -239,12 +240,14 @@ class VqaTask(Task):
     def question_states(self, model, batch) -> torch.Tensor:
         """(B, T_q, d): the text encoder on the question, cross-attending to the image."""
         return model.text_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  position_ids=batch.get("position_ids"),  # pre-training's offsets; else 0..T-1
                                   encoder_hidden_states=image_states(model, batch)).last_hidden_state
 
     def forward(self, model, batch, labels=True):
         # BLIP's own forward feeds `labels` (with -100 padding) back in as decoder input, so the route is
         # written out: question encoder → answer decoder, with the question's mask in the cross-attention
         return model.text_decoder(input_ids=batch["decoder_input_ids"], attention_mask=batch["decoder_attention_mask"],
+                                  position_ids=batch.get("decoder_position_ids"),
                                   encoder_hidden_states=self.question_states(model, batch),
                                   encoder_attention_mask=batch["attention_mask"],
                                   labels=batch["labels"] if labels else None)

@@ -12,11 +12,25 @@ Everything is written in the formats the real loaders read (see `vlpeft.data`):
     <out>/annotations/dataset_coco.json                         Karpathy split file
     <out>/annotations/v2_OpenEnded_mscoco_<split>_questions.json  VQAv2 questions   (split: train2014, val2014)
     <out>/annotations/v2_mscoco_<split>_annotations.json          VQAv2 annotations
-    <out>/annotations/dataset_pretrain.json                     pre-training corpus, Karpathy format
+    <out>/annotations/dataset_pretrain.json                     pre-training image–caption corpus, Karpathy format
+    <out>/annotations/pretrain_text.json                        pre-training text-only corpus ("sentences")
     <out>/images/{train2014,val2014,pretrain}/*.png
 
-The downstream caption training images are part of the pre-training corpus (as MSCOCO is for real VLPs);
-the val/test images are not. VQA questions are never part of pre-training: VQA is the *inconsistent* task.
+**The footing (what BERT gives BLIP).** BLIP's text towers start from BERT, which has produced every word of its
+vocabulary in some context. The text-only corpus gives the tiny BLIP the same: declarative sentences about
+random scenes (counts written as digits, "yes , …" / "no , …" statements, colours, sizes, positions) and
+shuffled word sequences that together hold every word a downstream caption or answer uses — but never a
+question, never "?", "question" or "answer", so never a question–answer pair. VQA stays inconsistent with
+pre-training for the right reason: the format is new, the words are not.
+
+**The consistency dial** (`consistency`, beyond the paper). How much of the downstream captioning pre-training
+has seen, from 1 (today's world: every caption-training image, every caption in the downstream annotators'
+style) to 0 (captioning as new to the model as VQA is). At level c each downstream training image enters the
+pre-training corpus with probability c, and each pre-training caption is written in the downstream style
+(the five annotators' templates and synonyms) with probability c, otherwise in a pre-training style of its
+own (other templates, base words only). The downstream files — images, Karpathy captions, VQA — are the same
+at every level (drawn first, from the same seed); only the pre-training corpus changes. Val/test images are
+never pre-trained on.
 """
 from __future__ import annotations
 
@@ -47,6 +61,8 @@ class WorldConfig:
     questions_per_image: int = 4   # VQA questions drawn per image (different types)
     disagreement: float = 0.1      # chance that one of the 10 VQA annotators gives another plausible answer
     noise: int = 12                # background pixel noise amplitude (0..255)
+    consistency: float = 1.0       # the dial: how much of the downstream captioning pre-training has seen
+    n_text: int = 3000             # sentences of the text-only pre-training corpus (the footing)
 
 
 SHAPES = ["circle", "square", "triangle", "diamond", "cross"]
@@ -59,6 +75,7 @@ SIZES = {"small": 0.11, "large": 0.2}  # radius as a fraction of the image side
 SIZE_SYNONYMS = {"small": ["small", "little", "tiny"], "large": ["large", "big", "huge"]}
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six"]
 REGIONS = ["left", "right", "top", "bottom"]
+NEVER_IN_PRETRAINING = {"?", "question", "answer"}  # the VQA template's: no pre-training text is a question
 
 
 @dataclass
@@ -143,6 +160,45 @@ def captions(objs: list[Obj], rng: random.Random) -> list[str]:
         o = objs[0]
         caps.append(f"a single {o.colour} {rng.choice(SHAPE_SYNONYMS[o.shape])} in the {_region(o)}")
     return caps
+
+
+def pretrain_captions(objs: list[Obj], rng: random.Random, k: int = 5) -> list[str]:
+    """The pre-training style: other templates than the downstream annotators', base words only (no synonyms,
+    no articles, no relations), counts as digits."""
+    n = len(objs)
+    plain = lambda o, size=False: (f"{o.size} " if size else "") + f"{o.colour} {o.shape}"  # noqa: E731
+    listed = lambda size=False: " , ".join(plain(o, size) for o in rng.sample(objs, n))  # noqa: E731
+    styles = [lambda: f"objects : {listed()}",
+              lambda: f"{n} {'item' if n == 1 else 'items'} shown : {listed(size=True)}",
+              lambda: f"{plain(rng.choice(objs))} here",
+              lambda: f"image with {listed()}",
+              lambda: listed(size=True)]
+    return [rng.choice(styles)() for _ in range(k)]
+
+
+def text_corpus(rng: random.Random, n: int, cfg: "WorldConfig") -> list[str]:
+    """The text-only corpus (the footing): declarative sentences about random scenes, and shuffled words."""
+    words = [w for w in vocabulary() if w not in NEVER_IN_PRETRAINING]
+    shuffled = rng.sample(words, len(words))
+    out = [" ".join(shuffled[i:i + 8]) for i in range(0, len(shuffled), 8)]  # every word, by construction
+    while len(out) < n:
+        objs = sample_scene(rng, cfg)
+        o, d = rng.choice(objs), rng.randint(0, 9)
+        shape = rng.choice(SHAPE_SYNONYMS[o.shape])
+        size = rng.choice(SIZE_SYNONYMS[o.size])
+        other = rng.choice([c for c in COLOURS if c != o.colour])
+        out.append(rng.choice([
+            f"there are {len(objs)} objects",
+            f"{d} {o.colour} {SHAPE_PLURAL[o.shape] if d != 1 else o.shape}",
+            f"{sum(p.colour == o.colour for p in objs)} {o.colour} shapes and {rng.randint(0, 9)} {SHAPE_PLURAL[o.shape]}",
+            f"yes , this is a {size} {o.colour} {shape}",
+            f"no , this is not a {other} {shape}",
+            f"the color of the {shape} is {o.colour}",
+            f"the size of the {o.colour} object is {o.size}",
+            f"the {shape} is on the {_region(o)}",
+            " ".join(rng.choices(words, k=rng.randint(5, 12))),          # every word, in some context
+        ]))
+    return out
 
 
 def _region(o: Obj) -> str:
@@ -231,7 +287,7 @@ def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool 
                                for k, c in enumerate(caps)],
                  "objects": [dataclasses.asdict(o) for o in objs]}  # extra key: ground truth for inspection
         if split in ("train", "restval", "pretrain"):  # pre-training sees the caption *training* images only
-            pretrain.append(entry | {"split": "train"})
+            pretrain.append(entry | {"split": "train", "downstream": split != "pretrain"})
         if split == "pretrain":
             continue
         karpathy.append(entry)
@@ -246,8 +302,22 @@ def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool 
                          "answers": [{"answer": x, "answer_confidence": "yes", "answer_id": k + 1}
                                      for k, x in enumerate(answers)]})
 
+    # the pre-training corpora, from their own random stream: the downstream files never depend on the dial
+    pt_rng = random.Random(f"{cfg.seed}-pretrain-{cfg.consistency}")
+    corpus = []
+    for entry in pretrain:
+        if entry.pop("downstream") and not pt_rng.random() < cfg.consistency:
+            continue
+        objs = [Obj(**o) for o in entry["objects"]]
+        caps = [c if pt_rng.random() < cfg.consistency else pretrain_captions(objs, pt_rng, 1)[0]
+                for c in (s["raw"] for s in entry["sentences"])]
+        corpus.append(entry | {"sentences": [{"raw": c, "tokens": c.split(), "imgid": entry["cocoid"],
+                                              "sentid": entry["cocoid"] * 10 + k} for k, c in enumerate(caps)]})
     write_json(ann / "dataset_coco.json", {"images": karpathy, "dataset": "coco"})
-    write_json(ann / "dataset_pretrain.json", {"images": pretrain, "dataset": "shapes-pretrain"})
+    write_json(ann / "dataset_pretrain.json", {"images": corpus, "dataset": "shapes-pretrain",
+                                               "consistency": cfg.consistency})
+    write_json(ann / "pretrain_text.json", {"sentences": text_corpus(random.Random(f"{cfg.seed}-text"), cfg.n_text,
+                                                                      cfg)})
     for split, (qs, anns) in vqa.items():
         info = {"description": "vlpeft shapes world", "version": "2.0"}
         write_json(ann / f"v2_OpenEnded_mscoco_{split}_questions.json",
@@ -274,5 +344,6 @@ def vocabulary() -> list[str]:
     words |= {w for syn in SHAPE_SYNONYMS.values() for w in syn} | {w for s in SIZE_SYNONYMS.values() for w in s}
     words |= set(NUMBER_WORDS) | {str(i) for i in range(10)}
     words |= set("a an the there is are of in on to and image picture dark background single shape shapes "
-                 "left right above below what color where how many objects object size yes no question answer".split())
+                 "left right above below what color where how many objects object size yes no question answer "
+                 "item items shown with here not this".split())
     return sorted(words) + [":", ",", "?", "."]

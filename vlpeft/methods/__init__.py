@@ -138,6 +138,29 @@ def print_trainable_parameters(model) -> None:
     print(trainable_summary(model))
 
 
+def closed_form_count(method: str, size: int, text_config, towers: int, tune_classifier: bool = False) -> tuple[int, str]:
+    """The method's trainable parameters from the shapes alone, and the formula in words: what
+    `count_parameters` must find (tests and the read-along notebooks check it)."""
+    d, L, V, e = (text_config.hidden_size, text_config.num_hidden_layers, text_config.vocab_size,
+                  text_config.encoder_hidden_size)
+    sites = 3  # every BLIP text block: self-attention, cross-attention, FFN
+    per_tower = {
+        "prompt": (size * d, "p·d"),
+        "prefix": (size * d + (d * d + d) + (d * 2 * L * d + 2 * L * d), "p·d + (d² + d) + (d·2Ld + 2Ld)  [P′ and the MLP d → d → 2Ld]"),
+        "lora": (L * size * (6 * d + e + d), "L·r·(2·2d + 2d + (d_enc + d))  [A and B on q, k of self- and cross-attention]"),
+        "serial_adapter": (L * sites * (2 * d * size + size + d), "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"),
+        "parallel_adapter": (L * sites * (2 * d * size + size + d), "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"),
+    }
+    if method not in per_tower:
+        raise MethodError(f"no closed form for {method!r}")
+    n, text = per_tower[method]
+    n, text = n * towers, (f"{towers} × ({text})" if towers > 1 else text)
+    if tune_classifier:
+        n += d * d + d + 2 * d + V * d + V
+        text += " + (d² + d + 2d + V·d + V)  [the LM head: transform, LayerNorm, tied output matrix, bias]"
+    return n, text
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Saving only the method's weights
 def trainable_state_dict(model) -> dict[str, torch.Tensor]:

@@ -1,0 +1,79 @@
+"""The embedded world's footing and its consistency dial: pre-training never shows a question–answer pair yet
+produces every word a caption or answer uses; the dial changes the pre-training corpus and nothing else."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from vlpeft import world
+from vlpeft.data import Paths, load_karpathy, load_vqa
+from vlpeft.pretrain import offset_positions
+from conftest import TINY_WORLD
+
+
+@pytest.fixture(scope="module")
+def dial(tmp_path_factory):
+    """The tiny world at three consistency levels."""
+    root = tmp_path_factory.mktemp("dial")
+    return {c: world.write_world(root / f"c{c}", dataclasses.replace(TINY_WORLD, consistency=c), progress=False)
+            for c in (1.0, 0.5, 0.0)}
+
+
+def pretraining_texts(root) -> list[str]:
+    paths = Paths(root)
+    captions = [c for it in load_karpathy(paths.pretrain, paths.images, "all") for c in it.captions]
+    return captions + json.loads((root / "annotations" / "pretrain_text.json").read_text())["sentences"]
+
+
+def words(tokenizer, text: str) -> set[str]:
+    return set(tokenizer.tokenize(text))
+
+
+@pytest.mark.parametrize("level", [1.0, 0.5, 0.0])
+def test_pretraining_never_shows_a_question_answer_pair(dial, tokenizer, level):
+    root = dial[level]
+    questions = {q.question.rstrip(" ?") for split in ("train", "val", "test") for q in load_vqa(Paths(root), split)}
+    for text in pretraining_texts(root):
+        assert not words(tokenizer, text) & world.NEVER_IN_PRETRAINING, text   # no "?", "question", "answer"
+        assert not any(q in text for q in questions), text                      # no VQA question inside
+
+
+@pytest.mark.parametrize("level", [1.0, 0.5, 0.0])
+def test_pretraining_produces_every_caption_and_answer_word(dial, tokenizer, level):
+    root = dial[level]
+    seen = set().union(*(words(tokenizer, t) for t in pretraining_texts(root)))
+    paths = Paths(root)
+    needed = set()
+    for split in ("train", "val", "test"):
+        needed |= set().union(*(words(tokenizer, c) for it in load_karpathy(paths.karpathy, paths.images, split)
+                                for c in it.captions))
+        needed |= set().union(*(words(tokenizer, a) for q in load_vqa(paths, split) for a in q.answers))
+    assert {"0", "1", "2", "3", "yes", "no"} <= needed      # the answers the old corpus never produced
+    assert needed <= seen, sorted(needed - seen)
+    assert "[UNK]" not in seen
+
+
+def test_the_dial_changes_the_pretraining_corpus_and_nothing_else(dial):
+    files = ["dataset_coco.json", "v2_OpenEnded_mscoco_train2014_questions.json", "v2_mscoco_val2014_annotations.json",
+             "pretrain_text.json"]
+    for f in files:
+        assert len({(dial[c] / "annotations" / f).read_text() for c in dial}) == 1, f
+    downstream = {it.image_id for it in load_karpathy(Paths(dial[1.0]).karpathy, Paths(dial[1.0]).images, "train")}
+    styles = {c: [it for it in load_karpathy(Paths(dial[c]).pretrain, Paths(dial[c]).images, "all")] for c in dial}
+    n_downstream = {c: sum(it.image_id in downstream for it in items) for c, items in styles.items()}
+    assert n_downstream[1.0] == len(downstream) > n_downstream[0.5] > n_downstream[0.0] == 0
+    synonyms = {"disc", "ring", "box", "rhombus", "plus", "little", "tiny", "big", "huge", "background", "there"}
+    at_zero = {w for it in styles[0.0] for c in it.captions for w in c.replace(",", " ").split()}
+    assert not at_zero & synonyms                          # no downstream template or paraphrase at level 0
+    at_one = {w for it in styles[1.0] for c in it.captions for w in c.replace(",", " ").split()}
+    assert {"item", "items", "shown"}.isdisjoint(at_one)   # and no pre-training style at level 1
+
+
+def test_position_offsets_train_every_row():
+    mask = torch.ones(4000, 20, dtype=torch.long)
+    pos = offset_positions(mask, 256, torch.Generator().manual_seed(0))
+    assert (pos[:, 0] == 0).float().mean().item() == pytest.approx(0.5, abs=0.03)
+    assert pos.max().item() == 255 and set(pos.flatten().tolist()) == set(range(256))
