@@ -261,3 +261,24 @@ def test_write_report_notes_a_task_without_runs(tmp_path):
     assert "vqa: no complete runs" in page
     assert page.count("data:image/svg+xml;base64,") == 4
     assert "inconclusive" in page
+
+
+def test_a_dial_study_reports_its_verdict_and_figure(tmp_path):
+    """A study whose runs started from models at several consistency levels (metrics.json's `start`)."""
+    from test_claims import dial_frame
+    study = tmp_path / "dial"
+    for row in dial_frame().to_dict("records"):
+        row |= {"trainable_params": 1000, "n_train": 100}
+        d = write_run(study / f"c{row['consistency']}-p{row['pretrain_seed']}", row)
+        m = json.loads((d / "metrics.json").read_text())
+        m["start"] = {"path": "checkpoints/x", "pretrain": {"seed": row["pretrain_seed"],
+                                                           "consistency": row["consistency"]}}
+        (d / "metrics.json").write_text(json.dumps(m))
+    runs = load_runs(study)
+    assert sorted(runs.consistency.unique()) == [0.0, 0.5, 1.0] and set(runs.pretrain_seed) == {0, 1}
+    figures.fig_dial(runs).to_dict()
+    out = figures.write_report(study, tmp_path / "report")
+    page = (out / "index.html").read_text()
+    assert (out / "figures" / "dial.svg").exists() and "Consistency dial" in page
+    assert "<b>supported</b>" in page.split("Consistency dial (beyond the paper)</h3>")[1].split("</table>")[0]
+    assert "highest consistency level (1)" in page

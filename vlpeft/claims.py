@@ -798,6 +798,16 @@ def _size_marks(d: pd.DataFrame) -> str:
             f"{sum(v == 'yes' for v in opt.values())}/{len(methods)}")
 
 
+def dial_slopes(df: pd.DataFrame) -> pd.DataFrame:
+    """The caption data-ratio slope (CIDEr points per doubling of data) of every unit at every consistency
+    level: a units × levels table (what the dial verdict and its figure are made of)."""
+    d = _prepare(df)
+    d = d[d.task == "caption"]
+    levels = sorted(float(c) for c in d.consistency.unique())
+    return pd.DataFrame({c: unit_slopes(d[d.consistency == c], "data_ratio", ["method", "tune_classifier", "size"])
+                         for c in levels})
+
+
 def dial_verdict(df: pd.DataFrame) -> dict:
     """The consistency dial's prediction (VERDICT_RULES, last paragraph) as one row: statistic, value (CIDEr
     points per doubling of data), ci_low, ci_high, n (units), verdict, evidence, and `levels`."""
@@ -810,8 +820,7 @@ def dial_verdict(df: pd.DataFrame) -> dict:
         return _row(0, statistic, None, "inconclusive",
                     f"{len(levels)} consistency level(s) {levels}; the trend needs ≥ {MIN_LEVELS}",
                     value_unit=unit) | {"levels": levels}
-    slopes = pd.DataFrame({c: unit_slopes(d[d.consistency == c], "data_ratio", ["method", "tune_classifier", "size"])
-                           for c in levels})  # units × levels, points per doubling
+    slopes = dial_slopes(df)  # units × levels, points per doubling
     span = levels[-1] - levels[0]
     trend = {}
     for u, row in slopes.iterrows():

@@ -197,6 +197,39 @@ def save(chart, out_dir, name: str, formats=("png", "svg")) -> list[Path]:
     return paths
 
 
+def fig_dial(df: pd.DataFrame) -> alt.HConcatChart:
+    """The consistency dial (beyond the paper): captioning score vs data ratio at each consistency level (mean
+    over seeds and pre-training seeds, each method at its reference size), and the data-ratio slope of every
+    unit against the level — the prediction declared in advance is that the slope rises as consistency falls."""
+    d = complete(df)
+    d = d[(d.task == "caption") & d.consistency.notna() & ~d.tune_classifier]
+    if d.consistency.nunique() < 2:
+        raise ValueError("the dial needs caption runs at two or more consistency levels")
+    ref = {m: g.groupby("size")["data_ratio"].nunique().idxmax() for m, g in d.groupby("method")}
+    d = d[d["size"] == d["method"].map(ref)]
+    s = d.groupby(["consistency", "method", "data_ratio"], as_index=False)["best_val"].agg(["mean", "std", "count"])
+    x = alt.X("data_ratio:Q", scale=alt.Scale(type="log"), title="data ratio",
+              axis=alt.Axis(format="~%", values=sorted(s.data_ratio.unique())))
+    lines = alt.Chart(s).mark_line(point=True).encode(
+        x=x, y=alt.Y("mean:Q", title="CIDEr", scale=alt.Scale(zero=False)),
+        color=alt.Color("method:N", scale=_method_color(s["method"]), title="method"),
+        tooltip=["consistency", "method", alt.Tooltip("data_ratio:Q", format="~%"),
+                 alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f"), "count"],
+    ).properties(width=WIDTH * 0.55, height=HEIGHT * 0.7).facet(
+        column=alt.Column("consistency:O", sort="descending", title="consistency with pre-training"))
+    from .claims import dial_slopes
+    slopes = dial_slopes(df).rename_axis("unit").reset_index().melt("unit", var_name="consistency", value_name="slope")
+    slope_chart = alt.layer(
+        alt.Chart(slopes).mark_point(opacity=0.5).encode(x=alt.X("consistency:Q", title="consistency"),
+                                                         y=alt.Y("slope:Q", title="CIDEr points per doubling of data"),
+                                                         tooltip=["unit", "consistency", alt.Tooltip("slope:Q", format=".2f")]),
+        alt.Chart(slopes).mark_line(color="black").encode(x="consistency:Q", y="mean(slope):Q"),
+    ).properties(width=WIDTH * 0.7, height=HEIGHT * 0.7, title="data-ratio slope per unit (mean: line)")
+    return alt.hconcat(lines, slope_chart).properties(
+        title=_title("Consistency dial — captioning", "prediction declared in advance: the data-ratio slope "
+                     "rises as consistency falls; mean over seeds × pre-training seeds"))
+
+
 FIGURES = {  # name → builder(runs, curves, task)
     "data_ratio": lambda runs, curves, task: fig_data_ratio(runs, task),
     "param_size": lambda runs, curves, task: fig_param_size(runs, task),
@@ -281,7 +314,20 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
     dial = dial_verdict(runs)
 
     sections, notes = [], []
-    done = complete(runs)
+    if runs["consistency"].nunique() > 1:  # the dial: its own figure; the paper's figures at the highest level
+        try:
+            svg = save(fig_dial(runs), out / "figures", "dial", formats)[-1]
+            sections.append("<h2>Consistency dial (beyond the paper)</h2><figure><img alt='dial' "
+                            f"src='data:image/svg+xml;base64,{base64.b64encode(svg.read_bytes()).decode()}'></figure>")
+        except Exception as err:  # noqa: BLE001 - one figure that cannot be drawn must not sink the report
+            notes.append(f"dial figure: skipped ({type(err).__name__}: {err})")
+        top = runs["consistency"].max()
+        notes.append(f"the paper's figures and claims below use the runs at the highest consistency level ({top:g})")
+        runs_for_figures = runs[runs["consistency"].fillna(top) == top]
+        curves = curves[curves.run_dir.isin(runs_for_figures.run_dir)]
+    else:
+        runs_for_figures = runs
+    done = complete(runs_for_figures)
     for task in TASKS:
         if not (done.task == task).any():
             notes.append(f"{task}: no complete runs — its figures are skipped")
@@ -289,7 +335,7 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
         figs = []
         for name, build in FIGURES.items():
             try:
-                paths = save(build(runs, curves, task), out / "figures", f"{task}_{name}", formats)
+                paths = save(build(runs_for_figures, curves, task), out / "figures", f"{task}_{name}", formats)
                 svg = next(p for p in paths if p.suffix == ".svg")
             except Exception as err:  # noqa: BLE001 - one figure that cannot be drawn must not sink the report
                 notes.append(f"{task} {name}: skipped ({type(err).__name__}: {err})")
@@ -308,7 +354,7 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
 <style>{CSS}</style></head><body>
 <h1>vlpeft report — study <code>{e(Path(study_dir).name)}</code></h1>
 <p>Re-run of <i>An Empirical Study of Parameter Efficient Fine-tuning on Vision-Language Pre-train Model</i>:
-{len(runs)} run folders, {len(done)} complete. Files: runs.csv, claims.csv, claims.md, claims_per_method.csv,
+{len(runs)} run folders, {len(complete(runs))} complete. Files: runs.csv, claims.csv, claims.md, claims_per_method.csv,
 figures/.</p>
 <h2>Runs by status</h2>{_html_table(counts) if len(runs) else "<p>no runs found</p>"}
 {"".join(f"<p class='note'>{e(n)}</p>" for n in notes)}
