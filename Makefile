@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.10+ and Java on PATH):
 #   make study   the whole study on the embedded default, ending in reports/tiny/index.html
 #   make test    the test suite
+# (make dial: the consistency dial, ending in reports/dial/index.html)
 # Both create (or reuse) the virtual environment .venv by themselves.
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ PRESET ?= tiny
 WORKERS ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: setup study test test-fast lab benchmarks clean-runs
+.PHONY: setup study dial test lab benchmarks clean-runs
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ setup: $(BIN)/.installed
 study: setup
 	$(BIN)/vlpeft study --preset $(PRESET) --workers $(WORKERS)
 
+dial: setup
+	$(BIN)/vlpeft study --preset dial --workers $(WORKERS)
+
 test: setup
 	$(BIN)/pytest -q -n 2 --dist loadfile tests
 	$(BIN)/pytest -q -n 2 --dist loadfile --nbval-lax notebooks
@@ -34,8 +38,7 @@ lab: setup
 
 benchmarks: setup
 	$(BIN)/python benchmarks/pretrain_time.py
-	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/papermill_overhead.py
+	$(BIN)/python benchmarks/pipeline.py
 
 clean-runs:
-	rm -rf runs/smoke runs/tiny
+	rm -rf runs/smoke runs/tiny runs/dial

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlpeft import claims, figures, results
+from vlpeft import claims, figures, report, results
 from vlpeft.catalog import METHODS, family_of
 from vlpeft.results import load_curves, load_runs, summarize
 
@@ -236,7 +236,7 @@ def test_save_writes_png_and_svg(runs, tmp_path):
 
 
 def test_write_report_is_offline_and_complete(study, tmp_path):
-    out = figures.write_report(study, tmp_path / "report", formats=("svg",))
+    out = report.write_report(study, tmp_path / "report", formats=("svg",))
     page = (out / "index.html").read_text()
     assert "<script" not in page
     for attr in ("src", "href"):
@@ -256,7 +256,7 @@ def test_write_report_is_offline_and_complete(study, tmp_path):
 def test_write_report_notes_a_task_without_runs(tmp_path):
     for row in frame(tasks=("caption",)).to_dict("records"):
         write_run(tmp_path / "caption_only", row)
-    out = figures.write_report(tmp_path / "caption_only", tmp_path / "report", formats=("svg",))
+    out = report.write_report(tmp_path / "caption_only", tmp_path / "report", formats=("svg",))
     page = (out / "index.html").read_text()
     assert "vqa: no complete runs" in page
     assert page.count("data:image/svg+xml;base64,") == 4
@@ -277,7 +277,7 @@ def test_a_dial_study_reports_its_verdict_and_figure(tmp_path):
     runs = load_runs(study)
     assert sorted(runs.consistency.unique()) == [0.0, 0.5, 1.0] and set(runs.pretrain_seed) == {0, 1}
     figures.fig_dial(runs).to_dict()
-    out = figures.write_report(study, tmp_path / "report")
+    out = report.write_report(study, tmp_path / "report")
     page = (out / "index.html").read_text()
     assert (out / "figures" / "dial.svg").exists() and "Consistency dial" in page
     assert "<b>supported</b>" in page.split("Consistency dial (beyond the paper)</h3>")[1].split("</table>")[0]

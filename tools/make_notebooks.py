@@ -244,7 +244,7 @@ out_dir = "reports/smoke"
 run_smoke_if_empty = True     # so that the notebook runs top to bottom on a fresh clone""", tags=["parameters"]),
         code("""from pathlib import Path
 from IPython.display import Markdown, display
-from vlpeft import claims, figures, nb, results, sweep
+from vlpeft import claims, figures, nb, report, results, sweep
 
 nb.repo_root_cwd()
 if run_smoke_if_empty and not list(Path(study_dir).glob("*/*/*/metrics.json")):
@@ -258,8 +258,7 @@ runs.groupby(["task", "status"]).size()"""),
         md("## Claims\nEach claim's full text beside its verdict, value (score points) and rule."),
         code("nb.claims_table(runs)"),
         md("## Figures and the HTML report"),
-        code("""report = figures.write_report(study_dir, out_dir)
-print(Path(report) / "index.html")"""),
+        code("""print(Path(report.write_report(study_dir, out_dir)) / "index.html")"""),
         code("""done = runs[runs.status == "complete"]
 for task in sorted(done.task.unique()):
     display(figures.fig_data_ratio(done, task))

@@ -520,11 +520,16 @@ def _optimum(g: pd.DataFrame, judge: Judge, k: int) -> tuple[Estimate | None, Es
     return small, large, mark
 
 
-def _claim2(d):
-    d, judge = _task(d, "caption"), gain("caption")
+def _size_claim(d, task: str, per_method):
+    """Claims 2 and 5: a size-profile judgement per method, Bonferroni over the k methods with a profile."""
+    d, judge = _task(d, task), gain(task)
     methods = _methods(d)
     k = max(sum(size_profile(d[d.method == m]) is not None for m in methods), 1)
-    res = {m: _optimum(d[d.method == m], judge, k) for m in methods}
+    return judge, k, {m: per_method(d[d.method == m], judge, k) for m in methods}
+
+
+def _claim2(d):
+    judge, k, res = _size_claim(d, "caption", _optimum)
     marks = {m: r[2] for m, r in res.items()}
     evaluable = [m for m, v in marks.items() if v in ("yes", "no", "unclear")]
     yes, no = (sum(marks[m] == v for m in evaluable) for v in ("yes", "no"))
@@ -587,10 +592,7 @@ def _monotone(g: pd.DataFrame, judge: Judge, k: int) -> tuple[Estimate | None, l
 
 
 def _claim5(d):
-    d, judge = _task(d, "vqa"), gain("vqa")
-    methods = _methods(d)
-    k = max(sum(size_profile(d[d.method == m]) is not None for m in methods), 1)
-    res = {m: _monotone(d[d.method == m], judge, k) for m in methods}
+    judge, k, res = _size_claim(d, "vqa", _monotone)
     marks = {m: r[2] for m, r in res.items()}
     parts = []
     for m, (rise, steps, mark) in res.items():

@@ -122,7 +122,7 @@ def cmd_sweep(args):
 
 
 def cmd_report(args):
-    from .figures import write_report
+    from .report import write_report
     out = write_report(args.study, args.out or f"reports/{Path(args.study).name}")
     print(f"report: {Path(out) / 'index.html'}")
 
@@ -130,7 +130,7 @@ def cmd_report(args):
 def cmd_study(args):
     """Assets (cached; never generated for `real`) → the preset's sweep → report."""
     from . import sweep
-    from .figures import write_report
+    from .report import write_report
     t0 = time.time()
     cells = _cells(args, args.preset)
     print(f"[1/2] sweep: preset {args.preset}, {len(cells)} runs under {args.runs_root}/{args.study or args.preset}",

@@ -87,7 +87,7 @@ def ensure_features(model, processor, image_paths, root: str | Path, dtype: torc
                     device="cpu", batch_size: int = 64, num_workers: int = 0, progress: bool = True) -> FeatureStore:
     """The store holding every image of `image_paths`, computing it (once, under a lock) when needed."""
     from filelock import FileLock
-    from tqdm.auto import tqdm
+    from .io import progress_bar
     key, ingredients = cache_key(model, processor, dtype)
     folder = Path(root) / key
     folder.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def ensure_features(model, processor, image_paths, root: str | Path, dtype: torc
         device = torch.device(device)
         amp = device.type != "cpu" and dtype != torch.float32
         start = 0
-        for batch in tqdm(loader, desc="vision features", disable=not progress, leave=False):
+        for batch in progress_bar(iterable=loader, desc="vision features", disable=not progress, leave=False):
             px = batch["pixel_values"].to(device)
             with torch.autocast(device.type, dtype=dtype, enabled=amp):
                 states = vision_states(model, px).to(dtype).cpu()                   # (b, 1+N, d)

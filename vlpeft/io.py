@@ -49,6 +49,14 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def progress_bar(**kw):
+    """tqdm (notebook-aware), redrawn at most every 5 s when stderr is not a terminal (a log file would
+    otherwise fill with redraws)."""
+    import sys
+    from tqdm.auto import tqdm
+    return tqdm(**{"mininterval": 0.1 if sys.stderr.isatty() else 5.0, "dynamic_ncols": True} | kw)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Provenance: what produced a file
 def git_commit() -> str | None:

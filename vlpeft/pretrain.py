@@ -32,13 +32,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import BlipForConditionalGeneration
 
 from . import world
 from .config import PretrainConfig
 from .data import Paths, Pixels, load_json, load_karpathy
-from .io import own, write_json
+from .io import own, progress_bar, write_json
 from .methods import count_parameters, unique_parameters
 from .models import build_processor, build_tokenizer, honour_cross_attention_masks, random_blip, save_model, vision_states
 from .tasks import CAPTION_PROMPT, TASKS, evaluate
@@ -78,7 +77,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, g)
 
     t0, step, losses = time.time(), 0, {}
-    bar = tqdm(total=cfg.steps, desc="pre-train", disable=not progress)
+    bar = progress_bar(total=cfg.steps, desc="pre-train", disable=not progress)
     text_batches = cycle(texts)
     while step < cfg.steps:
         for b in pairs:

@@ -400,7 +400,7 @@ def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> li
     if not cells:
         return []
     import torch
-    from tqdm.auto import tqdm
+    from .io import progress_bar
     n_gpu = torch.cuda.device_count()
     workers = max(1, min(workers, len(cells), n_gpu or workers))
     ctx = mp.get_context("spawn")
@@ -415,7 +415,7 @@ def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> li
             c.config.threads = cpu_threads
     results = []
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, cpu_threads)) as pool, \
-            tqdm(total=len(cells), desc="sweep", unit="run", disable=not progress) as bar:
+            progress_bar(total=len(cells), desc="sweep", unit="run", disable=not progress) as bar:
         futures = [pool.submit(run_cell, c) for c in cells]
         for fut in as_completed(futures):
             results.append(fut.result())
@@ -430,13 +430,13 @@ def _execute_slurm(cells: list[Cell], opts: dict) -> list[dict]:
     if not cells:
         return []
     import submitit
-    from tqdm.auto import tqdm
+    from .io import progress_bar
     ex = submitit.AutoExecutor(folder=opts.get("slurm_dir", "runs/slurm_logs"), cluster=opts.get("cluster"))
     ex.update_parameters(timeout_min=opts.get("time", 240), gpus_per_node=opts.get("gpus", 1),
                          slurm_partition=opts.get("partition"), slurm_array_parallelism=opts.get("parallel", 64))
     jobs = ex.map_array(run_cell_once, cells)
     results = []
-    for job in tqdm(jobs, desc="slurm jobs", unit="run"):
+    for job in progress_bar(iterable=jobs, desc="slurm jobs", unit="run"):
         try:
             results.append(job.result())
         except Exception as e:  # noqa: BLE001 - the job itself died (node failure, time limit)

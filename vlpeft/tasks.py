@@ -308,10 +308,10 @@ class TaskModel(nn.Module):
 @torch.no_grad()
 def evaluate(model, task: Task, tokenizer, loader, items, device="cpu", progress: bool = False) -> tuple[float, dict]:
     """Generate for every example of `loader` and score against `items`: (score, id → text)."""
-    from tqdm.auto import tqdm
+    from .io import progress_bar
     model.eval()
     preds = {}
-    for batch in tqdm(loader, desc=f"generate {task.name}", disable=not progress, leave=False):
+    for batch in progress_bar(iterable=loader, desc=f"generate {task.name}", disable=not progress, leave=False):
         batch = to_device(batch, device)
         preds.update(zip(batch["ids"], task.predict(model, batch, tokenizer)))
     return task.score(preds, items), preds

@@ -24,13 +24,11 @@ import functools
 import math
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from . import faults
 from .catalog import METHODS, variant
@@ -40,6 +38,7 @@ from .errors import ConfigError, DataError, Interrupted
 from .methods import MethodConfig, apply_method, count_parameters, save_method, trainable_parameters, trainable_state_dict
 from .models import load_model, load_processor
 from .parallel import Ranks, ranks
+from .io import progress_bar
 from .rundir import RunFolder, config_dict
 from .tasks import TaskModel, evaluate, get_task, to_device
 
@@ -344,9 +343,8 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
             folder.start(config)
         state = resume_or_start(s, folder)
         started, status = time.time(), "complete"
-        bar = tqdm(total=s.total, initial=state.step, disable=not (progress and dp.main), dynamic_ncols=True,
-                   mininterval=0.1 if sys.stderr.isatty() else 2.0,
-                   desc=f"{cfg.task} {variant(cfg.method, cfg.tune_classifier)} s={cfg.size} r={cfg.data_ratio}")
+        bar = progress_bar(total=s.total, initial=state.step, disable=not (progress and dp.main),
+                           desc=f"{cfg.task} {variant(cfg.method, cfg.tune_classifier)} s={cfg.size} r={cfg.data_ratio}")
         log = (folder.path / "train.log").open("a") if dp.main else open(os.devnull, "w")
         s.model.train()
         with bar, log:

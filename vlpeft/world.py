@@ -41,9 +41,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
-
-from .io import own, write_json
+from .io import own, progress_bar, write_json
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -275,7 +273,7 @@ def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool 
     vqa = {"train2014": ([], []), "val2014": ([], [])}  # (questions, annotations)
     image_id, question_id = 100, 1000
     items = plan + [("pretrain", "pretrain")] * cfg.n_pretrain_extra
-    for split, folder in tqdm(items, desc="shapes world", disable=not progress, leave=False):
+    for split, folder in progress_bar(iterable=items, desc="shapes world", disable=not progress, leave=False):
         image_id += 1
         objs = sample_scene(rng, cfg)
         (out / "images" / folder).mkdir(parents=True, exist_ok=True)
