@@ -1,0 +1,84 @@
+"""The read-along notebooks as a reader sees them: executed with the network blocked, rendered to HTML, with no
+CDN script and no warning in their outputs; the checks they show are asserted, not only printed."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlpeft import nb
+from vlpeft.methods import adapter
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKED = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
+CDN = re.compile(r"cdn\.|jsdelivr|unpkg|cdnjs|<script[^>]+src=\"?https?:", re.I)
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """04_lora executed by papermill on the smoke world, with every proxy pointing nowhere."""
+    import os
+    import papermill as pm
+    tmp = tmp_path_factory.mktemp("nb")
+    saved = {k: os.environ.get(k) for k in BLOCKED}
+    os.environ.update(BLOCKED)
+    try:
+        pm.execute_notebook(str(ROOT / "notebooks" / "04_lora.ipynb"), str(tmp / "04_lora.ipynb"), cwd=str(tmp),
+                            kernel_name="python3", progress_bar=False, parameters={"progress": False})
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    import nbformat
+    return nbformat.read(tmp / "04_lora.ipynb", as_version=4)
+
+
+def test_the_executed_notebook_renders_offline_and_quietly(executed):
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(template_name="basic").from_notebook_node(executed)   # the outputs, not the page chrome
+    assert not CDN.search(body), CDN.search(body)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"], "stderr in the outputs"
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/svg+xml" in o.get("data", {}) for o in outputs)             # the charts: static SVG
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "Warning" not in text and "warning" not in text
+
+
+def test_the_notebook_shows_its_checks_and_its_results(executed):
+    outputs = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                        + str(o.get("data", {}).get("text/html", "")) + str(o.get("data", {}).get("text/markdown", ""))
+                        for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "max |Δlogits| at initialisation = 0.0" in outputs                    # LoRA starts as the base model
+    assert "BLIP-base shape" in outputs and "L·r·" in outputs                     # the count and its formula
+    assert "lora_B(lora_A(dropout(x))) * scaling" in outputs                      # the code under the equation
+    assert "wiring check" in outputs                                               # the smoke banner
+    assert "references" in outputs and "generated" in outputs                     # what the run produced
+
+
+def test_the_on_screen_checks_assert_what_they_show(tmp_path, monkeypatch, models, tiny_world):
+    from conftest import smoke_config
+    cfg = smoke_config(models, tiny_world, tmp_path / "run", task="caption", method="serial_adapter", size=4)
+    assert nb.identity_check(cfg) == 0.0
+    counts = nb.count_check(cfg)
+    assert counts.loc["this model", "trainable"] == counts.loc["this model", "= formula"]
+    assert counts.loc["BLIP-base shape", "trainable"] == counts.loc["BLIP-base shape", "= formula"]
+
+    original = adapter.Bottleneck.__init__
+
+    def not_zero(self, d, hidden):  # an adapter whose output projection does not start at zero
+        original(self, d, hidden)
+        torch.nn.init.normal_(self.adapter_up.weight)
+    monkeypatch.setattr(adapter.Bottleneck, "__init__", not_zero)
+    with pytest.raises(AssertionError, match="must start equal to the base model"):
+        nb.identity_check(cfg)
+    monkeypatch.undo()
+
+    import vlpeft.methods as methods
+    real = methods.closed_form_count
+    monkeypatch.setattr(methods, "closed_form_count", lambda *a, **k: (real(*a, **k)[0] + 1, "off by one"))
+    with pytest.raises(AssertionError, match="the formula gives"):
+        nb.count_check(copy.copy(cfg))
