@@ -127,7 +127,7 @@ def count_check(cfg):
     import pandas as pd
     import torch
     from transformers import BlipConfig
-    from .methods import MethodConfig, apply_method, closed_form_count, count_parameters
+    from .methods import MethodConfig, apply_method, available_towers, closed_form_count, count_parameters
     from .models import TASK_CLASSES, load_model
     from .train import model_path
     rows = []
@@ -139,7 +139,7 @@ def count_check(cfg):
                 model = TASK_CLASSES[cfg.task](BlipConfig())
         apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), cfg.seed)
         trainable, total = count_parameters(model)
-        towers = 1 if cfg.task == "caption" else 2  # the text towers the method goes into
+        towers = len(available_towers(model))  # the text towers the method goes into
         row = {"model": shape, "trainable": trainable, "all": total, "trainable %": round(100 * trainable / total, 4)}
         if METHODS[cfg.method].family != "full":
             expected, formula = closed_form_count(cfg.method, cfg.size, model.config.text_config, towers,
@@ -184,13 +184,10 @@ def examples(cfg, n: int = 4):
     batch = task.collate(processor.tokenizer, [data[i] for i in range(len(items))])
     with torch.no_grad():
         preds = task.predict(model, batch, processor.tokenizer)
-    rows = []
-    for it, pred in zip(items, preds):
-        refs = task.references(it)
-        rows.append({"question": getattr(it, "question", ""), "generated": pred,
-                     "references": " | ".join(dict.fromkeys(refs))})
-    df = pd.DataFrame(rows)
-    return df if cfg.task == "vqa" else df.drop(columns="question")
+    rows = [({"question": it.question} if hasattr(it, "question") else {})
+            | {"generated": pred, "references": " | ".join(dict.fromkeys(task.references(it)))}
+            for it, pred in zip(items, preds)]
+    return pd.DataFrame(rows)
 
 
 def claims_table(runs):

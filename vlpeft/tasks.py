@@ -103,6 +103,10 @@ class Task:
     def image_paths(self, items: list) -> list:
         return [it.image for it in items]
 
+    def start_problem(self, model_path: str) -> str | None:
+        """Why a checkpoint is not a fair start for this task (None: it is)."""
+        return None
+
     # -- model -----------------------------------------------------------------------------------------------
     def forward(self, model, batch: dict, labels: bool = True):
         """The decoder's output for the batch's target text (with the mean cross-entropy when `labels`)."""
@@ -226,6 +230,13 @@ class VqaTask(Task):
             ids, mask, labels = _decoder_targets(tokenizer, [b["target"] for b in batch])
             out |= {"decoder_input_ids": ids, "decoder_attention_mask": mask, "labels": labels}
         return out
+
+    def start_problem(self, model_path):
+        """A checkpoint already fine-tuned on VQA (e.g. Salesforce/blip-vqa-base, trained on VQAv2 train+val)
+        would make VQA consistent with its "pre-training" and score it on its own training questions."""
+        from .convert import looks_vqa_finetuned
+        reason = looks_vqa_finetuned(model_path)
+        return f"refusing to start VQA from {model_path!r}: {reason}" if reason else None
 
     def question_ids(self, tokenizer, texts: list[str]) -> dict:
         """The text encoder's input: as BLIP's blip_vqa, the first token is [ENC] (the token its image-grounded

@@ -86,13 +86,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not (Path(cfg.data_root) / "annotations").is_dir():
         bad(f"data root {cfg.data_root!r} has no annotations/ folder; run `vlpeft world --out {cfg.data_root}` "
             f"or point --data-root at real MSCOCO/VQAv2 files (see the README)")
-    if cfg.task == "vqa" and not cfg.allow_vqa_finetuned:
-        from .convert import looks_vqa_finetuned
-        reason = looks_vqa_finetuned(model_path(cfg))
-        if reason:
-            bad(f"refusing to start VQA from {model_path(cfg)!r}: {reason}. The study needs a pre-trained start "
-                f"(VQA must not be consistent with it): convert BLIP's pre-training checkpoint with "
-                f"`vlpeft convert-blip`, or pass --allow-vqa-finetuned if you mean it.")
+    problem = get_task(cfg.task).start_problem(model_path(cfg))
+    if problem and not cfg.allow_vqa_finetuned:
+        bad(f"{problem}. The study needs a pre-trained start (the task must not be consistent with it by "
+            f"accident): convert BLIP's pre-training checkpoint with `vlpeft convert-blip`, or pass "
+            f"--allow-vqa-finetuned if you mean it.")
     return cfg
 
 

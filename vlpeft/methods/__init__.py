@@ -213,6 +213,6 @@ def load_method(model, path: str | Path, seed: int = 0):
     return model
 
 
-__all__ = ["METHODS", "MethodConfig", "MethodError", "apply_method", "remove_method", "applied", "count_parameters",
+__all__ = ["METHODS", "MethodConfig", "available_towers", "closed_form_count", "MethodError", "apply_method", "remove_method", "applied", "count_parameters",
            "trainable_parameters", "trainable_summary", "print_trainable_parameters", "save_method", "load_method",
            "method_state_dict", "trainable_state_dict", "unique_parameters"]
