@@ -36,9 +36,9 @@ from .config import RunConfig
 from .data import Paths, Pixels, StepBatches, check_images, check_ratio, nested_subset
 from .errors import ConfigError, DataError, Interrupted
 from .methods import MethodConfig, apply_method, count_parameters, save_method, trainable_parameters, trainable_state_dict
+from .io import progress_bar
 from .models import load_model, load_processor
 from .parallel import Ranks, ranks
-from .io import progress_bar
 from .rundir import RunFolder, config_dict
 from .tasks import TaskModel, evaluate, get_task, to_device
 
@@ -327,7 +327,7 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
     cfg = validate(cfg)
     dp = ranks()
     folder, config = RunFolder(cfg.out_dir), config_dict(cfg)
-    folder.check(config, overwrite)                # read-only: another config is refused before any work
+    folder.check(config, overwrite, probe=dp.main)  # read-only: another config is refused before any work
     if folder.is_complete() and not overwrite:
         return folder.metrics()
     if cfg.threads:
@@ -339,8 +339,8 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
     try:
         if dp.main:
             folder.start(config)
-        state = resume_or_start(s, folder)
         started, status = time.time(), "complete"
+        state = resume_or_start(s, folder)
         bar = progress_bar(total=s.total, initial=state.step, disable=not (progress and dp.main),
                            desc=f"{cfg.task} {variant(cfg.method, cfg.tune_classifier)} s={cfg.size} r={cfg.data_ratio}")
         log = (folder.path / "train.log").open("a") if dp.main else open(os.devnull, "w")
