@@ -82,3 +82,22 @@ def test_the_on_screen_checks_assert_what_they_show(tmp_path, monkeypatch, model
     monkeypatch.setattr(methods, "closed_form_count", lambda *a, **k: (real(*a, **k)[0] + 1, "off by one"))
     with pytest.raises(AssertionError, match="the formula gives"):
         nb.count_check(copy.copy(cfg))
+
+
+def test_the_committed_notebooks_are_the_generators_and_open_unmodified():
+    """Each committed notebook is what tools/make_notebooks.py writes (no drift from the catalogue or the tiny
+    preset), and its metadata is what JupyterLab writes when the kernel connects, so opening it does not mark it
+    modified (checked by hand in JupyterLab; here against the installed ipykernel)."""
+    import importlib.util
+    import nbformat
+    from ipykernel.ipkernel import IPythonKernel
+    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    wanted = {"00_pretrain": gen.pretrain_notebook(), "99_analysis": gen.analysis_notebook(),
+              **{m.notebook: gen.method_notebook(m.name) for m in gen.METHODS.values()}}
+    assert sorted(wanted) == sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    for name, made in wanted.items():
+        committed = (ROOT / "notebooks" / f"{name}.ipynb").read_text()
+        assert committed == nbformat.writes(made) + "\n", f"{name}: run `python tools/make_notebooks.py`"
+        assert nbformat.reads(committed, as_version=4).metadata.language_info == IPythonKernel.language_info

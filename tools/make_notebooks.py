@@ -154,11 +154,18 @@ def notebook(cells):
     nb.cells = cells
     for i, c in enumerate(nb.cells):  # stable ids: regenerating leaves unchanged notebooks unchanged
         c.id = f"cell-{i}"
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python", "mimetype": "text/x-python", "file_extension": ".py",
-                                    "codemirror_mode": {"name": "ipython", "version": 3},
-                                    "pygments_lexer": "ipython3", "nbconvert_exporter": "python"}
+    nb.metadata.update(kernel_metadata())
     return nb
+
+
+def kernel_metadata() -> dict:
+    """The metadata JupyterLab writes when the kernel connects, taken from the installed ipykernel (its language
+    info includes the Python version): committed as is, opening a notebook does not mark it modified."""
+    from ipykernel.ipkernel import IPythonKernel
+    from ipykernel.kernelspec import get_kernel_dict
+    spec = get_kernel_dict()
+    return {"kernelspec": {"name": "python3", "display_name": spec["display_name"], "language": spec["language"]},
+            "language_info": dict(IPythonKernel.language_info)}
 
 
 def study_settings(method: str) -> tuple[str, str]:
@@ -167,12 +174,16 @@ def study_settings(method: str) -> tuple[str, str]:
     return f"{lr:g}", ", ".join(f"{k}={v}" for k, v in base.items())
 
 
+def heading(m) -> str:
+    return f"{m.title[0].upper()}{m.title[1:]} ({m.family} {'composition' if m.family != 'full' else 'baseline'})"
+
+
 def method_notebook(method: str):
     m = METHODS[method]
     intro, symbols, source_cell = TEXT[method]
     lr, study = study_settings(method)
     cells = [
-        md(f"# {m.title.capitalize()} ({m.family} {'composition' if m.family != 'full' else 'baseline'})\n{intro}\n\n"
+        md(f"# {heading(m)}\n{intro}\n\n"
            "This notebook is one cell of the study: `vlpeft sweep` runs it through papermill with the parameters "
            "replaced by a whole run config. Run top to bottom as it is, it does a seconds-long smoke run; the "
            "commented lines of the parameters cell carry the study's own settings."),
