@@ -43,7 +43,9 @@ def test_the_executed_notebook_renders_offline_and_quietly(executed):
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"], "stderr in the outputs"
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any("image/svg+xml" in o.get("data", {}) for o in outputs)             # the charts: static SVG
+    charts = [o for o in outputs if "image/svg+xml" in o.get("data", {})]          # the charts: static SVG …
+    assert charts and all("image/png" in o.data for o in charts)  # … and PNG, which untrusted JupyterLab shows
+    assert "image/svg+xml" in body                                                # the HTML shows the SVG
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "Warning" not in text and "warning" not in text
 

@@ -2,7 +2,7 @@
 notebooks stay a parameters cell and a few calls): the run config from the parameters cell, the method's own
 code under its equation, checks shown on screen, and what the run produced.
 
-Importing this module makes altair draw static SVG (vl-convert, no browser, no network), so every chart renders
+Importing this module makes altair draw static SVG and PNG (vl-convert, no browser, no network), so every chart renders
 offline — in JupyterLab, in executed notebooks and in their HTML.
 """
 from __future__ import annotations
@@ -24,9 +24,20 @@ SMOKE_BANNER = ("**Smoke world — a wiring check.** A 16-px world of 54 images 
 def _offline_charts() -> None:
     try:
         import altair as alt
-        alt.renderers.enable("svg")
+        alt.renderers.register("vlpeft", _svg_and_png)
+        alt.renderers.enable("vlpeft")
     except ImportError:  # pragma: no cover - altair is a dependency
         pass
+
+
+def _svg_and_png(spec: dict, **metadata):
+    """A chart as static SVG and PNG, drawn by vl-convert (no browser, no network). SVG is what HTML exports and
+    a live JupyterLab session show; PNG is what JupyterLab shows in a notebook it does not trust (one executed by
+    papermill and opened later), where it refuses to render SVG."""
+    from altair.vegalite.v6.display import png_renderer, svg_renderer
+    png = png_renderer(spec, **metadata)
+    png_bundle, png_meta = png if isinstance(png, tuple) else (png, {})
+    return {**svg_renderer(spec, **metadata), **png_bundle}, png_meta
 
 
 _offline_charts()
