@@ -282,3 +282,7 @@ def test_a_dial_study_reports_its_verdict_and_figure(tmp_path):
     assert (out / "figures" / "dial.svg").exists() and "Consistency dial" in page
     assert "<b>supported</b>" in page.split("Consistency dial (beyond the paper)</h3>")[1].split("</table>")[0]
     assert "highest consistency level (1)" in page
+    table = pd.read_csv(out / "claims.csv")
+    assert list(table.claim) == [str(c) for c in range(1, 12)] + ["dial"]         # the dial's verdict is a row too
+    assert table.set_index("claim").loc["dial", "verdict"] == "supported"
+    assert "| dial |" in (out / "claims.md").read_text()

@@ -88,12 +88,14 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     runs, curves = load_runs(study_dir), load_curves(study_dir)
     runs.to_csv(out / "runs.csv", index=False)
-    claims = evaluate_claims(runs)
-    claims.to_csv(out / "claims.csv", index=False)
-    (out / "claims.md").write_text(_markdown(claims.round({"value": 3, "ci_low": 3, "ci_high": 3})))
+    claims, dial = evaluate_claims(runs), dial_verdict(runs)
+    table = claims
+    if runs["consistency"].nunique() > 1:  # a dial study: its verdict is the last row of the claims files
+        table = pd.concat([claims, pd.DataFrame([dial]).drop(columns="levels").assign(claim="dial")])
+    table.to_csv(out / "claims.csv", index=False)
+    (out / "claims.md").write_text(_markdown(table.round({"value": 3, "ci_low": 3, "ci_high": 3})))
     per_method = per_method_table(runs)
     per_method.to_csv(out / "claims_per_method.csv", index=False)
-    dial = dial_verdict(runs)
 
     sections, notes = [], []
     if runs["consistency"].nunique() > 1:  # the dial: its own figure; the paper's figures at the highest level
