@@ -200,7 +200,7 @@ def fig_dial(df: pd.DataFrame) -> alt.HConcatChart:
     d = d[(d.task == "caption") & d.consistency.notna() & ~d.tune_classifier]
     if d.consistency.nunique() < 2:
         raise ValueError("the dial needs caption runs at two or more consistency levels")
-    ref = {m: g.groupby("size")["data_ratio"].nunique().idxmax() for m, g in d.groupby("method")}
+    ref = reference_sizes(d)
     d = d[d["size"] == d["method"].map(ref)]
     s = d.groupby(["consistency", "method", "data_ratio"], as_index=False)["best_val"].agg(["mean", "std", "count"])
     x = alt.X("data_ratio:Q", scale=alt.Scale(type="log"), title="data ratio",

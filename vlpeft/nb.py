@@ -93,16 +93,20 @@ def source(obj, contains: str | None = None, context: int = 0):
 
 # ---------------------------------------------------------------------------------------------------------
 # Checks on screen
-def _val_batch(cfg, n: int = 4):
+def _first_items(cfg, split: str, n: int, teacher_forced: bool):
+    """The task, the first `n` items of a split and their batch — as training sees them (teacher-forced
+    targets) or as evaluation does — and the tokenizer."""
     from .data import Paths, Pixels
     from .models import load_processor
     from .tasks import get_task
     from .train import model_path
     task = get_task(cfg.task)
-    items = task.splits(Paths(Path(cfg.data_root)))[1][:n]
+    items = task.splits(Paths(Path(cfg.data_root)))[("train", "val", "test").index(split)][:n]
     processor = load_processor(model_path(cfg))
-    train = task.train_examples(items, Pixels(processor.image_processor))
-    return task, task.collate(processor.tokenizer, [train[i] for i in range(min(n, len(train)))])
+    make = task.train_examples if teacher_forced else task.eval_examples
+    data = make(items, Pixels(processor.image_processor))
+    batch = task.collate(processor.tokenizer, [data[i] for i in range(min(n, len(data)))])
+    return task, items, batch, processor.tokenizer
 
 
 def identity_check(cfg) -> float:
@@ -114,7 +118,7 @@ def identity_check(cfg) -> float:
     from .train import model_path
     base = load_model(cfg.task, model_path(cfg))
     injected = apply_method(copy.deepcopy(base), MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), cfg.seed)
-    task, batch = _val_batch(cfg)
+    task, _, batch, _ = _first_items(cfg, "val", 4, teacher_forced=True)
     with torch.no_grad():
         delta = (task.forward(injected, batch, labels=False).logits
                  - task.forward(base, batch, labels=False).logits).abs().max().item()
@@ -182,19 +186,13 @@ def examples(cfg, n: int = 4):
     """Generated captions/answers of the run's saved method weights on test examples, beside the references."""
     import pandas as pd
     import torch
-    from .data import Paths, Pixels
     from .methods import load_method
-    from .models import load_model, load_processor
-    from .tasks import get_task
+    from .models import load_model
     from .train import model_path
-    task = get_task(cfg.task)
-    items = task.splits(Paths(Path(cfg.data_root)))[2][:n]
-    processor = load_processor(model_path(cfg))
+    task, items, batch, tokenizer = _first_items(cfg, "test", n, teacher_forced=False)
     model = load_method(load_model(cfg.task, model_path(cfg)), Path(cfg.out_dir) / "method", cfg.seed)
-    data = task.eval_examples(items, Pixels(processor.image_processor))
-    batch = task.collate(processor.tokenizer, [data[i] for i in range(len(items))])
     with torch.no_grad():
-        preds = task.predict(model, batch, processor.tokenizer)
+        preds = task.predict(model, batch, tokenizer)
     rows = [({"question": it.question} if hasattr(it, "question") else {})
             | {"generated": pred, "references": " | ".join(dict.fromkeys(task.references(it)))}
             for it, pred in zip(items, preds)]

@@ -205,10 +205,12 @@ def shift_loss(caption, tokenizer, paths: Paths, images: Pixels, n: int, shifts=
         return {}
     task = TASKS["caption"]
     items = task.splits(paths)[2][:n]
+    batches = [b | {"image_embeds": vision_states(caption, b["pixel_values"])}  # decoded and encoded once
+               for b in _test_loader(task, items, tokenizer, images, train=True)]
     out = {}
     for p in shifts:
         losses = []
-        for b in _test_loader(task, items, tokenizer, images, train=True):
+        for b in batches:
             positions = p + torch.arange(b["input_ids"].shape[1]).expand_as(b["input_ids"])
             losses.append(task.loss(caption, b | {"position_ids": positions}).item())
         out[str(p)] = round(sum(losses) / len(losses), 4)

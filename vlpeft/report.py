@@ -66,6 +66,13 @@ def _claims_html(claims: pd.DataFrame) -> str:
     return f"<table class='claims'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _figure(paths: list[Path], alt: str) -> str:
+    """A saved figure's SVG, inline as a base64 image: the page loads nothing."""
+    svg = next(p for p in paths if p.suffix == ".svg")
+    return (f"<figure><img alt='{html.escape(alt)}' "
+            f"src='data:image/svg+xml;base64,{base64.b64encode(svg.read_bytes()).decode()}'></figure>")
+
+
 def _rules_html() -> str:
     try:
         import mistune  # ships with nbconvert (jupyterlab); a plain <pre> is the fallback
@@ -89,8 +96,9 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
     runs, curves = load_runs(study_dir), load_curves(study_dir)
     runs.to_csv(out / "runs.csv", index=False)
     claims, dial = evaluate_claims(runs), dial_verdict(runs)
+    is_dial = runs["consistency"].nunique() > 1
     table = claims
-    if runs["consistency"].nunique() > 1:  # a dial study: its verdict is the last row of the claims files
+    if is_dial:  # its verdict is the last row of the claims files
         table = pd.concat([claims, pd.DataFrame([dial]).drop(columns="levels").assign(claim="dial")])
     table.to_csv(out / "claims.csv", index=False)
     (out / "claims.md").write_text(_markdown(table.round({"value": 3, "ci_low": 3, "ci_high": 3})))
@@ -98,11 +106,10 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
     per_method.to_csv(out / "claims_per_method.csv", index=False)
 
     sections, notes = [], []
-    if runs["consistency"].nunique() > 1:  # the dial: its own figure; the paper's figures at the highest level
+    if is_dial:  # its own figure; the paper's figures at the highest level
         try:
-            svg = save(fig_dial(runs), out / "figures", "dial", formats)[-1]
-            sections.append("<h2>Consistency dial (beyond the paper)</h2><figure><img alt='dial' "
-                            f"src='data:image/svg+xml;base64,{base64.b64encode(svg.read_bytes()).decode()}'></figure>")
+            sections.append("<h2>Consistency dial (beyond the paper)</h2>"
+                            + _figure(save(fig_dial(runs), out / "figures", "dial", formats), "dial"))
         except Exception as err:  # noqa: BLE001 - one figure that cannot be drawn must not sink the report
             notes.append(f"dial figure: skipped ({type(err).__name__}: {err})")
         top = runs["consistency"].max()
@@ -120,12 +127,10 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
         for name, build in FIGURES.items():
             try:
                 paths = save(build(runs_for_figures, curves, task), out / "figures", f"{task}_{name}", formats)
-                svg = next(p for p in paths if p.suffix == ".svg")
             except Exception as err:  # noqa: BLE001 - one figure that cannot be drawn must not sink the report
                 notes.append(f"{task} {name}: skipped ({type(err).__name__}: {err})")
                 continue
-            data = base64.b64encode(svg.read_bytes()).decode()
-            figs.append(f"<figure><img alt='{task} {name}' src='data:image/svg+xml;base64,{data}'></figure>")
+            figs.append(_figure(paths, f"{task} {name}"))
         sections.append(f"<h2>{html.escape(TASK_LABEL[task])}</h2>" + "".join(figs))
 
     counts = runs.groupby(["task", "status"]).size().unstack(fill_value=0).reset_index() if len(runs) else runs

@@ -120,6 +120,22 @@ def _axis(study, world, runs_root, task, method, sizes, ratios, seeds, cls_optio
                       seed=seed, **base) for s in sizes for r in ratios for c in cls_options for seed in seeds]
 
 
+def _tiny_axes(args, task: str, methods: list[str], seeds: list[int], fields: dict, classifier: bool) -> list[Cell]:
+    """The tiny schedule's axes for one task and world: per PEFT method the data ratios at its middle size, its
+    other sizes at the full data (and with `classifier`, "+ classifier" at the middle size and full data);
+    full fine-tuning at every ratio. `fields` are the world's paths and any overrides."""
+    cells = []
+    for m in methods:
+        base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task][m]} | fields
+        mid = TINY_SIZES[m][1]
+        cells += _axis(*args, task, m, [mid], TINY_RATIOS, seeds, [False], base)                         # ratio axis
+        cells += _axis(*args, task, m, [s for s in TINY_SIZES[m] if s != mid], [1.0], seeds, [False], base)  # size axis
+        if classifier:
+            cells += _axis(*args, task, m, [mid], [1.0], seeds, [True], base)                         # + classifier
+    base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task]["full"]} | fields
+    return cells + _axis(*args, task, "full", [0], TINY_RATIOS, seeds, [False], base)
+
+
 def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_root: str | None = None,
          model_path: str | None = None, feature_cache: str = "cache/features", **overrides) -> list[Cell]:
     """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
@@ -133,19 +149,10 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
             raise ConfigError("the dial preset has one world per level and seed (vlpeft.assets.dial_world); "
                               "--data-root and --model-path do not apply")
         cells = []
-        for level in DIAL_LEVELS:
-            for pseed in DIAL_PRETRAIN_SEEDS:
-                w = dial_world(level, pseed)
-                where = dict(data_root=w.data_root, model_path=w.model_path, feature_cache=feature_cache)
-                args = (study, w.name, runs_root)
-                for m in DIAL_METHODS:
-                    base = TINY_BASE["caption"] | {"lr": EMBEDDED_LR["caption"][m]} | where | overrides
-                    mid = TINY_SIZES[m][1]
-                    cells += _axis(*args, "caption", m, [mid], TINY_RATIOS, DIAL_SEEDS, [False], base)
-                    cells += _axis(*args, "caption", m, [x for x in TINY_SIZES[m] if x != mid], [1.0], DIAL_SEEDS,
-                                   [False], base)
-                base = TINY_BASE["caption"] | {"lr": EMBEDDED_LR["caption"]["full"]} | where | overrides
-                cells += _axis(*args, "caption", "full", [0], TINY_RATIOS, DIAL_SEEDS, [False], base)
+        for w in (dial_world(level, pseed) for level in DIAL_LEVELS for pseed in DIAL_PRETRAIN_SEEDS):
+            where = dict(data_root=w.data_root, model_path=w.model_path, feature_cache=feature_cache)
+            cells += _tiny_axes((study, w.name, runs_root), "caption", DIAL_METHODS, DIAL_SEEDS, where | overrides,
+                                classifier=False)
         return cells
     world = get_world(PRESET_WORLD[preset])
     where = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
@@ -160,15 +167,7 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
             base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | where | overrides
             cells += _axis(*args, task, "full", [0], PAPER_RATIOS[task], [0], [False], base)
         elif preset == "tiny":
-            for m in PEFT:
-                base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task][m]} | where | overrides
-                mid = TINY_SIZES[m][1]
-                cells += _axis(*args, task, m, [mid], TINY_RATIOS, TINY_SEEDS, [False], base)     # ratio axis
-                cells += _axis(*args, task, m, [s for s in TINY_SIZES[m] if s != mid], [1.0], TINY_SEEDS, [False],
-                               base)                                                              # size axis
-                cells += _axis(*args, task, m, [mid], [1.0], TINY_SEEDS, [True], base)             # + classifier
-            base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task]["full"]} | where | overrides
-            cells += _axis(*args, task, "full", [0], TINY_RATIOS, TINY_SEEDS, [False], base)
+            cells += _tiny_axes(args, task, PEFT, TINY_SEEDS, where | overrides, classifier=True)
     if preset == "smoke":
         for task, m, size in (("caption", "lora", 4), ("vqa", "prompt", 4), ("vqa", "parallel_adapter", 8)):
             cells += _axis(*args, task, m, [size], [0.5], [0], [False], SMOKE_BASE | where | overrides)
@@ -213,8 +212,9 @@ def notebook_parameters(cell: Cell) -> dict:
 class WarmKernel:
     """One Jupyter kernel per sweep worker, reused by every notebook the worker executes (a papermill engine).
 
-    Starting a kernel and importing torch, transformers and vlpeft costs about 5 s per notebook on a 2-core CPU,
-    as much as a whole tiny run; reused, the next notebook starts in about 0.3 s. Every cell still gets its own
+    Starting a kernel and importing torch, transformers and vlpeft costs 5–20 s per notebook on a 2-core CPU,
+    as much as a whole tiny run; reused, the next notebook starts in under half a second (benchmarks/pipeline.py
+    measures both). Every cell still gets its own
     executed notebook, and a cell's run depends on nothing a previous one left in the kernel (its RNG streams
     are seeded from its config). After any failure the kernel is shut down, so the next cell starts afresh.
     Kernels talk over IPC sockets in a private temp folder: no TCP ports, and no per-cell warning about

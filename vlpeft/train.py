@@ -35,8 +35,8 @@ from .catalog import METHODS, variant
 from .config import RunConfig
 from .data import Paths, Pixels, StepBatches, check_images, check_ratio, nested_subset
 from .errors import ConfigError, DataError, Interrupted
-from .methods import MethodConfig, apply_method, count_parameters, save_method, trainable_parameters, trainable_state_dict
 from .io import progress_bar
+from .methods import MethodConfig, apply_method, count_parameters, save_method, trainable_parameters, trainable_state_dict
 from .models import load_model, load_processor
 from .parallel import Ranks, ranks
 from .rundir import RunFolder, config_dict
