@@ -54,6 +54,18 @@ def test_embedded_pretraining_loads_through_the_same_path_and_is_cached(tiny_wor
     assert card["steps"] == 3 and set(card["final_losses"]) == {"lm", "itm", "elm", "tlm", "mlm"}
     assert set(card["shift_loss"]) == {"0", "8", "32", "128"} and card["world"]["consistency"] == 1.0
     assert {"cider", "vqa_acc"} <= set(card["zero_shot"])
+    # the card's shift-0 loss is the saved caption model's own captioning loss on the first test captions
+    # (recomputed here from the saved files), and the other shifts really move the text
+    from vlpeft.data import Paths, Pixels
+    from vlpeft.tasks import TASKS
+    task, processor = TASKS["caption"], load_processor(out / "caption")
+    saved = load_model("caption", out / "caption").eval()
+    data = task.train_examples(task.splits(Paths(tiny_world))[2][:4], Pixels(processor.image_processor))
+    batches = torch.utils.data.DataLoader(data, batch_size=32, collate_fn=lambda b: task.collate(processor.tokenizer, b))
+    with torch.no_grad():
+        plain = [task.loss(saved, b).item() for b in batches]
+    assert card["shift_loss"]["0"] == round(sum(plain) / len(plain), 4)
+    assert any(card["shift_loss"][p] != card["shift_loss"]["0"] for p in ("8", "32", "128"))
     for task in ("caption", "vqa"):
         load_model(task, out / task)
         load_processor(out / task)
