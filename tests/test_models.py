@@ -61,7 +61,8 @@ def test_embedded_pretraining_loads_through_the_same_path_and_is_cached(tiny_wor
     task, processor = TASKS["caption"], load_processor(out / "caption")
     saved = load_model("caption", out / "caption").eval()
     data = task.train_examples(task.splits(Paths(tiny_world))[2][:4], Pixels(processor.image_processor))
-    batches = torch.utils.data.DataLoader(data, batch_size=32, collate_fn=lambda b: task.collate(processor.tokenizer, b))
+    batches = torch.utils.data.DataLoader(data, batch_size=32,
+                                          collate_fn=lambda b: task.collate(processor.tokenizer, b))
     with torch.no_grad():
         plain = [task.loss(saved, b).item() for b in batches]
     assert card["shift_loss"]["0"] == round(sum(plain) / len(plain), 4)
