@@ -302,3 +302,27 @@ class StepBatches(torch.utils.data.Sampler):
             if cached[0] != epoch:
                 cached = (epoch, epoch_order(self.n, self.seed, epoch))
             yield cached[1][k * self.batch_size:(k + 1) * self.batch_size].tolist()[self.rank::self.world]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# How much the question alone gives away
+def question_prior(train: list[VqaItem], test: list[VqaItem], words: int = 3) -> tuple[float, dict[str, float]]:
+    """The official VQA accuracy on `test` of a guesser that reads only the question's first `words` words (its
+    type) and answers the most frequent training answer of that type: (overall, {type: accuracy}). VQAv2 was
+    balanced against it (about 0.31); a task it answers well measures the prior, not the image."""
+    from collections import Counter
+    from .metrics import vqa_accuracy_one
+
+    def kind(q: str) -> str:
+        return " ".join(q.lower().replace("?", " ").split()[:words])
+    by_type: dict[str, Counter] = {}
+    for it in train:
+        by_type.setdefault(kind(it.question), Counter())[it.answer] += 1
+    fallback = Counter(it.answer for it in train).most_common(1)[0][0]
+    scores: dict[str, list[float]] = {}
+    for it in test:
+        t = kind(it.question)
+        guess = by_type[t].most_common(1)[0][0] if t in by_type else fallback
+        scores.setdefault(t, []).append(vqa_accuracy_one(guess, list(it.answers)))
+    overall = sum(sum(v) for v in scores.values()) / max(1, sum(len(v) for v in scores.values()))
+    return overall, {t: sum(v) / len(v) for t, v in sorted(scores.items())}

@@ -5,7 +5,10 @@ tiny BLIP does not saturate it (if every run reaches 100 %, no effect of data or
 Each image holds 1..`max_objects` objects (shape, colour, size, position); five reference captions per
 image come from different templates and paraphrases (like COCO's five annotators); VQA questions of six
 types (colour, shape, size, count, existence, position) carry ten human answers each, with a small rate
-of annotator disagreement so VQA's soft accuracy matters.
+of annotator disagreement so VQA's soft accuracy matters. The questions are chosen, as VQAv2's were balanced,
+so that the question alone does not give the answer: within every type (the first three words) the answers are
+as even as the scenes allow, and the mix of types holds the best question-only guess near VQAv2's 0.31
+(`data.question_prior`; `vlpeft world` prints it).
 
 Everything is written in the formats the real loaders read (see `vlpeft.data`):
 
@@ -206,34 +209,73 @@ def _region(o: Obj) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# VQA: (question, answer, answer_type, question_type) candidates; a few are drawn per image
-def vqa_candidates(objs: list[Obj], rng: random.Random) -> list[tuple[str, str, str, str]]:
+# VQA: every question an image can be asked, then a balanced choice among them (as VQAv2 was balanced)
+# A question's type is its first three words (what the question alone tells a guesser). The mix of types is set so
+# that the best question-only guess — the most frequent training answer of the type — scores about 0.31, as on
+# VQAv2: under the official soft accuracy a binary type scores about 0.63 (half right, and a wrong guess still
+# matches the ~10 % of annotators who disagree), so the two binary types get small shares.
+TYPE_SHARES = {"what color is": 0.28, "what shape is": 0.24, "where is the": 0.22, "how many objects": 0.18,
+               "is there a": 0.05, "what size is": 0.03}
+
+
+def question_type(question: str) -> str:
+    """The first three words of a question: the type a question-only guesser sees (VQAv2's `question_type`)."""
+    return " ".join(question.lower().replace("?", " ").split()[:3])
+
+
+def vqa_candidates(objs: list[Obj]) -> list[tuple[str, str, str]]:
+    """Every (question, answer, answer_type) the scene answers unambiguously, for every colour and shape."""
     out = []
-    shapes = [o.shape for o in objs]
-    colours = [o.colour for o in objs]
+    shapes, colours = [o.shape for o in objs], [o.colour for o in objs]
     for o in objs:
         if shapes.count(o.shape) == 1:
-            out.append((f"what color is the {o.shape} ?", o.colour, "other", "what color is the"))
-            out.append((f"where is the {o.shape} ?", _region(o), "other", "where is the"))
+            out.append((f"what color is the {o.shape} ?", o.colour, "other"))
         if colours.count(o.colour) == 1:
-            out.append((f"what shape is the {o.colour} object ?", o.shape, "other", "what shape is the"))
-            out.append((f"what size is the {o.colour} {o.shape} ?", o.size, "other", "what size is the"))
-    out.append(("how many objects are there ?", str(len(objs)), "number", "how many"))
-    c = rng.choice(list(COLOURS))
-    out.append((f"how many {c} objects are there ?", str(colours.count(c)), "number", "how many"))
-    s = rng.choice(SHAPES)
-    out.append((f"how many {SHAPE_PLURAL[s]} are there ?", str(shapes.count(s)), "number", "how many"))
-    # existence, balanced yes/no: ask about a present object or a random (likely absent) one
-    o = rng.choice(objs)
-    probe = (o.colour, o.shape) if rng.random() < 0.5 else (rng.choice(list(COLOURS)), rng.choice(SHAPES))
-    yes = any((p.colour, p.shape) == probe for p in objs)
-    out.append((f"is there a {probe[0]} {probe[1]} ?", "yes" if yes else "no", "yes/no", "is there a"))
-    if len(objs) >= 2:
-        a, b = rng.sample(objs, 2)
-        truth = a.x < b.x
-        out.append((f"is the {a.colour} {a.shape} left of the {b.colour} {b.shape} ?",
-                    "yes" if truth else "no", "yes/no", "is the"))
+            out.append((f"what shape is the {o.colour} object ?", o.shape, "other"))
+        if sum(p.colour == o.colour and p.shape == o.shape for p in objs) == 1:
+            out.append((f"where is the {o.colour} {o.shape} ?", _region(o), "other"))
+            out.append((f"what size is the {o.colour} {o.shape} ?", o.size, "other"))
+    out.append(("how many objects are there ?", str(len(objs)), "number"))
+    out += [(f"how many objects are {c} ?", str(colours.count(c)), "number") for c in COLOURS]
+    out += [(f"how many objects are {SHAPE_PLURAL[s]} ?", str(shapes.count(s)), "number") for s in SHAPES]
+    out += [(f"is there a {c} {s} ?", "yes" if (c, s) in set(zip(colours, shapes)) else "no", "yes/no")
+            for c in COLOURS for s in SHAPES]
     return out
+
+
+class Balancer:
+    """Chooses each image's questions so that the types follow TYPE_SHARES and, within each type and each exact
+    question, the answers are as even as the scenes allow (greedy: the candidate whose type is furthest below its
+    share and whose answer is the rarest so far, ties broken at random)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.total = rng, 0
+        self.by_share: dict[str, int] = {}
+        self.by_type: dict[str, dict[str, int]] = {}
+        self.by_question: dict[str, dict[str, int]] = {}
+
+    def _cost(self, question: str, answer: str) -> tuple:
+        t = question_type(question)
+        share = TYPE_SHARES[t]
+        deficit = self.by_share.get(t, 0) - share * self.total               # < 0: the type is short
+        counts, q_counts = self.by_type.get(t, {}), self.by_question.get(question, {})
+        rarity = counts.get(answer, 0) - sum(counts.values()) / max(1, len(counts))  # < 0: rare in its type
+        q_rarity = q_counts.get(answer, 0) - sum(q_counts.values()) / max(1, len(q_counts))
+        return deficit / (share * 100) + rarity / 10 + q_rarity / 5, self.rng.random()
+
+    def choose(self, candidates: list[tuple[str, str, str]], k: int) -> list[tuple[str, str, str]]:
+        chosen, left = [], list(candidates)
+        for _ in range(min(k, len(left))):
+            best = min(left, key=lambda c: self._cost(c[0], c[1]))
+            left = [c for c in left if question_type(c[0]) != question_type(best[0])] or \
+                [c for c in left if c is not best]                           # other types first
+            chosen.append(best)
+            for counts, key in ((self.by_type, question_type(best[0])), (self.by_question, best[0])):
+                counts.setdefault(key, {})
+                counts[key][best[1]] = counts[key].get(best[1], 0) + 1
+            self.by_share[question_type(best[0])] = self.by_share.get(question_type(best[0]), 0) + 1
+            self.total += 1
+        return chosen
 
 
 def _plausible_alternatives(answer: str, answer_type: str) -> list[str]:
@@ -269,7 +311,7 @@ def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool 
     # (karpathy split, coco folder) for every downstream image, then the pre-training-only images
     plan = ([("train", "train2014")] * cfg.n_train + [("restval", "val2014")] * cfg.n_restval
             + [("val", "val2014")] * cfg.n_val + [("test", "val2014")] * cfg.n_test)
-    karpathy, pretrain = [], []
+    karpathy, pretrain, scenes = [], [], []
     vqa = {"train2014": ([], []), "val2014": ([], [])}  # (questions, annotations)
     image_id, question_id = 100, 1000
     items = plan + [("pretrain", "pretrain")] * cfg.n_pretrain_extra
@@ -289,13 +331,18 @@ def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool 
         if split == "pretrain":
             continue
         karpathy.append(entry)
-        cands = vqa_candidates(objs, rng)
-        for q, a, atype, qtype in rng.sample(cands, min(cfg.questions_per_image, len(cands))):
+        scenes.append((image_id, folder, objs))
+
+    # VQA from its own random stream, after every scene is drawn: the balanced choice looks at the whole world
+    vqa_rng = random.Random(f"{cfg.seed}-vqa")
+    balancer = Balancer(vqa_rng)
+    for image_id, folder, objs in scenes:
+        for q, a, atype in balancer.choose(vqa_candidates(objs), cfg.questions_per_image):
             question_id += 1
-            answers = ten_answers(a, atype, rng, cfg.disagreement)
+            answers = ten_answers(a, atype, vqa_rng, cfg.disagreement)
             qs, anns = vqa[folder]
             qs.append({"image_id": image_id, "question": q, "question_id": question_id})
-            anns.append({"image_id": image_id, "question_id": question_id, "question_type": qtype,
+            anns.append({"image_id": image_id, "question_id": question_id, "question_type": question_type(q),
                          "answer_type": atype, "multiple_choice_answer": max(set(answers), key=answers.count),
                          "answers": [{"answer": x, "answer_confidence": "yes", "answer_id": k + 1}
                                      for k, x in enumerate(answers)]})
