@@ -28,7 +28,7 @@ from PIL import Image
 
 from vlpeft.data import Examples, Pixels, stack_images
 from vlpeft.methods import MethodConfig, apply_method
-from vlpeft.models import honour_cross_attention_masks, vision_states
+from vlpeft.blip.models import honour_cross_attention_masks, vision_states
 from vlpeft.tasks import TASKS
 
 METHODS = [("full", 0), ("prompt", 8), ("prefix", 8), ("lora", 8), ("serial_adapter", 16), ("parallel_adapter", 16)]
@@ -66,9 +66,9 @@ def blip_base(task: str):
 
 
 def embedded(task: str):
-    from vlpeft import world
+    from vlpeft.worlds import shapes as world
     from vlpeft.config import TinySpec
-    from vlpeft.models import build_tokenizer, random_blip
+    from vlpeft.blip.models import build_tokenizer, random_blip
     return random_blip(task, build_tokenizer(world.vocabulary()), TinySpec())
 
 
@@ -103,31 +103,31 @@ def papermill_overhead(tmp: Path) -> dict:
     """Seconds per smoke cell: run() here, a fresh kernel per notebook, the sweep's warm kernel."""
     import subprocess
     os.chdir(tmp)
-    from vlpeft import sweep
-    from vlpeft.assets import prepare
+    from vlpeft.study import engine, executors, presets
+    from vlpeft.worlds.assets import prepare
     from vlpeft.train import run
     prepare("smoke", progress=False)
-    cells = sweep.grid("smoke", "bench", runs_root="runs", feature_cache="")
+    cells = presets.grid("smoke", "bench", runs_root="runs", feature_cache="")
     c = cells[0]
     t0 = time.perf_counter()
-    run(sweep.make_cell("bench-direct", c.world, "runs", **vars(c.config)).config, progress=False)
+    run(presets.make_cell("bench-direct", c.world, "runs", **vars(c.config)).config, progress=False)
     direct = time.perf_counter() - t0
     fresh = []
     for i in range(3):   # papermill's default engine: a new kernel for each notebook
-        cell = sweep.make_cell(f"bench-fresh{i}", c.world, "runs", **vars(c.config))
+        cell = presets.make_cell(f"bench-fresh{i}", c.world, "runs", **vars(c.config))
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "papermill", str(cell.notebook), str(tmp / f"fresh{i}.ipynb"),
-                        "-y", f"{{config: {sweep.notebook_parameters(cell)['config']!r}, world: smoke, show: false, "
+                        "-y", f"{{config: {engine.notebook_parameters(cell)['config']!r}, world: smoke, show: false, "
                               f"progress: false}}".replace("'", '"').replace("True", "true").replace("False", "false"),
                         "--no-progress-bar"], check=True, capture_output=True)
         fresh.append(time.perf_counter() - t0)
     warm = []
     for i in range(4):   # the sweep's engine: one kernel, reused (the first call starts it)
-        cell = sweep.make_cell(f"bench-warm{i}", c.world, "runs", **vars(c.config))
+        cell = presets.make_cell(f"bench-warm{i}", c.world, "runs", **vars(c.config))
         t0 = time.perf_counter()
-        assert sweep.run_cell(cell)["status"] == "complete"
+        assert engine.run_cell(cell)["status"] == "complete"
         warm.append(time.perf_counter() - t0)
-    sweep.WarmKernel.shutdown()
+    engine.WarmKernel.shutdown()
     return {"direct": direct, "fresh": statistics.median(fresh), "warm_first": warm[0],
             "warm": statistics.median(warm[1:])}
 

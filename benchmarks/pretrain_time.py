@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from vlpeft.config import PretrainConfig
-from vlpeft.pretrain import pretrain
-from vlpeft.world import WorldConfig, ensure_world
+from vlpeft.worlds.pretrain import pretrain
+from vlpeft.worlds.shapes import WorldConfig, ensure_world
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("--steps", type=int, default=PretrainConfig.steps)

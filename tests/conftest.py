@@ -9,9 +9,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # tests run in parallel workers; one thread each avoids oversubscription
 
-from vlpeft import world  # noqa: E402
-from vlpeft.assets import SMOKE_SPEC  # noqa: E402
-from vlpeft.models import build_processor, build_tokenizer, random_blip  # noqa: E402
+from vlpeft.worlds import shapes as world  # noqa: E402
+from vlpeft.worlds.assets import SMOKE_SPEC  # noqa: E402
+from vlpeft.blip.models import build_processor, build_tokenizer, random_blip  # noqa: E402
 
 SPEC = SMOKE_SPEC  # the smoke world's tiny BLIP
 TINY_WORLD = world.WorldConfig(seed=3, image_size=16, n_train=24, n_restval=4, n_val=8, n_test=8,
@@ -43,7 +43,7 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture(scope="session")
 def models(tmp_path_factory, tokenizer, processor):
     """A random tiny BLIP of each task saved in the real layout: `<root>/{task}`."""
-    from vlpeft.models import save_model
+    from vlpeft.blip.models import save_model
     root = tmp_path_factory.mktemp("models")
     for task in ("caption", "vqa"):
         save_model(random_blip(task, tokenizer, SPEC), processor, root / task)

@@ -8,7 +8,9 @@ import shutil
 
 import pytest
 
-from vlpeft import assets, cli, sweep
+from vlpeft import cli
+from vlpeft.worlds import assets
+from vlpeft.study import engine, executors, presets
 from vlpeft.config import PretrainConfig
 from vlpeft.errors import AssetError
 from vlpeft.io import MARKER, own
@@ -22,13 +24,13 @@ def test_a_paper_cell_reads_real_files_and_writes_nothing_there(tmp_path, models
     (ckpt / "notes.txt").write_text("a user's own file")
     before = {"data": snapshot(data), "ckpt": snapshot(ckpt)}
     monkeypatch.chdir(tmp_path)
-    cell = next(c for c in sweep.grid("paper", data_root=str(data), model_path=str(ckpt / "{task}"),
+    cell = next(c for c in presets.grid("paper", data_root=str(data), model_path=str(ckpt / "{task}"),
                                       runs_root="runs", feature_cache="cache/features",
                                       steps=3, warmup_steps=1, batch_size=4, eval_every=0, eval_size=2, test_size=2,
                                       image_size=32)
                 if c.config.task == "caption" and c.config.method == "lora" and not c.config.tune_classifier)
     assert cell.world == "real" and cell.config.lr == 5e-6                        # Table II, otherwise as is
-    assert sweep.execute([cell], workers=1, progress=False) == []
+    assert executors.execute([cell], workers=1, progress=False) == []
     assert {"data": snapshot(data), "ckpt": snapshot(ckpt)} == before          # byte for byte
     assert not any(p.name == MARKER for p in tmp_path.rglob(MARKER))
     metrics = json.loads((cell.out_dir / "metrics.json").read_text())
@@ -39,7 +41,7 @@ def test_a_paper_cell_reads_real_files_and_writes_nothing_there(tmp_path, models
 
 def test_the_paper_preset_is_the_real_world(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    cells = sweep.grid("paper")
+    cells = presets.grid("paper")
     assert {c.world for c in cells} == {"real"}
     assert {c.config.model_path for c in cells} == {"checkpoints/blip-base-pretrained/{task}"}  # convert-blip's
     assert {c.config.data_root for c in cells} == {"data/coco"}
@@ -93,7 +95,7 @@ def test_own_refuses_anything_else(tmp_path, setup, match):
 def test_pretraining_refuses_a_real_checkpoint_folder(tmp_path, models, tiny_world):
     ckpt = shutil.copytree(models, tmp_path / "blip")
     before = snapshot(ckpt)
-    from vlpeft.pretrain import pretrain
+    from vlpeft.worlds.pretrain import pretrain
     with pytest.raises(AssetError, match="not written by vlpeft"):
         pretrain(PretrainConfig(data_root=str(tiny_world), out=str(ckpt), steps=2, spec=SPEC), progress=False)
     assert snapshot(ckpt) == before

@@ -7,7 +7,10 @@ import textwrap
 
 import pytest
 
-from vlpeft import catalog, claims, results, sweep
+from vlpeft import catalog
+from vlpeft.study import claims
+from vlpeft.study import results
+from vlpeft.study import engine, executors, presets
 from vlpeft.catalog import METHODS, Method
 from vlpeft.methods import MethodConfig, apply_method, count_parameters, remove_method
 from vlpeft.train import run
@@ -66,13 +69,13 @@ def test_the_toy_method_applies_and_removes_like_the_others(toy, make_model):
 
 def test_every_layer_reads_the_catalogue():
     for m in METHODS.values():
-        assert (sweep.NOTEBOOK_DIR / f"{m.notebook}.ipynb").exists()
+        assert (presets.NOTEBOOK_DIR / f"{m.notebook}.ipynb").exists()
         if m.impl:
             module, _, fn = m.impl.partition(":")
             assert callable(getattr(importlib.import_module(module), fn))
-    assert claims.PEFT == catalog.peft_methods() == sweep.PEFT
+    assert claims.PEFT == catalog.peft_methods() == presets.PEFT
     assert set(claims.EMBEDDING) | set(claims.LAYER) == set(catalog.peft_methods())
-    cells = sweep.grid("tiny")
+    cells = presets.grid("tiny")
     assert {c.config.method for c in cells} == set(METHODS)
-    nb = json.loads((sweep.NOTEBOOK_DIR / "04_lora.ipynb").read_text())
+    nb = json.loads((presets.NOTEBOOK_DIR / "04_lora.ipynb").read_text())
     assert "config" in "".join(nb["cells"][1]["source"])  # the notebook takes the whole RunConfig

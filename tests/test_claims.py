@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlpeft import claims
+from vlpeft.study import claims
+from vlpeft.study.claims.estimators import cls_gain, ratio_change
+from vlpeft.study.claims.judges import DIAL_NEGLIGIBLE
 
 FAMILY = {"full": "full", "prompt": "embedding", "prefix": "embedding", "lora": "layer", "serial_adapter": "layer",
           "parallel_adapter": "layer"}
@@ -93,7 +95,7 @@ def paper():
 
 def test_the_paper_scenario_supports_all_eleven_claims(paper):
     table = claims.evaluate_claims(paper)
-    assert table.claim.tolist() == list(range(1, 12)) and len(claims.CHECKS) == len(claims.CLAIMS) == 11
+    assert table.claim.tolist() == list(range(1, 12)) and len(claims.CLAIMS) == 11
     assert list(table.columns) == claims.COLUMNS
     assert table.verdict.tolist() == ["supported"] * 11, table[["claim", "verdict", "evidence"]].to_string()
     stat = table[table.claim <= 10]
@@ -105,7 +107,7 @@ def test_the_paper_scenario_supports_all_eleven_claims(paper):
 def test_claims_are_deterministic_and_take_the_checks_one_by_one(paper):
     a, b = claims.evaluate_claims(paper), claims.evaluate_claims(paper.sample(frac=1, random_state=1))
     pd.testing.assert_frame_equal(a, b)  # row order does not matter
-    for i, check in enumerate(claims.CHECKS, start=1):
+    for i, check in claims.CLAIMS.items():
         row = check(paper)
         assert row["claim"] == i and row["verdict"] == a.verdict[i - 1]
 
@@ -150,7 +152,7 @@ def test_a_method_that_does_not_rise_refutes_claim_4_and_is_named():
     def lora_flat(m, i, cls, r):
         return paper_vqa(m, i, cls, 1.0 if m == "lora" else r)
     df = frame(vqa=lora_flat, seeds=range(6))  # 'no' is judged at the Bonferroni level (k = 5 methods)
-    row = claims.claim4(df)
+    row = claims.CLAIMS[4](df)
     assert row["verdict"] == "not supported"
     assert "lora: " in row["evidence"] and "(no)" in row["evidence"]
     pm = claims.per_method_table(df)
@@ -283,7 +285,7 @@ CASES = [  # (id, claim, frame kwargs, verdict); "edit" post-processes the frame
 def test_claim_verdicts(claim, kwargs, verdict):
     kwargs = dict(kwargs)
     edit = kwargs.pop("edit", lambda df: df)
-    row = claims.CHECKS[claim - 1](edit(frame(**kwargs)))
+    row = claims.CLAIMS[claim](edit(frame(**kwargs)))
     assert row["claim"] == claim and row["verdict"] == verdict, row["evidence"]
     assert row["verdict"] in claims.VERDICTS
     if verdict != "inconclusive":
@@ -291,7 +293,7 @@ def test_claim_verdicts(claim, kwargs, verdict):
 
 
 def test_one_seed_says_how_many_seeds_an_interval_needs():
-    row = claims.claim4(frame(seeds=(0,)))
+    row = claims.CLAIMS[4](frame(seeds=(0,)))
     assert row["verdict"] == "inconclusive" and row["n"] == 1
     assert f"needs ≥ {claims.MIN_UNITS} seeds" in row["evidence"] and "too few seeds" in row["evidence"]
 
@@ -299,11 +301,11 @@ def test_one_seed_says_how_many_seeds_an_interval_needs():
 def test_an_undecided_claim_reports_the_seeds_that_would_decide_it():
     def rise_of_3_points(m, i, cls, r):
         return paper_vqa(m, 1, cls, 1.0) + 0.03 * math.log10(r)
-    row = claims.claim4(frame(vqa=rise_of_3_points, noise=0.03))
+    row = claims.CLAIMS[4](frame(vqa=rise_of_3_points, noise=0.03))
     assert row["verdict"] == "inconclusive" and len(SEEDS) < row["seeds_needed"] < 1000, row["evidence"]
     assert f"about {row['seeds_needed']:.0f} seeds would decide it" in row["evidence"]
     # a true rise of exactly MIN_GAIN_VQA sits on the bound: no number of seeds decides it
-    row = claims.claim4(frame(vqa=vqa_small_rise, noise=0.03))
+    row = claims.CLAIMS[4](frame(vqa=vqa_small_rise, noise=0.03))
     assert row["verdict"] == "inconclusive" and row["seeds_needed"] == math.inf
 
 
@@ -354,9 +356,9 @@ def test_t_intervals_over_seeds_cover_at_the_nominal_rate():
     truth4 = slope * math.log2(1.0 / 0.1)  # claim 4's statistic: the change lowest → highest ratio
     hits4 = hits3 = 0
     for _ in range(n_sim):
-        e4 = claims.ratio_change(_sim_runs(rng, slope))
+        e4 = ratio_change(_sim_runs(rng, slope))
         hits4 += e4.lo <= truth4 <= e4.hi
-        e3 = claims.cls_gain(_sim_runs(rng, gain, cls=True))
+        e3 = cls_gain(_sim_runs(rng, gain, cls=True))
         hits3 += e3.lo <= gain <= e3.hi
         assert e4.n == e3.n == 4
     assert 0.85 <= hits4 / n_sim <= 0.95, hits4 / n_sim
@@ -397,7 +399,7 @@ def test_dial_supported_when_the_ratio_slope_rises_as_consistency_falls():
 def test_dial_not_supported_when_the_slope_does_not_change():
     row = claims.dial_verdict(dial_frame(rise=0.0))
     assert row["verdict"] == "not supported", row["evidence"]
-    assert row["ci_high"] < claims.DIAL_NEGLIGIBLE
+    assert row["ci_high"] < DIAL_NEGLIGIBLE
 
 
 def test_dial_not_supported_when_the_slope_falls_with_consistency():
@@ -422,5 +424,5 @@ def test_claims_use_the_paper_level_of_the_dial():
     """With a dial, claims 1–11 read the highest consistency level only (the paper's setting)."""
     low = frame(caption=rising_caption).assign(consistency=0.0)
     both = pd.concat([frame().assign(consistency=1.0), low], ignore_index=True)
-    assert claims.claim1(both)["verdict"] == "supported"
-    assert claims.claim1(low)["verdict"] == "not supported"
+    assert claims.CLAIMS[1](both)["verdict"] == "supported"
+    assert claims.CLAIMS[1](low)["verdict"] == "not supported"

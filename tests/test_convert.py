@@ -13,9 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # as conftest does: nothing downlo
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from vlpeft.convert import (RECORD, ConvertError, convert_blip, interpolate_pos_embed,  # noqa: E402
+from vlpeft.blip.convert import (RECORD, ConvertError, convert_blip, interpolate_pos_embed,  # noqa: E402
                             looks_vqa_finetuned, rename_key, source_key)
-from vlpeft.models import build_processor, build_tokenizer, load_model, load_processor  # noqa: E402
+from vlpeft.blip.models import build_processor, build_tokenizer, load_model, load_processor  # noqa: E402
 
 D, LAYERS, HEADS, PATCH, IMAGE, INTER = 32, 2, 2, 8, 16, 64      # vision
 H, TLAYERS, TINTER, MAXPOS, EMBED = 32, 2, 48, 40, 16            # text; ITC embedding width

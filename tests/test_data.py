@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlpeft import world
+from vlpeft.worlds import shapes as world
 from vlpeft.data import (Paths, Pixels, check_images, load_image, load_json, load_karpathy, load_vqa,
                          nested_subset, split_sizes)
 from vlpeft.errors import DataError

@@ -10,7 +10,7 @@ import torch
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering
 
 from vlpeft.config import TinySpec
-from vlpeft.models import random_blip
+from vlpeft.blip.models import random_blip
 from vlpeft.methods import (MethodConfig, MethodError, apply_method, closed_form_count, count_parameters, load_method, lora,
                             remove_method, save_method, trainable_summary)
 from vlpeft.tasks import CAPTION_PROMPT, TASKS, VQA_TEMPLATE, token_logprobs

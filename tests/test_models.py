@@ -10,8 +10,8 @@ import torch
 
 from vlpeft.config import PretrainConfig
 from vlpeft.errors import ModelError
-from vlpeft.models import load_model, load_processor, random_blip, save_model
-from vlpeft.pretrain import pretrain
+from vlpeft.blip.models import load_model, load_processor, random_blip, save_model
+from vlpeft.worlds.pretrain import pretrain
 from conftest import SPEC
 
 

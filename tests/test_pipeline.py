@@ -9,7 +9,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from vlpeft import sweep
+from vlpeft.study import engine, executors, presets
 from vlpeft.train import run
 from conftest import smoke_config
 
@@ -50,9 +50,9 @@ def test_full_fine_tuning_never_uses_the_cache(models, tiny_world, tmp_path):
 
 def test_a_sweep_computes_the_cache_once_before_its_cells(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cells = sweep.grid("smoke", feature_cache="cache/features")
-    full = sweep.make_cell("smoke", "smoke", "runs", **(vars(cells[0].config) | {"method": "full", "size": 0}))
-    assert sweep.execute(cells + [full], workers=2, progress=False) == []
+    cells = presets.grid("smoke", feature_cache="cache/features")
+    full = presets.make_cell("smoke", "smoke", "runs", **(vars(cells[0].config) | {"method": "full", "size": 0}))
+    assert executors.execute(cells + [full], workers=2, progress=False) == []
     bins = list((tmp_path / "cache" / "features").rglob("features-*.bin"))
     index = list((tmp_path / "cache" / "features").rglob("index.json"))
     assert len(bins) == 1 and len(index) == 1                       # one computation, every image of the world

@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlpeft import claims, figures, report, results
-from vlpeft.catalog import METHODS, family_of
-from vlpeft.results import load_curves, load_runs, summarize
+from vlpeft.study import claims
+from vlpeft.study import figures
+from vlpeft.study import report
+from vlpeft.study import results
+from vlpeft.catalog import METHODS, family_of, variant
+from vlpeft.study.results import load_curves, load_runs, summarize
 
 SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
          "parallel_adapter": [4, 16, 64]}
@@ -64,13 +67,13 @@ def frame(caption=paper_caption, vqa=paper_vqa, ratios=RATIOS, seeds=SEEDS, nois
                              "best_val": score(m, i, cls, r) + rng.normal(0, noise),
                              "trainable_params": params, "n_train": round(N_FULL_DATA * r)})
     df = pd.DataFrame(rows)
-    df["variant"] = [results.variant(m, c) for m, c in zip(df.method, df.tune_classifier)]
+    df["variant"] = [variant(m, c) for m, c in zip(df.method, df.tune_classifier)]
     df["family"] = df.method.map(family_of)
     df["cost"] = df.n_train * df.trainable_params
     return df
 
 
-def run_id(method, size, cls, ratio, seed) -> str:  # as sweep.Cell.run_id
+def run_id(method, size, cls, ratio, seed) -> str:  # as presets.Cell.run_id
     return f"{method}{'+cls' if cls else ''}_s{size}_r{ratio:g}_seed{seed}"
 
 

@@ -203,12 +203,12 @@ def test_two_processes_never_train_one_folder(models, tiny_world, tmp_path, caps
 
 
 def test_a_sweep_skips_a_cell_another_sweep_runs(tmp_path, monkeypatch):
-    from vlpeft import sweep
+    from vlpeft.study import engine, executors, presets
     monkeypatch.chdir(tmp_path)
-    cell = sweep.grid("smoke")[0]
+    cell = presets.grid("smoke")[0]
     owner = hold(cell.out_dir, "sweep.lock")
     try:
-        result = sweep.run_cell(cell)
+        result = engine.run_cell(cell)
     finally:
         owner.kill()
         owner.wait()
@@ -236,19 +236,19 @@ def test_sweep_and_study_take_paths(capsys):
     code, _ = call(["sweep", "--preset", "paper", "--data-root", "/mnt/coco", "--model-path", "/ckpt/{task}",
                     "--runs-root", "/scratch/runs", "--methods", "lora", "--dry-run"], capsys)
     assert code == 0
-    from vlpeft import sweep
-    cell = sweep.grid("paper", data_root="/mnt/coco", model_path="/ckpt/{task}", runs_root="/scratch/runs")[0]
+    from vlpeft.study import engine, executors, presets
+    cell = presets.grid("paper", data_root="/mnt/coco", model_path="/ckpt/{task}", runs_root="/scratch/runs")[0]
     assert cell.config.data_root == "/mnt/coco" and cell.config.model_path == "/ckpt/{task}"
     assert cell.config.out_dir.startswith("/scratch/runs/paper/")
 
 
 def test_run_ids_differ_when_results_relevant_fields_differ():
-    from vlpeft import sweep
-    a = sweep.grid("tiny")[0]
-    b = sweep.make_cell(a.study, a.world, "runs", **(vars(a.config) | {"lr": a.config.lr * 2}))
-    c = sweep.make_cell(a.study, a.world, "runs", **(vars(a.config) | {"num_workers": 3, "threads": 1}))
+    from vlpeft.study import engine, executors, presets
+    a = presets.grid("tiny")[0]
+    b = presets.make_cell(a.study, a.world, "runs", **(vars(a.config) | {"lr": a.config.lr * 2}))
+    c = presets.make_cell(a.study, a.world, "runs", **(vars(a.config) | {"num_workers": 3, "threads": 1}))
     assert a.out_dir != b.out_dir and a.out_dir == c.out_dir
-    ids = [c.run_id for c in sweep.grid("paper")]
+    ids = [c.run_id for c in presets.grid("paper")]
     assert len(ids) == len(set(ids))
 
 
@@ -266,13 +266,13 @@ def test_help_is_fast_and_explains_sizes():
 
 
 def test_a_dead_kernel_is_reported_with_the_runs_log(tmp_path, monkeypatch):
-    from vlpeft import sweep
+    from vlpeft.study import engine, executors, presets
     monkeypatch.chdir(tmp_path)
-    cell = sweep.grid("smoke")[0]
-    killed = sweep.make_cell(cell.study, cell.world, "runs", **(vars(cell.config) | {"fault": "kill:3"}))
-    result = sweep.run_cell(killed)
+    cell = presets.grid("smoke")[0]
+    killed = presets.make_cell(cell.study, cell.world, "runs", **(vars(cell.config) | {"fault": "kill:3"}))
+    result = engine.run_cell(killed)
     assert result["status"] == "failed"
     assert "the kernel died" in result["error"] and "Last lines of train.log: step 2: loss" in result["error"]
     assert json.loads((killed.out_dir / "failed.json").read_text())["error"] == result["error"]
-    again = sweep.run_cell(sweep.make_cell(cell.study, cell.world, "runs", **vars(cell.config)))  # resumes
+    again = engine.run_cell(presets.make_cell(cell.study, cell.world, "runs", **vars(cell.config)))  # resumes
     assert again["status"] == "complete"

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from vlpeft import sweep
+from vlpeft.study import engine, executors, presets
 from vlpeft.catalog import METHODS
 
 # Table II written out by hand: (task, method) → (#data ratios, #sizes)
@@ -22,7 +22,7 @@ PAPER_LR = {("caption", "prompt"): 3e-4, ("caption", "prefix"): 3e-4, ("caption"
 
 
 def test_paper_preset_is_table_ii():
-    cells = sweep.grid("paper")
+    cells = presets.grid("paper")
     counts = Counter((c.config.task, c.config.method, c.config.tune_classifier) for c in cells)
     for (task, method), (n_ratios, n_sizes) in TABLE_II.items():
         assert counts[(task, method, False)] == n_ratios * n_sizes      # the PEFT itself
@@ -39,11 +39,11 @@ def test_paper_preset_is_table_ii():
 
 
 def test_tiny_preset_covers_the_study():
-    cells = sweep.grid("tiny")
+    cells = presets.grid("tiny")
     for task in ("caption", "vqa"):
         sub = [c.config for c in cells if c.config.task == task]
         assert {c.method for c in sub} == set(METHODS)
-        for m in sweep.PEFT:
+        for m in presets.PEFT:
             mine = [c for c in sub if c.method == m]
             assert len({c.data_ratio for c in mine}) >= 3 and len({c.size for c in mine}) >= 3
             assert any(c.tune_classifier for c in mine)
@@ -51,9 +51,9 @@ def test_tiny_preset_covers_the_study():
 
 
 def test_dry_run_and_filters(capsys):
-    cells = sweep.select(sweep.grid("paper"), tasks=["vqa"], methods=["lora"], ratios=[1.0])
+    cells = presets.select(presets.grid("paper"), tasks=["vqa"], methods=["lora"], ratios=[1.0])
     assert len(cells) == 2 * 5  # 5 ranks, with and without classifier
-    sweep.print_grid(cells)
+    presets.print_grid(cells)
     assert "10 runs" in capsys.readouterr().out
 
 
@@ -64,9 +64,9 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def test_smoke_sweep_isolates_a_failure_and_retries_only_it(in_tmp, capsys):
-    cells = sweep.grid("smoke", "smoke")[:2]
-    bad = sweep.make_cell("smoke", "smoke", "runs", **(vars(cells[0].config) | {"seed": 9, "fault": "crash:1"}))
-    failures = sweep.execute(cells + [bad], workers=2)
+    cells = presets.grid("smoke", "smoke")[:2]
+    bad = presets.make_cell("smoke", "smoke", "runs", **(vars(cells[0].config) | {"seed": 9, "fault": "crash:1"}))
+    failures = executors.execute(cells + [bad], workers=2)
     assert [f["path"] for f in failures] == [str(bad.out_dir / "run.ipynb")]
     assert "injected crash at step 1" in failures[0]["error"]
     for c in cells:
@@ -78,17 +78,17 @@ def test_smoke_sweep_isolates_a_failure_and_retries_only_it(in_tmp, capsys):
     assert json.loads((in_tmp / "runs" / "smoke" / "failures.json").read_text())[0]["error"]
 
     mtimes = {c.run_id: (c.out_dir / "metrics.json").stat().st_mtime_ns for c in cells}
-    fixed = sweep.make_cell("smoke", "smoke", "runs", **(vars(bad.config) | {"fault": ""}))  # the fault removed
+    fixed = presets.make_cell("smoke", "smoke", "runs", **(vars(bad.config) | {"fault": ""}))  # the fault removed
     assert fixed.out_dir == bad.out_dir  # a fault is not part of what a run computes: the same folder
-    assert sweep.execute(cells + [fixed], workers=2) == []
+    assert executors.execute(cells + [fixed], workers=2) == []
     assert "3 runs in the grid: 2 complete, 1 to run" in capsys.readouterr().out
     assert {c.run_id: (c.out_dir / "metrics.json").stat().st_mtime_ns for c in cells} == mtimes
     assert (fixed.out_dir / "metrics.json").exists() and not (fixed.out_dir / "failed.json").exists()
 
 
 def test_slurm_executor_through_submitit_local(in_tmp):
-    cells = sweep.grid("smoke", "slurm")[:1]
-    failures = sweep.execute(cells, executor="slurm", slurm={"cluster": "local", "slurm_dir": "slurm_logs",
+    cells = presets.grid("smoke", "slurm")[:1]
+    failures = executors.execute(cells, executor="slurm", slurm={"cluster": "local", "slurm_dir": "slurm_logs",
                                                               "time": 10, "gpus": 0})
     assert failures == []
     assert json.loads((cells[0].out_dir / "metrics.json").read_text())["status"] == "complete"

@@ -13,7 +13,7 @@ from vlpeft.config import TinySpec
 from vlpeft.data import Paths, Pixels, load_vqa, split_sizes
 from vlpeft.features import ensure_features
 from vlpeft.methods import MethodConfig, apply_method
-from vlpeft.models import build_processor, random_blip, tiny_blip_config, vision_states
+from vlpeft.blip.models import build_processor, random_blip, tiny_blip_config, vision_states
 from vlpeft.tasks import TASKS, evaluate
 from test_methods import contextual_model
 from conftest import write_real_layout

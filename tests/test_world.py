@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from vlpeft import world
+from vlpeft.worlds import shapes as world
 from vlpeft.data import Paths, load_karpathy, load_vqa
-from vlpeft.pretrain import offset_positions
+from vlpeft.worlds.pretrain import offset_positions
 from conftest import TINY_WORLD
 
 

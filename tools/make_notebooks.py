@@ -5,8 +5,8 @@ from pathlib import Path
 
 import nbformat as nbf
 
-from vlpeft import sweep
 from vlpeft.catalog import METHODS
+from vlpeft.study import presets
 
 NB = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -169,8 +169,8 @@ def kernel_metadata() -> dict:
 
 
 def study_settings(method: str) -> tuple[str, str]:
-    base = sweep.TINY_BASE["caption"]
-    lr = sweep.EMBEDDED_LR["caption"][method]
+    base = presets.TINY_BASE["caption"]
+    lr = presets.EMBEDDED_LR["caption"][method]
     return f"{lr:g}", ", ".join(f"{k}={v}" for k, v in base.items())
 
 
@@ -220,7 +220,7 @@ def pretrain_notebook():
         md("""# Pre-training the embedded VLP
 The study needs a vision-language model that was pre-trained on image–text pairs, so that captioning is
 *consistent* with pre-training and VQA is not. The embedded world uses a tiny BLIP (transformers' own BLIP
-classes) pre-trained here on the synthetic shapes world with five objectives (`vlpeft/pretrain.py`):
+classes) pre-trained here on the synthetic shapes world with five objectives (`vlpeft/worlds/pretrain.py`):
 captioning with the prompt `a picture of` (LM), image–text matching (ITM), captioning from the text encoder's
 states (the route VQA uses), and — the footing BERT gives BLIP — language modelling and masked language
 modelling on a text-only corpus holding every word a caption or answer uses, at random position offsets. It
@@ -229,7 +229,8 @@ never sees a question."""),
              tags=["parameters"]),
         code("""import json
 from pathlib import Path
-from vlpeft import assets, nb
+from vlpeft import nb
+from vlpeft.worlds import assets
 
 nb.repo_root_cwd()
 ready = assets.prepare(world)
@@ -255,11 +256,12 @@ out_dir = "reports/smoke"
 run_smoke_if_empty = True     # so that the notebook runs top to bottom on a fresh clone""", tags=["parameters"]),
         code("""from pathlib import Path
 from IPython.display import Markdown, display
-from vlpeft import claims, figures, nb, report, results, sweep
+from vlpeft import nb
+from vlpeft.study import claims, executors, figures, presets, report, results
 
 nb.repo_root_cwd()
 if run_smoke_if_empty and not list(Path(study_dir).glob("*/*/*/metrics.json")):
-    sweep.execute(sweep.grid("smoke", Path(study_dir).name), workers=1, progress=False)
+    executors.execute(presets.grid("smoke", Path(study_dir).name), workers=1, progress=False)
 runs = results.load_runs(study_dir)
 if Path(study_dir).name == "smoke":
     display(nb.banner("smoke"))

@@ -67,11 +67,11 @@ class TaskInfo:
     consistent: bool       # consistent with pre-training (the paper's central distinction)
 
 
-TASKS: dict[str, TaskInfo] = {t.name: t for t in [
+TASK_INFO: dict[str, TaskInfo] = {t.name: t for t in [
     TaskInfo("caption", "cider", "CIDEr", "captioning (consistent with pre-training)", "Fig. 3", True),
     TaskInfo("vqa", "vqa_acc", "VQA accuracy", "VQA (inconsistent)", "Fig. 4", False),
 ]}
-METRIC_LABEL = {t.metric: t.metric_label for t in TASKS.values()}
+METRIC_LABEL = {t.metric: t.metric_label for t in TASK_INFO.values()}
 
 
 def variant(method_name: str, tune_classifier: bool) -> str:

@@ -24,7 +24,7 @@ import time
 import typing
 from pathlib import Path
 
-from .catalog import METHODS, TASKS
+from .catalog import METHODS, TASK_INFO
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (),
@@ -63,7 +63,7 @@ def from_args(cls, args: argparse.Namespace, **extra):
 
 SIZES = "; ".join(f"{m.name}: {m.knob} (default {m.default_size})" for m in METHODS.values() if m.knob)
 TRAIN_HELP = {
-    "task": f"one of {', '.join(TASKS)}: captioning is consistent with pre-training, VQA is not",
+    "task": f"one of {', '.join(TASK_INFO)}: captioning is consistent with pre-training, VQA is not",
     "method": f"one of {', '.join(METHODS)}",
     "size": f"what Table II varies, per method — {SIZES}; 0 takes the default, and full fine-tuning has none",
     "tune_classifier": "\"+ classifier\": also fine-tune the decoder's LM head",
@@ -77,7 +77,7 @@ TRAIN_HELP = {
 
 # ---------------------------------------------------------------------------------------------------------
 def cmd_world(args):
-    from .world import WorldConfig, ensure_world
+    from .worlds.shapes import WorldConfig, ensure_world
     from .data import Paths, load_vqa, question_prior
     out = ensure_world(args.out, from_args(WorldConfig, args))
     prior, _ = question_prior(load_vqa(Paths(out), "train"), load_vqa(Paths(out), "test"))
@@ -86,14 +86,14 @@ def cmd_world(args):
 
 def cmd_pretrain(args):
     from .config import PretrainConfig
-    from .pretrain import pretrain
+    from .worlds.pretrain import pretrain
     out = pretrain(from_args(PretrainConfig, args), force=args.force)
     card = json.loads((out / "card.json").read_text())
     print(json.dumps({k: card[k] for k in ("steps", "wall_s", "final_losses", "zero_shot")}, indent=2))
 
 
 def cmd_convert(args):
-    from .convert import main_cmd
+    from .blip.convert import main_cmd
     main_cmd(args)
 
 
@@ -106,38 +106,39 @@ def cmd_train(args):
 
 
 def _cells(args, preset: str):
-    from . import sweep
-    cells = sweep.grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
-                       model_path=args.model_path, feature_cache=args.feature_cache)
-    return sweep.select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
+    from .study.presets import grid, select
+    cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
+                 model_path=args.model_path, feature_cache=args.feature_cache)
+    return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
                         seeds=args.seeds)
 
 
 def cmd_sweep(args):
-    from . import sweep
+    from .study.executors import execute
+    from .study.presets import print_grid
     cells = _cells(args, args.preset)
     if args.dry_run:
-        sweep.print_grid(cells)
+        print_grid(cells)
         return
-    failures = sweep.execute(cells, executor=args.executor, workers=args.workers, slurm=vars(args))
+    failures = execute(cells, executor=args.executor, workers=args.workers, slurm=vars(args))
     sys.exit(1 if failures and args.strict else 0)
 
 
 def cmd_report(args):
-    from .report import write_report
+    from .study.report import write_report
     out = write_report(args.study, args.out or f"reports/{Path(args.study).name}")
     print(f"report: {Path(out) / 'index.html'}")
 
 
 def cmd_study(args):
     """Assets (cached; never generated for `real`) → the preset's sweep → report."""
-    from . import sweep
-    from .report import write_report
+    from .study.executors import execute
+    from .study.report import write_report
     t0 = time.time()
     cells = _cells(args, args.preset)
     print(f"[1/2] sweep: preset {args.preset}, {len(cells)} runs under {args.runs_root}/{args.study or args.preset}",
           flush=True)
-    failures = sweep.execute(cells, executor="local", workers=args.workers)
+    failures = execute(cells, executor="local", workers=args.workers)
     print("[2/2] analysis and report", flush=True)
     study = args.study or args.preset
     out = write_report(f"{args.runs_root}/{study}", args.out or f"reports/{study}")
@@ -168,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("world", help="write the synthetic shapes world in MSCOCO/VQAv2 formats")
     s.add_argument("--out", default="data/shapes", help="an empty or new folder, or an earlier world of this config")
-    from .world import WorldConfig  # numpy + PIL: still fast
+    from .worlds.shapes import WorldConfig  # numpy + PIL: still fast
     add_dataclass_args(s, WorldConfig)
     s.set_defaults(fn=cmd_world)
 
@@ -178,7 +179,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_pretrain)
 
     s = sub.add_parser("convert-blip", help="BLIP's original pre-training checkpoint → transformers folders")
-    from .convert import add_arguments
+    from .blip.convert import add_arguments
     add_arguments(s)
     s.set_defaults(fn=cmd_convert)
 

@@ -31,7 +31,7 @@ import torch
 
 from .data import Examples, Pixels, stack_images
 from .io import write_json
-from .models import vision_states
+from .blip.models import vision_states
 
 DTYPES = {"float32": (np.float32, torch.float32), "bfloat16": (np.uint16, torch.bfloat16),
           "float16": (np.float16, torch.float16)}
@@ -126,3 +126,28 @@ def ensure_features(model, processor, image_paths, root: str | Path, dtype: torc
         write_json(folder / "index.json", {"rows": {p: i for i, p in enumerate(paths)}, "shape": list(shape),
                                            "dtype": name, "file": file, "ingredients": ingredients}, indent=None)
         return FeatureStore(folder)
+
+
+def prepare_features(configs, progress: bool = True) -> None:
+    """Compute the frozen vision features of every (model, data, image size, cache) that PEFT runs of `configs`
+    (RunConfigs) use, once, before the runs start (each run then only reads them). Full fine-tuning never uses
+    the cache."""
+    from .catalog import METHODS
+    from .blip.models import load_model, load_processor
+    from .data import Paths
+    from .parallel import Ranks
+    from .tasks import TASKS
+    from .train import autocast_dtype, model_path, resolve_device
+    groups = {}
+    for cfg in configs:
+        if cfg.feature_cache and METHODS[cfg.method].family != "full":
+            groups.setdefault((model_path(cfg), cfg.data_root, cfg.image_size, cfg.feature_cache, cfg.task), cfg)
+    for (path, data_root, image_size, cache, task), cfg in groups.items():
+        device = resolve_device(cfg, Ranks())
+        processor = load_processor(path)
+        if image_size:
+            processor.image_processor.size = {"height": image_size, "width": image_size}
+        model = load_model(task, path)
+        images = [p for split in TASKS[task].splits(Paths(Path(data_root))) for p in TASKS[task].image_paths(split)]
+        ensure_features(model.to(device), processor, images, cache, dtype=autocast_dtype(cfg, device) or torch.float32,
+                        device=device, progress=progress)

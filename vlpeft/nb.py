@@ -55,7 +55,7 @@ def run_config(config: dict, world: str = "smoke", progress: bool = True):
     """The notebook's RunConfig: its world's assets prepared (cached; `real` prepares nothing), the world's
     data root and model unless the config names others, and — when the config names no `out_dir` — a run
     folder derived from the parameters, so that changing a parameter runs that configuration."""
-    from .assets import get_world, prepare
+    from .worlds.assets import get_world, prepare
     from .rundir import config_dict, run_hash
     from .train import RunConfig, validate
     repo_root_cwd()
@@ -97,7 +97,7 @@ def _first_items(cfg, split: str, n: int, teacher_forced: bool):
     """The task, the first `n` items of a split and their batch — as training sees them (teacher-forced
     targets) or as evaluation does — and the tokenizer."""
     from .data import Paths, Pixels
-    from .models import load_processor
+    from .blip.models import load_processor
     from .tasks import get_task
     from .train import model_path
     task = get_task(cfg.task)
@@ -114,7 +114,7 @@ def identity_check(cfg) -> float:
     validation examples; LoRA and the adapters must start *equal* to the base model (asserted)."""
     import torch
     from .methods import MethodConfig, apply_method
-    from .models import load_model
+    from .blip.models import load_model
     from .train import model_path
     base = load_model(cfg.task, model_path(cfg))
     injected = apply_method(copy.deepcopy(base), MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), cfg.seed)
@@ -143,7 +143,7 @@ def count_check(cfg):
     import torch
     from transformers import BlipConfig
     from .methods import MethodConfig, apply_method, available_towers, closed_form_count, count_parameters
-    from .models import TASK_CLASSES, load_model
+    from .blip.models import TASK_CLASSES, load_model
     from .train import model_path
     rows = []
     for shape in ("this model", "BLIP-base shape"):
@@ -168,7 +168,7 @@ def count_check(cfg):
 def show_method(cfg) -> str:
     """The trainable count (peft's format) and what the method adds to the text decoder — only that."""
     from .methods import MethodConfig, apply_method, trainable_summary
-    from .models import load_model
+    from .blip.models import load_model
     from .train import model_path
     model = load_model(cfg.task, model_path(cfg))
     apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), seed=cfg.seed)
@@ -187,7 +187,7 @@ def examples(cfg, n: int = 4):
     import pandas as pd
     import torch
     from .methods import load_method
-    from .models import load_model
+    from .blip.models import load_model
     from .train import model_path
     task, items, batch, tokenizer = _first_items(cfg, "test", n, teacher_forced=False)
     model = load_method(load_model(cfg.task, model_path(cfg)), Path(cfg.out_dir) / "method", cfg.seed)
@@ -201,7 +201,7 @@ def examples(cfg, n: int = 4):
 
 def claims_table(runs):
     """Each claim's full text beside its verdict, value in score points (90 % CI, seeds) and its rule."""
-    from .claims import evaluate_claims, rules_by_claim
+    from .study.claims import evaluate_claims, rules_by_claim
     t = evaluate_claims(runs[runs.status == "complete"])
     rules = rules_by_claim()
     ci = [f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" if v == v and lo == lo else (f"{v:+.2f}" if v == v else "")

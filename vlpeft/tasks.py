@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 from . import metrics
-from .catalog import TASKS as TASK_INFO
+from .catalog import TASK_INFO
 from .catalog import TaskInfo
 from .data import Examples, Paths, load_karpathy, load_vqa, stack_images
-from .models import vision_states
+from .blip.models import vision_states
 
 CAPTION_PROMPT = "a picture of"                # paper §IV: the caption prompt
 VQA_TEMPLATE = "question: {question} answer:"  # paper §IV: "Question: {question} Answer:" (lower-cased tokenizer)
@@ -234,7 +234,7 @@ class VqaTask(Task):
     def start_problem(self, model_path):
         """A checkpoint already fine-tuned on VQA (e.g. Salesforce/blip-vqa-base, trained on VQAv2 train+val)
         would make VQA consistent with its "pre-training" and score it on its own training questions."""
-        from .convert import looks_vqa_finetuned
+        from .blip.convert import looks_vqa_finetuned
         reason = looks_vqa_finetuned(model_path)
         return f"refusing to start VQA from {model_path!r}: {reason}" if reason else None
 

@@ -37,7 +37,7 @@ from .data import Paths, Pixels, StepBatches, check_images, check_ratio, nested_
 from .errors import ConfigError, DataError, Interrupted
 from .io import progress_bar
 from .methods import MethodConfig, apply_method, count_parameters, save_method, trainable_parameters, trainable_state_dict
-from .models import load_model, load_processor
+from .blip.models import load_model, load_processor
 from .parallel import Ranks, ranks
 from .rundir import RunFolder, config_dict
 from .tasks import TaskModel, evaluate, get_task, to_device

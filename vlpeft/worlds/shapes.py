@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from .io import own, progress_bar, write_json
+from ..io import own, progress_bar, write_json
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneratio
                           BlipProcessor)
 from transformers.utils import logging as hf_logging
 
-from .config import TinySpec
-from .errors import ModelError
+from ..config import TinySpec
+from ..errors import ModelError
 
 # Nothing downloads at run or test time: a hub name only resolves if it is already in the local cache.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -142,7 +142,7 @@ def save_model(model, processor, out: str | Path, card: dict | None = None) -> P
     model.save_pretrained(out)
     processor.save_pretrained(out)
     if card is not None:
-        from .io import write_json
+        from ..io import write_json
         write_json(out / "card.json", card)
     return out
 

@@ -16,12 +16,11 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from .catalog import FAMILY_COLOURS as FAMILY_COLORS
-from .catalog import METHODS, METRIC_LABEL
-from .catalog import TASKS as TASK_INFO
-from .results import complete, summarize
+from ..catalog import FAMILY_COLOURS as FAMILY_COLORS
+from ..catalog import METHODS, METRIC_LABEL
+from ..catalog import TASK_INFO
+from .results import complete, reference_sizes, summarize
 
-TASKS = tuple(TASK_INFO)
 TASK_LABEL = {t.name: t.title for t in TASK_INFO.values()}
 PAPER_FIG = {t.name: t.paper_figure for t in TASK_INFO.values()}
 # embedding methods in blues, layer methods in warm colours, full fine-tuning black: the families read at a glance
@@ -56,17 +55,6 @@ def _title(text: str, subtitle: str) -> alt.TitleParams:
 
 
 # ---------------------------------------------------------------------------------------------------------
-def reference_sizes(s: pd.DataFrame) -> dict[str, int]:
-    """Per method, the size swept over the most data ratios (ties: the middle one) — the size of Fig. 3/4's
-    data-ratio lines. In the tiny preset that is the middle size; in the paper preset every size qualifies."""
-    out = {}
-    for m, g in s.groupby("method"):
-        counts = g.groupby("size")["data_ratio"].nunique()
-        tied = sorted(counts[counts == counts.max()].index)
-        out[m] = int(tied[len(tied) // 2])
-    return out
-
-
 def _lines(data, x: alt.X, metric: str, tooltip) -> list:
     """Lines dashed for "+ classifier", a mean ± std band and points: the layers of Fig. 3/4. The line layer
     comes first so that the merged colour legend draws strokes rather than the faint band."""

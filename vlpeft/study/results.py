@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalog import family_of, variant
+from ..catalog import family_of, variant
 
 RUN_FILES = ("config.json", "metrics.json", "failed.json")
 KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
@@ -102,6 +102,28 @@ def complete(df: pd.DataFrame) -> pd.DataFrame:
     d = df[(df["status"] == "complete") & np.isfinite(df["best_val"].astype(float))].copy()
     d["tune_classifier"] = d["tune_classifier"].astype(bool)  # `~` on an object column would not negate
     return d
+
+
+def highest_consistency(df: pd.DataFrame) -> pd.DataFrame:
+    """The paper's setting: the runs at the highest consistency level present (a missing level is 1, the
+    embedded model's own); every run when there is no dial."""
+    if df.empty or "consistency" not in df:
+        return df
+    level = pd.to_numeric(df["consistency"], errors="coerce").fillna(1.0)
+    return df[level == level.max()]
+
+
+def reference_sizes(df: pd.DataFrame) -> dict[str, int]:
+    """Per method of one task's runs, its *reference size*: the size swept over the most data ratios (ties: the
+    middle one), both variants counted — the size of Fig. 3/4's data-ratio lines and of the claims' family
+    contrasts. In the tiny preset that is the middle size; in the paper preset every size qualifies (the
+    middle one is taken); full fine-tuning's is 0."""
+    out = {}
+    for m, g in df.groupby("method"):
+        counts = g.groupby("size")["data_ratio"].nunique()
+        tied = sorted(counts[counts == counts.max()].index)
+        out[m] = int(tied[len(tied) // 2])
+    return out
 
 
 def load_curves(study_dir) -> pd.DataFrame:

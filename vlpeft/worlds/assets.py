@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import AssetError
-from .models import TinySpec
-from .world import WorldConfig
+from ..errors import AssetError
+from ..blip.models import TinySpec
+from .shapes import WorldConfig
 
 SMOKE_SPEC = TinySpec(image_size=16, patch_size=8, hidden=32, layers=2, heads=2, intermediate=64, max_positions=160)
 SMOKE_WORLD = WorldConfig(seed=3, image_size=16, n_train=40, n_restval=4, n_val=10, n_test=10, n_pretrain_extra=20,
@@ -94,7 +94,7 @@ def prepare(world: str | World, data_root: str | None = None, model_root: str | 
     if w.synthetic:
         from filelock import FileLock
         from .pretrain import PretrainConfig, pretrain
-        from .world import ensure_world
+        from .shapes import ensure_world
         Path(model_root).parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{str(Path(model_root)).rstrip('/')}.lock"):  # concurrent notebooks wait for each other
             ensure_world(data_root, w.world, progress)

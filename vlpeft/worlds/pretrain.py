@@ -34,13 +34,13 @@ import torch
 import torch.nn.functional as F
 from transformers import BlipForConditionalGeneration
 
-from . import world
-from .config import PretrainConfig
-from .data import Paths, Pixels, load_json, load_karpathy
-from .io import own, progress_bar, write_json
-from .methods import count_parameters, unique_parameters
-from .models import build_processor, build_tokenizer, honour_cross_attention_masks, random_blip, save_model, vision_states
-from .tasks import CAPTION_PROMPT, TASKS, evaluate
+from . import shapes as world
+from ..config import PretrainConfig
+from ..data import Paths, Pixels, load_json, load_karpathy
+from ..io import own, progress_bar, write_json
+from ..methods import count_parameters, unique_parameters
+from ..blip.models import build_processor, build_tokenizer, honour_cross_attention_masks, random_blip, save_model, vision_states
+from ..tasks import CAPTION_PROMPT, TASKS, evaluate
 
 SHIFTS = (0, 8, 32, 128)  # prompt/prefix lengths whose shift the card prices
 

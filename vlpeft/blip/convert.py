@@ -48,8 +48,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from .errors import VlpeftError
-from .io import file_sha256, write_json
+from ..errors import VlpeftError
+from ..io import file_sha256, write_json
 
 DEFAULT_PROCESSOR = "Salesforce/blip-image-captioning-base"
 DEFAULT_OUT = "checkpoints/blip-base-pretrained"
@@ -61,7 +61,7 @@ CHECKPOINT_URLS = {  # BLIP's README, "Pre-trained checkpoints" table
     "model_base_14M.pth": "https://storage.googleapis.com/sfr-vision-language-research/BLIP/models/model_base_14M.pth",
     "model_large.pth": "https://storage.googleapis.com/sfr-vision-language-research/BLIP/models/model_large.pth",
 }
-TASKS = {  # task → (transformers class name, source prefixes it takes)
+OUTPUTS = {  # output folder (task) → (transformers class name, source prefixes it takes)
     "caption": ("BlipForConditionalGeneration", ("visual_encoder", "text_decoder")),
     "vqa": ("BlipForQuestionAnswering", ("visual_encoder", "text_encoder", "text_decoder")),
 }
@@ -308,7 +308,7 @@ def _read_json(path: Path) -> dict | None:
 # Filling one transformers model
 def _group(keys) -> dict[str, int]:
     """Unmapped source keys by prefix: a top-level part none of the outputs takes → 'part.*', else the key."""
-    used = {p for _, prefixes in TASKS.values() for p in prefixes}
+    used = {p for _, prefixes in OUTPUTS.values() for p in prefixes}
     counts = Counter()
     for k in keys:
         head = k.split(".")[0]
@@ -319,7 +319,7 @@ def _group(keys) -> dict[str, int]:
 def _fill(model, task: str, sd: dict, pos_embed) -> dict:
     """Copy every source tensor the task takes into `model`; fail naming any target weight left unfilled."""
     import torch
-    prefixes = TASKS[task][1]
+    prefixes = OUTPUTS[task][1]
     target = model.state_dict()
     plan, no_target = {}, []
     for key in sd:
@@ -362,7 +362,7 @@ def _fill(model, task: str, sd: dict, pos_embed) -> dict:
     differ = [n for n, v in values.items() if not torch.equal(after[n], v.to(after[n].dtype))]
     if differ:
         raise ConvertError(f"{task}: weights did not load as copied: {differ[:10]}")
-    return {"class": TASKS[task][0], "sources": [p + ".*" for p in prefixes], "filled": len(values),
+    return {"class": OUTPUTS[task][0], "sources": [p + ".*" for p in prefixes], "filled": len(values),
             "filled_via_tying": {d: tied[d] for d in sorted(via_tying)}, "unfilled_target": [],
             "source_keys_without_target": sorted(no_target), "_used": set(plan.values())}
 
@@ -383,7 +383,7 @@ def _state(out: Path) -> str:
 
 def _clear(out: Path) -> None:
     """Remove only what a conversion writes."""
-    for task in TASKS:
+    for task in OUTPUTS:
         if (out / task).is_dir():
             shutil.rmtree(out / task)
     for name in (RECORD, RECORD + ".tmp", *(p.name for p in out.glob(f".{RECORD}.*.tmp"))):
@@ -491,7 +491,7 @@ def convert_blip(src: str | Path, out: str | Path, processor: str = DEFAULT_PROC
     (out / PARTIAL).write_text(json.dumps({"source": str(src)}))  # first: a crash leaves a folder known as ours
     _clear(out)
     outputs, used = {}, set()
-    for task in TASKS:
+    for task in OUTPUTS:
         torch.manual_seed(0)
         model = TASK_CLASSES[task](config).eval()
         report = _fill(model, task, sd, pos_embed)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from .claims import CI_LEVEL, VERDICT_RULES, dial_verdict, evaluate_claims, per_method_table
-from .figures import FIGURES, TASK_LABEL, TASKS, fig_dial, save
-from .results import complete, load_curves, load_runs, summarize
+from ..catalog import TASK_INFO
+from .figures import FIGURES, TASK_LABEL, fig_dial, save
+from .results import complete, highest_consistency, load_curves, load_runs, summarize
 
 VERDICT_COLORS = {"supported": "#d4edda", "not supported": "#f8d7da", "inconclusive": "#fff3cd"}
 
@@ -112,14 +113,14 @@ def write_report(study_dir, out_dir, formats=("png", "svg")) -> Path:
                             + _figure(save(fig_dial(runs), out / "figures", "dial", formats), "dial"))
         except Exception as err:  # noqa: BLE001 - one figure that cannot be drawn must not sink the report
             notes.append(f"dial figure: skipped ({type(err).__name__}: {err})")
-        top = runs["consistency"].max()
+        runs_for_figures = highest_consistency(runs)
+        top = runs_for_figures["consistency"].fillna(1.0).max()
         notes.append(f"the paper's figures and claims below use the runs at the highest consistency level ({top:g})")
-        runs_for_figures = runs[runs["consistency"].fillna(top) == top]
         curves = curves[curves.run_dir.isin(runs_for_figures.run_dir)]
     else:
         runs_for_figures = runs
     done = complete(runs_for_figures)
-    for task in TASKS:
+    for task in TASK_INFO:
         if not (done.task == task).any():
             notes.append(f"{task}: no complete runs — its figures are skipped")
             continue

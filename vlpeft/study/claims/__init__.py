@@ -1,0 +1,101 @@
+"""The paper's eleven claims (paper §V) and the consistency dial as computed checks, with verdict rules fixed
+before any data.
+
+    table = evaluate_claims(load_runs("runs/tiny"))   # one row per claim: statistic, value, CI, n, verdict
+    per_method_table(runs)                            # one row per (claim, method): each method's own mark
+    dial_verdict(runs)                                # the consistency dial's prediction (beyond the paper)
+    print(VERDICT_RULES)                              # the rules, in words, assembled from the claims' docstrings
+
+The rooms: `stats` (intervals over units), `judges` (margins, marks, verdicts), `estimators` (per-unit effects),
+`parts` (a claim's declared parts and the registry); one module per family of claims — `data_ratio` (1, 4),
+`param_size` (2, 5), `classifier` (3, 6), `families` (7, 8, 10), `cost` (9), `budget` (11) — and `dial`.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import budget, classifier, cost, data_ratio, families, param_size  # noqa: F401 - each registers its claims
+from .dial import TEXT as DIAL_TEXT
+from .dial import dial_slopes, dial_verdict
+from .estimators import EMBEDDING, FAMILIES, LAYER, PEFT, paper_setting
+from .judges import THRESHOLDS, Judge, Mark, Verdict
+from .parts import CLAIMS, COLUMNS, PER_METHOD_COLUMNS, Claim, Part
+from .stats import CI_LEVEL, MIN_UNITS, Estimate, seeds_needed, t_interval
+
+CLAIMS = dict(sorted(CLAIMS.items()))
+VERDICTS = tuple(str(v) for v in Verdict)
+
+
+def evaluate_claims(df: pd.DataFrame) -> pd.DataFrame:
+    """All eleven claims, one row each: claim, text, statistic, value, ci_low, ci_high, n (units), verdict,
+    evidence, value_unit, seeds_needed (inconclusive claims: seeds that would decide at the measured spread)."""
+    d = paper_setting(df)
+    return pd.DataFrame([c.evaluate(d)[0] for c in CLAIMS.values()], columns=COLUMNS)
+
+
+def per_method_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (claim, method) for the claims judged or reported per method (1–6, 8, 10, 11): the method's
+    own estimate (score points), its t interval, n_units, mark and, when unclear, the seeds that would decide it."""
+    d = paper_setting(df)
+    return pd.DataFrame([r for c in CLAIMS.values() for r in c.evaluate(d)[1]], columns=PER_METHOD_COLUMNS)
+
+
+def rules_by_claim() -> dict[int, str]:
+    """Each claim's rule: its function's docstring."""
+    return {n: c.rule for n, c in CLAIMS.items()}
+
+
+PREAMBLE = """\
+**Scores and units.** The score of a run is its best validation metric (CIDEr for captioning, VQA accuracy), as
+in the paper; only complete runs are used. Effects are **absolute, in score points** (100 × the metric: a CIDEr
+point, an accuracy point); no effect is divided by a baseline. "Methods" are the five PEFT methods. When the table
+has a `consistency` column, claims 1–11 use the runs at its highest level (missing = 1, the paper's setting).
+
+**Unit of replication.** A seed fixes both the training-data subset and the initialisation, so the unit is the
+seed — (pre-training seed, seed) when a `pretrain_seed` column exists (missing = one pre-trained model). Every
+effect is computed *within each unit* (a per-unit slope, a per-unit paired difference, averaged over the unit's
+matched cells); the interval is a {CI_LEVEL:.0%} Student t interval over units (mean ± t·sd/√n), n = units.
+Fewer than MIN_UNITS = {MIN_UNITS} units give no interval: the part is marked *too few seeds* and the claim is
+inconclusive. For an undecided part the report gives `seeds_needed`: the smallest n with
+t(0.95, n−1)·sd/√n < |estimate − the bound that would decide it|, sd the measured seed-to-seed spread (a rough
+planning figure: the spread of 2–3 seeds is itself uncertain).
+
+**Margins** (score points, per task): minimum effect MIN_GAIN_CAPTION = {MIN_GAIN_CAPTION:g} CIDEr point,
+MIN_GAIN_VQA = {MIN_GAIN_VQA:g} accuracy point — the smallest gain papers in either field report as an
+improvement; FLAT_CAPTION = ±{FLAT_CAPTION:g} CIDEr points over the whole data-ratio range — a few times the
+seed-to-seed spread of a caption fine-tune, and below the gaps between methods the paper discusses;
+COMPARABLE_CAPTION = {COMPARABLE_CAPTION:g} CIDEr points and COMPARABLE_VQA = {COMPARABLE_VQA:g} accuracy
+points — the distance PEFT papers call "comparable to full fine-tuning"; LAG_VQA = {LAG_VQA:g} accuracy points
+— "far behind" is at least 2.5× the comparability margin; PROMPT_PCT = {PROMPT_PCT:g} % (paper §V-C);
+DIAL_NEGLIGIBLE = {DIAL_NEGLIGIBLE:g} CIDEr points per doubling of data.
+
+**Judging one effect** (estimate *e*, {CI_LEVEL:.0%} interval [lo, hi], margin m):
+- *rises / helps / beats* (gain): **yes** when lo > 0 and e ≥ m (= MIN_GAIN of the task); **no** when hi < m.
+- *flat / comparable* (two-sided equivalence, TOST): **yes** when −m < lo and hi < m; **no** when the interval lies
+  wholly outside ±m (lo > m or hi < −m).
+- *at least as well / up to full* (non-inferiority): **yes** when lo > −m; **no** when hi < −m.
+- *lags far behind*: **yes** when hi < −m; **no** when lo > −m.
+**Yes** uses the {CI_LEVEL:.0%} interval; a claim needing every one of its parts needs no correction (an
+intersection–union test). **No** uses the Bonferroni interval at level 1 − {ALPHA:.2f}/k when any one of k
+parts can refute the claim, so noise in one of five methods does not refute it by chance.
+
+**Pre-named contrasts** (no maximum over methods or sizes inside a test). A method's *reference size* is the
+size swept over the most data ratios (ties: the middle one) — the size of Fig. 3/4's data-ratio lines. A
+*family score* is the mean over the family's methods at their reference sizes (plain variants), per (data
+ratio, unit) cell; a unit's contrast is the mean over its cells, matched by data ratio with the other side.
+
+**Claims about every method** (1, 4, 5, 6a, 10a): *not supported* as soon as one method is **no**; *supported*
+when every method present is **yes** and at least MIN_METHODS = {MIN_METHODS} are; otherwise *inconclusive*.
+"""
+
+
+def rules_page() -> str:
+    """The verdict rules as Markdown: the general rules, then each claim's and the dial's, from their docstrings."""
+    import textwrap
+    dial = " ".join(textwrap.dedent(dial_verdict.__doc__).split()).format(**THRESHOLDS)
+    numbered = "\n".join(f"{n}. {rule}" for n, rule in rules_by_claim().items())
+    return (PREAMBLE.format(**THRESHOLDS, ALPHA=1 - CI_LEVEL) + "\n" + numbered
+            + f"\n\n**Consistency dial** (beyond the paper). {DIAL_TEXT} {dial}\n")
+
+
+VERDICT_RULES = rules_page()

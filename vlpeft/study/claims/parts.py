@@ -1,0 +1,127 @@
+"""A claim is a short function registered with its number; its docstring *is* its rule. What it computes is a
+list of declared parts — each an effect, the judge that marks it and the number k of parts that can refute the
+claim — from which the claim's verdict, its evidence text and the seeds that would decide it follow.
+
+    @claim(4, "VQA (inconsistent): score rises with data ratio, for every method.")
+    def vqa_rises_with_data(d):
+        \"\"\"As claim 1 on VQA, judged gain with MIN_GAIN_VQA …\"\"\"
+        …
+        return result(4, statistic, value, verdict, parts), per_method_rows
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .judges import THRESHOLDS, Judge, Mark, Verdict
+from .stats import MIN_UNITS, Estimate
+
+COLUMNS = ["claim", "text", "statistic", "value", "ci_low", "ci_high", "n", "verdict", "evidence", "value_unit",
+           "seeds_needed"]
+PER_METHOD_COLUMNS = ["claim", "method", "statistic", "estimate", "ci_low", "ci_high", "n_units", "mark",
+                      "seeds_needed", "detail"]
+
+
+@dataclass
+class Part:
+    """One effect a claim rests on (or reports): its estimate, the judge that marks it, and k — the parts that
+    can refute the claim, so that 'no' is read off the Bonferroni interval at level 1 − (1 − CI_LEVEL)/k.
+    `label` is how the evidence reads the mark ("helps: yes"); a `mark` given is a composite one (claim 2's
+    optimum, claim 5's monotone rise), kept as is."""
+    name: str
+    estimate: Estimate | None
+    judge: Judge | None = None            # None: reported beside the claim, not judged
+    k: int = 1
+    label: str = ""
+    mark: Mark | None = None
+
+    def __post_init__(self):
+        if self.mark is None:
+            self.mark = self.judge.mark(self.estimate, self.k) if self.judge is not None else Mark.NOT_JUDGED
+
+    @property
+    def evidence(self) -> str:
+        """`name: estimate (label: mark)`; a part reported but not judged shows its label alone."""
+        shown = self.estimate if self.estimate is not None else "no matched runs"
+        if self.label and self.mark == Mark.NOT_JUDGED:
+            return f"{self.name}: {shown} ({self.label})"
+        return f"{self.name}: {shown} ({self.label + ': ' if self.label else ''}{self.mark})"
+
+    @property
+    def seeds_needed(self):
+        """Units that would decide this part at the measured spread (None unless it is unclear)."""
+        if self.judge is None or self.mark != Mark.UNCLEAR:
+            return None
+        return self.judge.needed(self.estimate, self.k)
+
+    def method_row(self, claim: int, method: str, statistic: str, detail: str = "") -> dict:
+        """This part as one method's row of the per-method table."""
+        e = self.estimate
+        ok = e is not None and e.n > 0
+        needed = self.seeds_needed
+        return {"claim": claim, "method": method, "statistic": statistic, "estimate": e.est if ok else math.nan,
+                "ci_low": e.lo if ok else math.nan, "ci_high": e.hi if ok else math.nan, "n_units": e.n if ok else 0,
+                "mark": str(self.mark), "seeds_needed": math.nan if needed is None else float(needed),
+                "detail": detail}
+
+
+def seed_note(parts: list[Part]) -> tuple[str, float]:
+    """The evidence's closing words and the claim's `seeds_needed`: too few seeds anywhere, or the most seeds
+    that any unclear part would need at the measured seed-to-seed spread."""
+    few = [p.estimate.n for p in parts if p.mark == Mark.TOO_FEW_SEEDS]
+    if few:
+        return f" — an interval needs ≥ {MIN_UNITS} seeds (units); some parts have only {max(few)}", math.nan
+    needs = [n for n in (p.seeds_needed for p in parts) if n is not None]
+    if not needs:
+        return "", math.nan
+    most = max(needs)
+    if most == math.inf:
+        return " — more than 1000 seeds would be needed to decide it at the measured spread", math.inf
+    return f" — about {most} seeds would decide it at the measured seed-to-seed spread", float(most)
+
+
+def evidence(parts: list[Part], sep: str = "; ") -> str:
+    return sep.join(p.evidence for p in parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The registry
+@dataclass(frozen=True)
+class Claim:
+    number: int
+    text: str                                     # the paper's claim, in words
+    evaluate: Callable = field(repr=False)       # prepared runs (paper setting) → (row, per-method rows)
+
+    @property
+    def rule(self) -> str:
+        """The verdict rule: the function's docstring, with the thresholds filled in."""
+        doc = textwrap.dedent(self.evaluate.__doc__ or "").strip()
+        return " ".join(doc.split()).format(**THRESHOLDS)
+
+    def __call__(self, df) -> dict:
+        """The claim's row of `evaluate_claims` for a runs table."""
+        from .estimators import paper_setting
+        return self.evaluate(paper_setting(df))[0]
+
+
+CLAIMS: dict[int, Claim] = {}
+
+
+def claim(number: int, text: str):
+    def register(fn):
+        CLAIMS[number] = Claim(number, text, fn)
+        return fn
+    return register
+
+
+def result(claim_number: int, statistic: str, value: Estimate | None, verdict: Verdict, text: str,
+           needed: float = math.nan, value_unit: str = "score points", claim_text: str | None = None) -> dict:
+    """One row of the claims table."""
+    ok = value is not None and value.n > 0
+    return {"claim": claim_number, "text": claim_text or CLAIMS[claim_number].text, "statistic": statistic,
+            "value": value.est if ok else math.nan, "ci_low": value.lo if ok else math.nan,
+            "ci_high": value.hi if ok else math.nan, "n": value.n if ok else 0, "verdict": str(verdict),
+            "evidence": text, "value_unit": value_unit,
+            "seeds_needed": needed if verdict == Verdict.INCONCLUSIVE else math.nan}

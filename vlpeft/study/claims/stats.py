@@ -1,0 +1,75 @@
+"""The statistics under every claim: an effect measured once per unit of replication, its Student t interval,
+and how many units would decide it.
+
+The unit is the seed — (pre-training seed, seed) when several pre-trained models exist: a seed fixes the training
+subset and the initialisation of every run made with it, so runs of one seed are not independent. Effects are in
+score points (100 × the metric). Everything here is deterministic (no resampling).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+CI_LEVEL = 0.90           # two-sided; a 90% CI inside ±margin is TOST at α = 0.05
+MIN_UNITS = 2             # a t interval over units needs ≥ 2 units (seeds)
+
+
+def t_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Student t interval of the mean of `values` (one per unit); NaN with fewer than MIN_UNITS values."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < MIN_UNITS:
+        return math.nan, math.nan
+    half = stats.t.ppf(1 - (1 - level) / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def seeds_needed(effect: float, sd: float, margin: float, level: float = CI_LEVEL, max_n: int = 1000):
+    """Smallest number of units n ≥ 2 whose interval half-width t(level, n−1)·sd/√n is below |effect − margin|,
+    i.e. that would decide a part whose true effect and seed-to-seed spread are the ones measured.
+    math.inf when more than `max_n` would be needed (an effect on the bound is never decided); None when no
+    spread is measured (fewer than 2 units)."""
+    gap = abs(effect - margin)
+    if not (np.isfinite(effect) and np.isfinite(margin) and np.isfinite(sd)):
+        return None
+    for n in range(MIN_UNITS, max_n + 1):
+        if stats.t.ppf(1 - (1 - level) / 2, n - 1) * sd / math.sqrt(n) < gap:
+            return n
+    return math.inf
+
+
+class Estimate:
+    """An effect: one value per unit (index = unit label), its mean, sd and t interval."""
+
+    def __init__(self, values: pd.Series):
+        self.values = pd.Series(values, dtype=float).dropna()
+        self.n = len(self.values)
+        self.est = float(self.values.mean()) if self.n else math.nan
+        self.sd = float(self.values.std(ddof=1)) if self.n >= MIN_UNITS else math.nan
+        self.lo, self.hi = self.interval()
+
+    def interval(self, k: int = 1) -> tuple[float, float]:
+        """t interval at level 1 − (1 − CI_LEVEL)/k (Bonferroni over k parts)."""
+        return t_interval(self.values.to_numpy(), 1 - (1 - CI_LEVEL) / max(k, 1))
+
+    def __neg__(self) -> "Estimate":
+        return Estimate(-self.values)
+
+    def __sub__(self, other: "Estimate") -> "Estimate":
+        return Estimate((self.values - other.values).dropna())  # paired by unit
+
+    def __str__(self) -> str:
+        if self.n < MIN_UNITS:
+            return f"{self.est:+.2f} pt, n={self.n}"
+        return f"{self.est:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}] pt, n={self.n}"
+
+
+def mean_of(ests: list["Estimate | None"]) -> Estimate | None:
+    """Per unit, the mean over parts (units holding every part)."""
+    ests = [e for e in ests if e is not None and e.n]
+    if not ests:
+        return None
+    return Estimate(pd.concat([e.values for e in ests], axis=1).mean(axis=1, skipna=False))

@@ -1,0 +1,119 @@
+"""Where a grid's cells run: a local pool of sweep workers (one GPU each when there are GPUs, a fair share of the
+CPU threads otherwise) or one Slurm job array (submitit). Before the cells, each world's assets are prepared
+(`vlpeft.worlds.assets`) and the frozen vision features computed once (`vlpeft.features.prepare_features`).
+
+    failures = execute(cells, workers=2)        # skips complete cells; a failure never stops the others
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from .engine import WarmKernel, _reason, run_cell, run_cell_once
+from ..features import prepare_features
+from .presets import Cell
+
+
+def _init_worker(devices, cpu_threads: int) -> None:
+    """One GPU per local worker (CUDA_VISIBLE_DEVICES), or a fair share of the CPU threads; the worker's warm
+    kernel is shut down when the worker exits."""
+    from multiprocessing.util import Finalize
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cpu_threads)  # for the kernels it starts
+    if devices is None:
+        import torch
+        torch.set_num_threads(cpu_threads)                                            # for its own work
+    Finalize(None, WarmKernel.shutdown, exitpriority=10)
+
+
+def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm: dict | None = None,
+            progress: bool = True) -> list[dict]:
+    """Run every incomplete cell; print and return the failures and diverged runs (each with reason and path)."""
+    todo = [c for c in cells if not (c.out_dir / "metrics.json").exists()]
+    print(f"{len(cells)} runs in the grid: {len(cells) - len(todo)} complete, {len(todo)} to run", flush=True)
+    prepare_assets(todo, progress, workers)
+    prepare_features([c.config for c in todo], progress)
+    results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress)
+    failures = [r for r in results if r["status"] in ("failed", "diverged")]
+    for r in results:
+        if r["status"] == "busy":
+            print(f"SKIPPED {r['path']}: another sweep is running it")
+    for f in failures:
+        print(f"{f['status'].upper()} {f['path']}\n    {f['error']}")
+    if cells:
+        study_root = cells[0].out_dir.parents[2]
+        study_root.mkdir(parents=True, exist_ok=True)
+        (study_root / "failures.json").write_text(json.dumps(failures, indent=2))
+    return failures
+
+
+def prepare_assets(cells: list[Cell], progress: bool = True, workers: int = 2) -> None:
+    """Each world the cells use, through the one route (`vlpeft.assets`; `real` prepares nothing), said aloud.
+    Several pre-trainings (the dial) run `workers` at a time, one CPU thread each: the tiny model's small matrix
+    products gain almost nothing from a second thread, so two at once take half the time."""
+    from ..worlds.assets import get_world, prepare
+    from ..worlds.shapes import ensure_world
+    todo = sorted({(c.world, c.config.data_root, str(Path(c.config.model_path.format(task="caption")).parent))
+                   for c in cells})
+    for world, data_root in sorted({(w, d) for w, d, _ in todo}):  # the worlds first: several models share one
+        if get_world(world).synthetic:
+            ensure_world(data_root, get_world(world).world, progress)
+    missing = [t for t in todo if get_world(t[0]).synthetic and not (Path(t[2]) / "card.json").exists()]
+    if len(missing) > 1 and workers > 1:
+        with ProcessPoolExecutor(min(workers, len(missing)), mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(None, 1)) as pool:
+            list(pool.map(prepare, *zip(*missing), [False] * len(missing)))
+    for world, data_root, model_root in todo:
+        print(prepare(world, data_root, model_root, progress).describe(), flush=True)
+
+
+def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> list[dict]:
+    if not cells:
+        return []
+    import torch
+    from ..io import progress_bar
+    n_gpu = torch.cuda.device_count()
+    workers = max(1, min(workers, len(cells), n_gpu or workers))
+    ctx = mp.get_context("spawn")
+    devices = None
+    if n_gpu:
+        devices = ctx.Manager().Queue()
+        for i in range(workers):
+            devices.put(i)
+    cpu_threads = max(1, (os.cpu_count() or 1) // workers)
+    for c in cells:
+        if not c.config.threads and not n_gpu:
+            c.config.threads = cpu_threads
+    results = []
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, cpu_threads)) as pool, \
+            progress_bar(total=len(cells), desc="sweep", unit="run", disable=not progress) as bar:
+        futures = [pool.submit(run_cell, c) for c in cells]
+        for fut in as_completed(futures):
+            results.append(fut.result())
+            n_failed = sum(r["status"] in ("failed", "diverged") for r in results)
+            bar.set_postfix(done=len(results) - n_failed, failed=n_failed, refresh=False)
+            bar.update()
+    return results
+
+
+def _execute_slurm(cells: list[Cell], opts: dict) -> list[dict]:
+    """One Slurm job array through submitit (`map_array`); `cluster="local"` runs it on this machine."""
+    if not cells:
+        return []
+    import submitit
+    from ..io import progress_bar
+    ex = submitit.AutoExecutor(folder=opts.get("slurm_dir", "runs/slurm_logs"), cluster=opts.get("cluster"))
+    ex.update_parameters(timeout_min=opts.get("time", 240), gpus_per_node=opts.get("gpus", 1),
+                         slurm_partition=opts.get("partition"), slurm_array_parallelism=opts.get("parallel", 64))
+    jobs = ex.map_array(run_cell_once, cells)
+    results = []
+    for job in progress_bar(iterable=jobs, desc="slurm jobs", unit="run"):
+        try:
+            results.append(job.result())
+        except Exception as e:  # noqa: BLE001 - the job itself died (node failure, time limit)
+            results.append({"status": "failed", "error": _reason(e, Path(".")), "path": str(job.paths.stdout)})
+    return results

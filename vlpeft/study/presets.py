@@ -1,0 +1,203 @@
+"""Grids of runs (presets), executed through the method notebooks with papermill, locally or on Slurm.
+
+    cells = grid("tiny")                        # every run of the preset, each with its whole RunConfig
+    failures = execute(cells, workers=2)        # skips complete cells; a failure never stops the others
+
+A preset names its world (`vlpeft.assets`): `paper` is real BLIP on real files (nothing is generated),
+`tiny` the embedded shapes world, `smoke` the seconds-long wiring check. Each cell runs its method's notebook
+(`catalog.METHODS[m].notebook`) through papermill into `runs/<study>/<task>/<method>/<run-id>/run.ipynb`,
+handing the notebook the cell's whole RunConfig as one parameter. The run id is readable and carries a short
+hash of the results-relevant config (`rundir.run_hash`), so two presets that differ only in, say, the LR
+never share a folder. A complete cell (metrics.json) is skipped; a failed one keeps papermill's notebook with
+its error cell and a `failed.json` with the reason (a dead kernel: the run log's tail), the sweep goes on, and
+the next invocation retries only the failed and missing cells. A cell that another sweep is running right
+now is skipped and said so. When the vision tower is frozen (every PEFT cell), its outputs are computed once
+before the cells (`vlpeft.features`) and shared by all of them.
+
+Presets:
+  paper  Table II exactly (DESIGN §2): every data ratio × every size of each PEFT, the same with
+         "+ classifier", and full fine-tuning at every ratio; BLIP-base converted from BLIP's pre-training
+         checkpoint (`vlpeft convert-blip`), MSCOCO/VQAv2 under data/coco.
+  tiny   the embedded study for a 2-core CPU: per task and PEFT, 3 data ratios at the middle size and 3 sizes
+         at the full data, "+ classifier" at the middle size and full data, full fine-tuning at each ratio;
+         three seeds.
+  dial   the consistency dial (beyond the paper): captioning at three consistency levels × two pre-training
+         seeds, prompt-tuning, LoRA and full fine-tuning on the tiny ratio and size axes, three seeds.
+  smoke  a handful of runs to check that everything is wired (numbers mean nothing).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog import METHODS, peft_methods, variant
+from ..errors import ConfigError
+from ..rundir import config_dict, run_hash
+from ..config import RunConfig
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+PEFT = peft_methods()
+
+# ---------------------------------------------------------------------------------------------------------
+# The paper's Table II
+PAPER_RATIOS = {"caption": [0.01, 0.02, 0.04, 0.08, 0.1, 0.2, 0.4, 0.8, 1.0], "vqa": [0.1, 0.2, 0.4, 0.8, 1.0]}
+PAPER_SIZES = {
+    "caption": {"prompt": [2, 4, 8, 16, 32, 64, 128], "prefix": [2, 4, 8, 16, 32, 64, 128], "lora": [2, 4, 8, 16, 32],
+                "serial_adapter": [16, 32, 64, 128], "parallel_adapter": [16, 32, 64, 128]},
+    "vqa": {"prompt": [2, 4, 8, 16, 32, 64, 128], "prefix": [2, 4, 8, 16, 32, 64, 128], "lora": [2, 4, 8, 16, 32],
+            "serial_adapter": [16, 32, 64, 128, 256, 512], "parallel_adapter": [16, 32, 64, 128, 256, 512]},
+}
+PAPER_LR = {"caption": {"prompt": 3e-4, "prefix": 3e-4, "lora": 5e-6, "serial_adapter": 1e-6,
+                        "parallel_adapter": 1e-6, "full": 1e-5},   # full: not in Table II; BLIP's fine-tuning LR
+            "vqa": {m: 3e-4 for m in PEFT} | {"full": 2e-5}}      # full: likewise
+PAPER_BASE = {  # paper §IV + appendix
+    "caption": dict(steps=4000, warmup_steps=400, batch_size=256, image_size=256, eval_every=500, eval_size=0,
+                    cache_images=False),
+    "vqa": dict(epochs=10, warmup_per_ratio=800, batch_size=256, image_size=256, eval_every=2000, eval_size=5000,
+                cache_images=False),
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# The embedded world's scaled-down schedule (same shape as the paper's, ~100× shorter)
+EMBEDDED_LR = {"caption": {"prompt": 3e-3, "prefix": 3e-3, "lora": 1e-3, "serial_adapter": 1e-3,
+                           "parallel_adapter": 1e-3, "full": 2e-4},
+               "vqa": {"prompt": 3e-3, "prefix": 3e-3, "lora": 2e-3, "serial_adapter": 2e-3,
+                       "parallel_adapter": 2e-3, "full": 3e-4}}
+# Changed from the first study (2 seeds, 2 VQA epochs, "+ classifier" at every ratio, 60/100 caption and 150/300
+# VQA evaluation examples) before any run of this one, for time and statistical power — never for a verdict: three
+# seeds (the unit of replication of the claims), more evaluation examples (the whole caption test split, twice
+# the validation examples), and to pay for them one VQA epoch and "+ classifier" at the full data ratio only.
+TINY_BASE = {"caption": dict(steps=120, warmup_steps=12, batch_size=32, eval_every=40, eval_size=100, test_size=0),
+             "vqa": dict(epochs=1, warmup_per_ratio=20, batch_size=32, eval_every=50, eval_size=300, test_size=0)}
+TINY_SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
+              "parallel_adapter": [4, 16, 64]}
+TINY_RATIOS = [0.1, 0.3, 1.0]
+TINY_SEEDS = [0, 1, 2]
+SMOKE_BASE = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=8,
+                  test_size=8, lr=1e-3)
+# The consistency dial (beyond the paper; DESIGN §3): captioning at every level × pre-training seed of
+# `assets.DIAL_LEVELS` × `assets.DIAL_PRETRAIN_SEEDS`, for one method of each family and full fine-tuning, on the
+# tiny schedule's ratio and size axes
+DIAL_METHODS = ["prompt", "lora"]
+DIAL_SEEDS = [0, 1, 2]
+PRESET_WORLD = {"paper": "real", "tiny": "embedded", "smoke": "smoke", "dial": "dial-*"}
+
+
+@dataclass
+class Cell:
+    study: str
+    world: str                  # the world its assets come from (vlpeft.assets)
+    config: RunConfig           # the whole run, out_dir included
+
+    @property
+    def run_id(self) -> str:
+        c = self.config
+        return f"{variant(c.method, c.tune_classifier)}_s{c.size}_r{c.data_ratio:g}_seed{c.seed}-{run_hash(config_dict(c))}"
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.config.out_dir)
+
+    @property
+    def notebook(self) -> Path:
+        return NOTEBOOK_DIR / f"{METHODS[self.config.method].notebook}.ipynb"
+
+
+def make_cell(study: str, world: str, runs_root: str, **fields) -> Cell:
+    cell = Cell(study, world, RunConfig(**fields))
+    cell.config.out_dir = str(Path(runs_root) / study / cell.config.task / cell.config.method / cell.run_id)
+    return cell
+
+
+def _axis(study, world, runs_root, task, method, sizes, ratios, seeds, cls_options, base) -> list[Cell]:
+    return [make_cell(study, world, runs_root, task=task, method=method, size=s, tune_classifier=c, data_ratio=r,
+                      seed=seed, **base) for s in sizes for r in ratios for c in cls_options for seed in seeds]
+
+
+def _tiny_axes(args, task: str, methods: list[str], seeds: list[int], fields: dict, classifier: bool) -> list[Cell]:
+    """The tiny schedule's axes for one task and world: per PEFT method the data ratios at its middle size, its
+    other sizes at the full data (and with `classifier`, "+ classifier" at the middle size and full data);
+    full fine-tuning at every ratio. `fields` are the world's paths and any overrides."""
+    cells = []
+    for m in methods:
+        base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task][m]} | fields
+        mid = TINY_SIZES[m][1]
+        cells += _axis(*args, task, m, [mid], TINY_RATIOS, seeds, [False], base)                         # ratio axis
+        cells += _axis(*args, task, m, [s for s in TINY_SIZES[m] if s != mid], [1.0], seeds, [False], base)  # size axis
+        if classifier:
+            cells += _axis(*args, task, m, [mid], [1.0], seeds, [True], base)                         # + classifier
+    base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task]["full"]} | fields
+    return cells + _axis(*args, task, "full", [0], TINY_RATIOS, seeds, [False], base)
+
+
+def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_root: str | None = None,
+         model_path: str | None = None, feature_cache: str = "cache/features", **overrides) -> list[Cell]:
+    """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
+    `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs."""
+    from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_world
+    if preset not in PRESET_WORLD:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_WORLD)}")
+    study = study or preset
+    if preset == "dial":
+        if data_root or model_path:
+            raise ConfigError("the dial preset has one world per level and seed (vlpeft.assets.dial_world); "
+                              "--data-root and --model-path do not apply")
+        cells = []
+        for w in (dial_world(level, pseed) for level in DIAL_LEVELS for pseed in DIAL_PRETRAIN_SEEDS):
+            where = dict(data_root=w.data_root, model_path=w.model_path, feature_cache=feature_cache)
+            cells += _tiny_axes((study, w.name, runs_root), "caption", DIAL_METHODS, DIAL_SEEDS, where | overrides,
+                                classifier=False)
+        return cells
+    world = get_world(PRESET_WORLD[preset])
+    where = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
+                 feature_cache=feature_cache)
+    args = (study, world.name, runs_root)
+    cells: list[Cell] = []
+    for task in ("caption", "vqa"):
+        if preset == "paper":
+            for m in PEFT:
+                base = PAPER_BASE[task] | {"lr": PAPER_LR[task][m]} | where | overrides
+                cells += _axis(*args, task, m, PAPER_SIZES[task][m], PAPER_RATIOS[task], [0], [False, True], base)
+            base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | where | overrides
+            cells += _axis(*args, task, "full", [0], PAPER_RATIOS[task], [0], [False], base)
+        elif preset == "tiny":
+            cells += _tiny_axes(args, task, PEFT, TINY_SEEDS, where | overrides, classifier=True)
+    if preset == "smoke":
+        for task, m, size in (("caption", "lora", 4), ("vqa", "prompt", 4), ("vqa", "parallel_adapter", 8)):
+            cells += _axis(*args, task, m, [size], [0.5], [0], [False], SMOKE_BASE | where | overrides)
+    return cells
+
+
+def select(cells: list[Cell], tasks=None, methods=None, sizes=None, ratios=None, seeds=None) -> list[Cell]:
+    """The cells matching every filter given; a filter that matches nothing is an error naming the choices."""
+    filters = {"task": tasks, "method": methods, "size": sizes, "data_ratio": ratios, "seed": seeds}
+    for name, allowed in filters.items():
+        if allowed is None:
+            continue
+        present = sorted({getattr(c.config, name) for c in cells}, key=str)
+        unknown = [v for v in allowed if v not in present]
+        if unknown:
+            raise ConfigError(f"no runs with {name} {', '.join(map(str, unknown))} in this grid; valid values: "
+                              f"{', '.join(map(str, present))}")
+    return [c for c in cells if all(allowed is None or getattr(c.config, name) in allowed
+                                    for name, allowed in filters.items())]
+
+
+def print_grid(cells: list[Cell]) -> None:
+    import pandas as pd
+    if not cells:
+        print("0 runs")
+        return
+    df = pd.DataFrame([config_dict(c.config) | {"done": (c.out_dir / "metrics.json").exists()} for c in cells])
+    df["variant"] = [variant(m, t) for m, t in zip(df.method, df.tune_classifier)]
+    table = df.groupby(["task", "variant"]).agg(runs=("size", "size"), sizes=("size", lambda s: sorted(set(s))),
+                                                ratios=("data_ratio", lambda s: sorted(set(s))),
+                                                seeds=("seed", "nunique"), done=("done", "sum"))
+    print(table.to_string())
+    print(f"\n{len(df)} runs ({int(df.done.sum())} already complete)")
