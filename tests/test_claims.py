@@ -18,72 +18,8 @@ from vlpeft.study import claims
 from vlpeft.study.claims.estimators import cls_gain, ratio_change
 from vlpeft.study.claims.judges import DIAL_NEGLIGIBLE
 
-FAMILY = {"full": "full", "prompt": "embedding", "prefix": "embedding", "lora": "layer", "serial_adapter": "layer",
-          "parallel_adapter": "layer"}
-
-
-def variant(method: str, cls: bool) -> str:  # as results.load_runs labels a run
-    return method if method == "full" or not cls else f"{method}+cls"
-
-
-SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
-         "parallel_adapter": [4, 16, 64]}
-PARAMS_PER_SIZE = {"prompt": 50, "prefix": 1000, "lora": 3000, "serial_adapter": 2000, "parallel_adapter": 2000}
-CLS_PARAMS, FULL_PARAMS, ALL_PARAMS, N_FULL_DATA = 50_000, 2_000_000, 2_000_000, 1000
-RATIOS, SEEDS = (0.1, 0.3, 1.0), (0, 1, 2, 3)
-METRIC = {"caption": "cider", "vqa": "vqa_acc"}
-SHAPE = [-0.1, 0.0, -0.1]  # caption: an interior optimum in size
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Scenarios: score(method, i, cls, ratio), i = the size's index in the grid (full fine-tuning: i = 1)
-def paper_caption(m, i, cls, r):
-    """Flat in data, an interior optimum in size, + classifier helps prompt and hurts layer methods; layer
-    slightly above embedding; prefix and layer at least as good as full, prompt (the exception) below it."""
-    base = {"prompt": 0.975, "prefix": 1.015, "full": 1.0}.get(m, 1.01) + SHAPE[i]
-    return base + (0.06 if m == "prompt" else -0.06 if FAMILY[m] == "layer" else 0.0) * cls
-
-
-def paper_vqa(m, i, cls, r):
-    """Rises with data and size, + classifier raises every method to full on average, layer ≈ full ≫ embedding."""
-    base = {"embedding": 0.34, "layer": 0.50, "full": 0.50}[FAMILY[m]]
-    return base + 0.04 * i + 0.06 * math.log10(r) + 0.08 * cls
-
-
-def frame(caption=paper_caption, vqa=paper_vqa, ratios=RATIOS, seeds=SEEDS, noise=0.002, seed_sd=0.002,
-          every_size=False, tasks=("caption", "vqa"), pretrain_seeds=None, rng=7, pct=True) -> pd.DataFrame:
-    """The tidy table `load_runs` would give for a scenario (every run complete). `seed_sd`: sd of the per-seed
-    offset and of the per-(seed, data ratio) offset; `pretrain_seeds`: adds a pretrain_seed column (units =
-    pretrain seed × seed); `pct=False` leaves out trainable_pct and all_params."""
-    rng = np.random.default_rng(rng)
-    units = [(p, s) for p in (pretrain_seeds or (0,)) for s in seeds]
-    offset = {u: rng.normal(0, seed_sd) for u in units}
-    subset = {(u, r): rng.normal(0, seed_sd) for u in units for r in ratios}
-    rows = []
-    for task in tasks:
-        score = {"caption": caption, "vqa": vqa}[task]
-        cells = [("full", 0, 1, False, r) for r in ratios]
-        for m, sizes in SIZES.items():
-            grid = [(i, c, r) for i in range(3) for r in ratios for c in (False, True)] if every_size else (
-                [(1, c, r) for r in ratios for c in (False, True)] + [(i, False, ratios[-1]) for i in (0, 2)])
-            cells += [(m, sizes[i], i, c, r) for i, c, r in grid]
-        for m, size, i, cls, r in cells:
-            params = FULL_PARAMS if m == "full" else PARAMS_PER_SIZE[m] * size + CLS_PARAMS * cls
-            for u in units:
-                rows.append({"task": task, "method": m, "size": size, "tune_classifier": cls, "data_ratio": r,
-                             "pretrain_seed": u[0], "seed": u[1], "metric": METRIC[task], "status": "complete",
-                             "best_val": score(m, i, cls, r) + offset[u] + subset[u, r] + rng.normal(0, noise),
-                             "trainable_params": params, "all_params": ALL_PARAMS,
-                             "trainable_pct": 100 * params / ALL_PARAMS, "n_train": round(N_FULL_DATA * r)})
-    df = pd.DataFrame(rows)
-    if pretrain_seeds is None:
-        df = df.drop(columns="pretrain_seed")
-    if not pct:
-        df = df.drop(columns=["trainable_pct", "all_params"])
-    df["variant"] = [variant(m, c) for m, c in zip(df.method, df.tune_classifier)]
-    df["family"] = df.method.map(FAMILY)
-    df["cost"] = df.n_train * df.trainable_params
-    return df
+from scenarios import (FAMILY, RATIOS, SEEDS, SIZES, dial_frame, frame, paper_caption, paper_vqa,  # noqa: F401
+                       variant)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -367,26 +303,6 @@ def test_t_intervals_over_seeds_cover_at_the_nominal_rate():
 
 # ---------------------------------------------------------------------------------------------------------
 # The consistency dial
-def dial_frame(levels=(0.0, 0.5, 1.0), rise=3.0, pretrain_seeds=(0, 1), seeds=(0, 1, 2), noise=0.3, rng=11):
-    """Caption runs (points / 100) at each consistency level: the data-ratio slope is `rise` · (1 − level)
-    points per doubling; the size effect is monotone at level 0 and has an interior optimum at level 1."""
-    rng = np.random.default_rng(rng)
-    rows = []
-    for c in levels:
-        for p in pretrain_seeds:
-            for s in seeds:
-                off = rng.normal(0, 2)
-                for m in ("prompt", "lora", "serial_adapter"):
-                    for i, size in enumerate(SIZES[m]):
-                        for r in RATIOS:
-                            shape = (1 - c) * 3 * i + c * [-5, 0, -5][i]
-                            pts = 100 + rise * (1 - c) * math.log2(r) + shape + off + rng.normal(0, noise)
-                            rows.append({"task": "caption", "method": m, "size": size, "tune_classifier": False,
-                                         "data_ratio": r, "seed": s, "pretrain_seed": p, "consistency": c,
-                                         "status": "complete", "best_val": pts / 100})
-    return pd.DataFrame(rows)
-
-
 def test_dial_supported_when_the_ratio_slope_rises_as_consistency_falls():
     row = claims.dial_verdict(dial_frame())
     assert row["verdict"] == "supported", row["evidence"]
@@ -426,3 +342,28 @@ def test_claims_use_the_paper_level_of_the_dial():
     both = pd.concat([frame().assign(consistency=1.0), low], ignore_index=True)
     assert claims.CLAIMS[1](both)["verdict"] == "supported"
     assert claims.CLAIMS[1](low)["verdict"] == "not supported"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The committed reports are what the rules give on their own runs
+@pytest.mark.parametrize("study", ["tiny", "dial"])
+def test_the_committed_claims_are_what_the_rules_give_on_the_committed_runs(study):
+    """claims.csv and claims_per_method.csv recomputed from the committed runs.csv equal the committed files,
+    cell for cell: text exactly, numbers to 1e-9 (a CSV round trip moves the last bits of a float)."""
+    from pathlib import Path
+    from vlpeft.study import report
+    folder = Path(__file__).resolve().parent.parent / "reports" / study
+    s = report.Study.load(folder)
+    table = s.claims
+    if s.is_dial:
+        table = pd.concat([table, pd.DataFrame([s.dial]).drop(columns="levels").assign(claim="dial")])
+    for got, name in ((table, "claims.csv"), (s.per_method, "claims_per_method.csv")):
+        want = pd.read_csv(folder / name)
+        got = pd.read_csv(__import__("io").StringIO(got.to_csv(index=False)))
+        assert list(got.columns) == list(want.columns) and got.shape == want.shape, name
+        for col in want.columns:
+            if pd.api.types.is_numeric_dtype(want[col]):
+                np.testing.assert_allclose(got[col].astype(float), want[col].astype(float), rtol=1e-9, atol=1e-12,
+                                           err_msg=f"{name}: {col}")
+            else:
+                assert got[col].astype(str).tolist() == want[col].astype(str).tolist(), f"{name}: {col}"

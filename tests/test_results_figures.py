@@ -23,54 +23,15 @@ from vlpeft.study import results
 from vlpeft.catalog import METHODS, family_of, variant
 from vlpeft.study.results import load_curves, load_runs, summarize
 
-SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
-         "parallel_adapter": [4, 16, 64]}
-PARAMS_PER_SIZE = {"prompt": 50, "prefix": 1000, "lora": 3000, "serial_adapter": 2000, "parallel_adapter": 2000}
-CLS_PARAMS, FULL_PARAMS, N_FULL_DATA = 50_000, 1_000_000, 1000
-RATIOS, SEEDS = (0.1, 0.3, 1.0), (0, 1, 2)
-METRIC = {"caption": "cider", "vqa": "vqa_acc"}
+from scenarios import METRIC, SIZES, dial_frame, paper_caption, paper_vqa  # noqa: F401
+from scenarios import frame as scenario
+
+SEEDS = (0, 1, 2)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Scenarios: score(method, i, cls, ratio) with i the size's index in the grid (full fine-tuning: i = 1)
-def paper_caption(m, i, cls, r):
-    """Flat in data, an interior optimum in size, + classifier helps prompt and hurts layer methods; layer a
-    little above embedding; prefix and layer at least as good as full, prompt (the exception) below it."""
-    base = {"prompt": 0.975, "prefix": 1.015, "full": 1.0}.get(m, 1.01) + [-0.1, 0.0, -0.1][i]
-    return base + (0.06 if m == "prompt" else -0.06 if family_of(m) == "layer" else 0.0) * cls
-
-
-def paper_vqa(m, i, cls, r):
-    """Rises with data and size, + classifier raises every method (to full on average), layer ≈ full ≫ embedding."""
-    base = {"embedding": 0.34, "layer": 0.50, "full": 0.50}[family_of(m)]
-    return base + 0.04 * i + 0.06 * math.log10(r) + 0.08 * cls
-
-
-def frame(caption=paper_caption, vqa=paper_vqa, ratios=RATIOS, seeds=SEEDS, noise=0.004, every_size=False,
-          tasks=("caption", "vqa")) -> pd.DataFrame:
-    """The tidy table `load_runs` would give for a scenario (every run complete)."""
-    rng = np.random.default_rng(7)
-    rows = []
-    for task in tasks:
-        score = {"caption": caption, "vqa": vqa}[task]
-        cells = [("full", 0, 1, False, r) for r in ratios]
-        for m, sizes in SIZES.items():
-            mid = 1
-            grid = [(i, c, r) for i in range(3) for r in ratios for c in (False, True)] if every_size else (
-                [(mid, c, r) for r in ratios for c in (False, True)] + [(i, False, ratios[-1]) for i in (0, 2)])
-            cells += [(m, sizes[i], i, c, r) for i, c, r in grid]
-        for m, size, i, cls, r in cells:
-            params = FULL_PARAMS if m == "full" else PARAMS_PER_SIZE[m] * size + CLS_PARAMS * cls
-            for seed in seeds:
-                rows.append({"task": task, "method": m, "size": size, "tune_classifier": cls, "data_ratio": r,
-                             "seed": seed, "metric": METRIC[task], "status": "complete",
-                             "best_val": score(m, i, cls, r) + rng.normal(0, noise),
-                             "trainable_params": params, "n_train": round(N_FULL_DATA * r)})
-    df = pd.DataFrame(rows)
-    df["variant"] = [variant(m, c) for m, c in zip(df.method, df.tune_classifier)]
-    df["family"] = df.method.map(family_of)
-    df["cost"] = df.n_train * df.trainable_params
-    return df
+def frame(**kw) -> pd.DataFrame:
+    """The paper scenario over three seeds, as load_runs would give it (every run complete)."""
+    return scenario(**({"seeds": SEEDS, "noise": 0.004, "seed_sd": 0.0} | kw))
 
 
 def run_id(method, size, cls, ratio, seed) -> str:  # as presets.Cell.run_id
@@ -206,11 +167,6 @@ def test_the_paper_scenario_supports_every_claim(runs):
     assert (stat.n == len(SEEDS)).all()  # n counts seeds (the unit of replication), not runs
 
 
-def test_claims_are_deterministic():
-    df = frame()
-    pd.testing.assert_frame_equal(claims.evaluate_claims(df), claims.evaluate_claims(df))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # figures and the report
 BUILDERS = [("data_ratio", "caption"), ("data_ratio", "vqa"), ("param_size", "caption"), ("param_size", "vqa"),
@@ -238,22 +194,50 @@ def test_save_writes_png_and_svg(runs, tmp_path):
     assert "<svg" in paths[1].read_text()[:500]
 
 
-def test_write_report_is_offline_and_complete(study, tmp_path):
+def glance(page: str) -> str:
+    """The page's at-a-glance verdict table."""
+    return page.split("The answer at a glance</h2>")[1].split("</table>")[0]
+
+
+def test_write_report_is_offline_and_follows_the_paper(study, tmp_path):
     out = report.write_report(study, tmp_path / "report", formats=("svg",))
     page = (out / "index.html").read_text()
     assert "<script" not in page
     for attr in ("src", "href"):
         for quote in "'\"":
             assert f"{attr}={quote}http" not in page
-    assert "class='claims'" in page and page.count("<b>supported</b>") == 11
-    assert page.count("data:image/svg+xml;base64,") == 8
+    assert glance(page).count(">supported</td>") == 11
+    # one section per finding of §V, in the paper's order, each with its figures and its claims' forest plots
+    keys = [s.key for s in report.SECTIONS if s.key != "dial"]
+    assert [page.index(f"id='{k}'") for k in keys] == sorted(page.index(f"id='{k}'") for k in keys)
+    svgs = sorted(p.stem for p in (out / "figures").glob("*.svg"))
+    assert svgs == sorted([f for s in report.SECTIONS if s.key != "dial" for f in s.figures]
+                          + [f"claim_{c}" for c in range(1, 11)])      # claim 11 is deterministic: no forest
+    assert page.count("data:image/svg+xml;base64,") == len(svgs)
     assert "CUDA OOM" in page and "non-finite loss" in page  # the failures list
-    for name in ("runs.csv", "claims.csv", "claims.md", "claims_per_method.csv"):
+    for name in ("runs.csv", "curves.csv", "claims.csv", "claims.md", "claims_per_method.csv", "claims_parts.csv"):
         assert (out / name).stat().st_size > 0
     assert len(pd.read_csv(out / "claims.csv")) == 11
-    assert " pt" in page and "seeds to decide" in page and "Consistency dial" in page  # points, not %
+    assert " pt" in page and "seeds to decide" in page  # points, not %
     assert "TOST" in page  # the verdict rules are rendered
-    assert len(list((out / "figures").glob("*.svg"))) == 8
+
+
+def test_the_forest_plots_draw_what_the_claims_judged(runs):
+    """Every part a forest plot draws is the claim's own number: claim 4's parts are the per-method estimates,
+    intervals and marks of claim 4; the Bonferroni interval contains the 90 % one; 'yes' parts' intervals lie in
+    the shaded region."""
+    parts, pm = claims.parts_table(runs), claims.per_method_table(runs)
+    four = parts[parts.claim == 4].set_index("part")
+    mine = pm[pm.claim == 4].set_index("method")
+    for col in ("estimate", "ci_low", "ci_high", "mark"):
+        assert four[col].to_dict() == mine[col].to_dict(), col
+    judged = parts[parts.judge != ""]
+    assert (judged.bonferroni_low <= judged.ci_low + 1e-12).all() and (judged.ci_high <= judged.bonferroni_high + 1e-12).all()
+    for r in judged[judged["mark"] == "yes"].itertuples():
+        lo, hi = figures._yes_region(r.judge, r.margin, -1e9, 1e9)
+        assert lo < r.ci_low and r.ci_high < hi, r
+    spec = figures.fig_forest(parts, 4, "supported").to_dict()
+    assert "Claim 4: supported" in json.dumps(spec["title"])
 
 
 def test_write_report_notes_a_task_without_runs(tmp_path):
@@ -261,14 +245,30 @@ def test_write_report_notes_a_task_without_runs(tmp_path):
         write_run(tmp_path / "caption_only", row)
     out = report.write_report(tmp_path / "caption_only", tmp_path / "report", formats=("svg",))
     page = (out / "index.html").read_text()
-    assert "vqa: no complete runs" in page
-    assert page.count("data:image/svg+xml;base64,") == 4
-    assert "inconclusive" in page
+    assert "vqa_data_ratio: not drawn (no complete runs for task &#x27;vqa&#x27;)" in page
+    assert not (out / "figures" / "vqa_data_ratio.svg").exists() and (out / "figures" / "caption_data_ratio.svg").exists()
+    assert "inconclusive" in glance(page)
+
+
+def test_a_report_folder_reloads_to_the_same_claims(study, tmp_path):
+    """A report folder is a study too: its runs.csv and curves.csv give the same claims and figures."""
+    out = report.write_report(study, tmp_path / "report", formats=("svg",))
+    again = report.Study.load(out)
+    first = report.Study.load(study)
+    pd.testing.assert_frame_equal(again.claims, first.claims, check_exact=False, rtol=1e-9)
+    assert len(again.curves) == len(first.curves) > 0
+    figures.fig_curves(again.paper_curves, "vqa").to_dict()
+
+
+def test_a_missing_study_says_which_command_fills_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(report.StudyError, match="make study"):
+        report.Study.load("tiny")
+    assert report.load_or_say("tiny") is None and "vlpeft study --preset tiny" in capsys.readouterr().out
 
 
 def test_a_dial_study_reports_its_verdict_and_figure(tmp_path):
     """A study whose runs started from models at several consistency levels (metrics.json's `start`)."""
-    from test_claims import dial_frame
     study = tmp_path / "dial"
     for row in dial_frame().to_dict("records"):
         row |= {"trainable_params": 1000, "n_train": 100}
@@ -282,8 +282,9 @@ def test_a_dial_study_reports_its_verdict_and_figure(tmp_path):
     figures.fig_dial(runs).to_dict()
     out = report.write_report(study, tmp_path / "report")
     page = (out / "index.html").read_text()
-    assert (out / "figures" / "dial.svg").exists() and "Consistency dial" in page
-    assert "<b>supported</b>" in page.split("Consistency dial (beyond the paper)</h3>")[1].split("</table>")[0]
+    assert (out / "figures" / "dial.svg").exists() and (out / "figures" / "claim_dial.svg").exists()
+    dial_section = page.split("id='dial'")[1]
+    assert "<td style='background:#d4edda'>supported</td>" in dial_section.split("</table>")[0]
     assert "highest consistency level (1)" in page
     table = pd.read_csv(out / "claims.csv")
     assert list(table.claim) == [str(c) for c in range(1, 12)] + ["dial"]         # the dial's verdict is a row too

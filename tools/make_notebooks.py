@@ -245,38 +245,42 @@ display(nb.banner(world))
 
 
 def analysis_notebook():
-    return notebook([
-        md("""# The study's answer: figures and claims
-Aggregates every `runs/<study>/…/metrics.json` into one table, redraws the paper's figures (Fig. 3/4: score
-vs data ratio and vs parameter size; Fig. 5: score vs cost; Fig. 6–10: validation curves), and tests each of
-the paper's eleven claims with a rule declared in advance. The rules come first; they were written before any
-result was looked at and are not tuned to make a claim pass."""),
-        code("""study_dir = "runs/smoke"      # runs/tiny after `make study`; runs/paper on GPU nodes
-out_dir = "reports/smoke"
-run_smoke_if_empty = True     # so that the notebook runs top to bottom on a fresh clone""", tags=["parameters"]),
-        code("""from pathlib import Path
-from IPython.display import Markdown, display
+    from vlpeft.study.report import SECTIONS
+    cells = [
+        md("""# The study's answer, as the paper's §V
+Every run of a study in one table, the paper's figures redrawn from it (Fig. 3/4: score against data ratio and
+parameter size; Fig. 5: score against cost; Fig. 6–10: validation curves), and each of the paper's eleven claims
+tested by a rule declared before any run. One section per finding, as in the paper; each claim's forest plot shows
+every part it rests on — the effect in score points, its 90 % interval, the margin it is judged against, the
+region where the interval means *yes* (shaded), and the mark as colour.
+
+This notebook never trains. It reads `runs/<study>/` when that holds runs (after `make study`), else the study's
+committed report, `reports/<study>/runs.csv`. In a live JupyterLab kernel the charts are interactive — tooltips
+name each run and seed, and a click on a method in a legend picks it — with no network; executed headless they are
+static SVG and PNG."""),
+        code("""study = "tiny"     # tiny (make study) | dial (make dial) | paper (GPU nodes) | smoke | a runs/… or reports/… folder
+out_dir = ""       # write the HTML report there too (e.g. "reports/mine"); "" writes nothing""",
+             tags=["parameters"]),
+        code("""from IPython.display import Markdown, display
 from vlpeft import nb
-from vlpeft.study import claims, executors, figures, presets, report, results
+from vlpeft.study import claims, report
 
 nb.repo_root_cwd()
-if run_smoke_if_empty and not list(Path(study_dir).glob("*/*/*/metrics.json")):
-    executors.execute(presets.grid("smoke", Path(study_dir).name), workers=1, progress=False)
-runs = results.load_runs(study_dir)
-if Path(study_dir).name == "smoke":
-    display(nb.banner("smoke"))
-runs.groupby(["task", "status"]).size()"""),
-        md("## Verdict rules (decided before looking at results)"),
+s = report.load_or_say(study)   # None, with the command that fills it, when the study has no runs
+report.summary(s)"""),
+    ]
+    for sec in SECTIONS:
+        cells += [md(f"## {sec.title}"), code(f'report.show(s, "{sec.key}")')]
+    cells += [
+        md("## Verdict rules (declared before the runs)\nEach claim's rule is its function's docstring in "
+           "`vlpeft/study/claims/`; the general rules come first."),
         code("display(Markdown(claims.VERDICT_RULES))"),
-        md("## Claims\nEach claim's full text beside its verdict, value (score points) and rule."),
-        code("nb.claims_table(runs)"),
-        md("## Figures and the HTML report"),
-        code("""print(Path(report.write_report(study_dir, out_dir)) / "index.html")"""),
-        code("""done = runs[runs.status == "complete"]
-for task in sorted(done.task.unique()):
-    display(figures.fig_data_ratio(done, task))
-    display(figures.fig_param_size(done, task))"""),
-    ])
+        md("## The HTML report\nThe same sections as one offline page (`vlpeft report --study runs/<study>` writes "
+           "it too)."),
+        code("""if s is not None and out_dir:
+    print(report.write_report(s, out_dir) / "index.html")"""),
+    ]
+    return notebook(cells)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ p.add_argument("--heads", type=int, default=TinySpec.heads)
 p.add_argument("--hidden", type=int, default=TinySpec.hidden)
 p.add_argument("--intermediate", type=int, default=TinySpec.intermediate)
 p.add_argument("--steps", type=int, default=PretrainConfig.steps)
+p.add_argument("--lm-prompt", default=PretrainConfig.lm_prompt)
 p.add_argument("--task", default="vqa")
 p.add_argument("--method", default="lora")
 p.add_argument("--size", type=int, default=8)
@@ -35,6 +36,8 @@ p.add_argument("--ratio", type=float, default=1.0)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--eval-every", type=int, default=100)
 p.add_argument("--tag", default="")
+p.add_argument("--towers", default="", help="diagnostic: text_encoder or text_decoder only (default: both)")
+p.add_argument("--lora-targets", default="query|key", help="diagnostic: e.g. query|key|value")
 a = p.parse_args()
 
 if a.cmd == "pretrain":
@@ -46,18 +49,27 @@ if a.cmd == "pretrain":
     spec = dataclasses.replace(TinySpec(), layers=a.layers, heads=a.heads, hidden=a.hidden,
                                intermediate=a.intermediate)
     out = pretrain(PretrainConfig(data_root=a.data_root, out=f"checkpoints/pilot/{a.name}", steps=a.steps,
-                                  spec=spec), progress=False)
+                                  spec=spec, lm_prompt=a.lm_prompt), progress=False)
     card = json.loads((out / "card.json").read_text())
     print(json.dumps({k: card[k] for k in ("steps", "wall_s", "params", "final_losses", "zero_shot")}))
 elif a.cmd == "run":
+    from vlpeft import train
+    from vlpeft.methods import MethodConfig, lora
     from vlpeft.train import run
+    if a.towers:  # diagnostics only, never the study's method: the method in one tower
+        train.MethodConfig = lambda *args, **kw: MethodConfig(*args, **kw, towers=(a.towers,))
+    if a.lora_targets != "query|key":
+        base_regex = lora.target_regex
+        lora.target_regex = lambda paths: base_regex(paths).replace("(query|key)", f"({a.lora_targets})")
     cfg = RunConfig(task=a.task, method=a.method, size=0 if a.method == "full" else a.size, tune_classifier=a.cls,
                     data_ratio=a.ratio, seed=a.seed, lr=a.lr, batch_size=32, epochs=a.epochs,
                     warmup_per_ratio=round(0.1 * a.epochs * 275), steps=a.steps_caption,
                     warmup_steps=a.steps_caption // 10, eval_every=a.eval_every, eval_size=300, test_size=0,
                     model_path=f"checkpoints/pilot/{a.name}/{{task}}", data_root=a.data_root,
                     out_dir=f"runs/pilot/{a.name}/{a.task}/{a.method}{'+cls' if a.cls else ''}_s{a.size}_lr{a.lr:g}"
-                            f"_e{a.epochs}_r{a.ratio:g}{a.tag}", threads=a.threads, checkpoint_every=0,
+                            f"_e{a.epochs}_r{a.ratio:g}{a.tag}"
+                            + (f"_{a.towers}" if a.towers else "") + (f"_{a.lora_targets.replace('|', '')}"
+                                                                     if a.lora_targets != "query|key" else ""), threads=a.threads, checkpoint_every=0,
                     feature_cache="cache/features")
     m = run(cfg, progress=False)
     curve = json.loads((Path(cfg.out_dir) / "curve.json").read_text())

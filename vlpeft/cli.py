@@ -125,9 +125,10 @@ def cmd_sweep(args):
 
 
 def cmd_report(args):
-    from .study.report import write_report
-    out = write_report(args.study, args.out or f"reports/{Path(args.study).name}")
-    print(f"report: {Path(out) / 'index.html'}")
+    from .study.report import Study, write_report
+    study = Study.load(args.study)
+    out = write_report(study, args.out or f"reports/{study.name}")
+    print(f"report: {Path(out) / 'index.html'} ({len(study.runs)} runs from {study.source})")
 
 
 def cmd_study(args):
@@ -202,7 +203,8 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("report", help="figures, claims table and index.html from a study's runs")
-    s.add_argument("--study", default="runs/tiny")
+    s.add_argument("--study", default="runs/tiny", help="runs/<study> (its run folders), a report folder (its "
+                   "runs.csv), or a study name")
     s.add_argument("--out", help="default: reports/<study name>")
     s.set_defaults(fn=cmd_report)
 

@@ -73,6 +73,7 @@ class PretrainConfig:
     warmup: int = 100
     weight_decay: float = 0.05
     zero_shot_eval: int = 150       # test images / questions for the zero-shot numbers (0: skip)
+    lm_prompt: str = "a picture of"  # the text before every pre-training caption ("": raw captions, as BLIP_Pretrain)
     spec: TinySpec = dataclasses.field(default_factory=TinySpec)
 
     def as_dict(self) -> dict:

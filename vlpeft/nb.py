@@ -21,13 +21,25 @@ SMOKE_BANNER = ("**Smoke world — a wiring check.** A 16-px world of 54 images 
                 "parameters cell) for a real run.")
 
 
+def live_kernel() -> bool:
+    """Whether a JupyterLab (jupyter_server) session started this kernel: it sets JPY_SESSION_NAME for its kernels,
+    papermill and nbval do not."""
+    return bool(os.environ.get("JPY_SESSION_NAME")) and os.environ.get("VLPEFT_STATIC_CHARTS") != "1"
+
+
 def _offline_charts() -> None:
+    """Charts that need no network: interactive in a live JupyterLab kernel (altair's JupyterChart widget with
+    the vega bundle vl-convert ships, so tooltips and the legend selections work offline), static SVG + PNG
+    everywhere else (papermill, nbval, exported HTML)."""
     try:
         import altair as alt
+    except ImportError:  # pragma: no cover - altair is a dependency
+        return
+    if live_kernel():
+        alt.renderers.enable("jupyter", offline=True)
+    else:
         alt.renderers.register("vlpeft", _svg_and_png)
         alt.renderers.enable("vlpeft")
-    except ImportError:  # pragma: no cover - altair is a dependency
-        pass
 
 
 def _svg_and_png(spec: dict, **metadata):
@@ -78,6 +90,16 @@ def banner(world: str):
 
 # ---------------------------------------------------------------------------------------------------------
 # The equation's code, from the package itself
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shown_path(path: str) -> str:
+    """A source file as a reader should see it: ours relative to the repository (vlpeft/methods/lora.py), an
+    installed package's by its package path (peft/tuners/lora/layer.py) — never this machine's absolute path."""
+    p = Path(path).resolve()
+    if p.is_relative_to(REPO):
+        return str(p.relative_to(REPO))
+    return str(p).split("site-packages/")[-1] if "site-packages/" in str(p) else p.name
 def source(obj, contains: str | None = None, context: int = 0):
     """The source of `obj` (a function, method or class) as a highlighted code cell output; with `contains`,
     only the lines holding it (± `context` lines): the one expression, not the whole module."""
@@ -87,7 +109,7 @@ def source(obj, contains: str | None = None, context: int = 0):
         hits = [i for i, line in enumerate(lines) if contains in line]
         keep = sorted({j for i in hits for j in range(max(0, i - context), min(len(lines), i + context + 1))})
         lines = [lines[j] for j in keep]
-    where = f"# {inspect.getsourcefile(obj).split('site-packages/')[-1]}:{start}\n"
+    where = f"# {shown_path(inspect.getsourcefile(obj))}:{start}\n"
     return Code(where + "".join(lines), language="python")
 
 
@@ -197,18 +219,6 @@ def examples(cfg, n: int = 4):
             | {"generated": pred, "references": " | ".join(dict.fromkeys(task.references(it)))}
             for it, pred in zip(items, preds)]
     return pd.DataFrame(rows)
-
-
-def claims_table(runs):
-    """Each claim's full text beside its verdict, value in score points (90 % CI, seeds) and its rule."""
-    from .study.claims import evaluate_claims, rules_by_claim
-    t = evaluate_claims(runs[runs.status == "complete"])
-    rules = rules_by_claim()
-    ci = [f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" if v == v and lo == lo else (f"{v:+.2f}" if v == v else "")
-          for v, lo, hi in zip(t.value, t.ci_low, t.ci_high)]
-    table = t.assign(**{"value (90 % CI)": ci, "rule": t.claim.map(rules)})[
-        ["claim", "text", "verdict", "value (90 % CI)", "value_unit", "n", "rule"]].set_index("claim")
-    return table.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"})
 
 
 def curve_chart(out_dir: str):

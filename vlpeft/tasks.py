@@ -160,11 +160,11 @@ class CaptionTask(Task):
     def eval_examples(self, items, images):
         return Examples([(it.image, {"id": it.image_id}) for it in items], images)
 
-    def collate(self, tokenizer, batch):
+    def collate(self, tokenizer, batch, prompt: str = CAPTION_PROMPT):
         out = stack_images(batch)
         if "target" in batch[0]:  # [DEC] a picture of <caption> [SEP]; loss on the caption and [SEP] only
-            ids, mask, labels = _decoder_targets(tokenizer, [f"{CAPTION_PROMPT} {b['target']}" for b in batch])
-            labels[:, :1 + len(tokenizer(CAPTION_PROMPT, add_special_tokens=False).input_ids)] = -100
+            ids, mask, labels = _decoder_targets(tokenizer, [f"{prompt} {b['target']}".strip() for b in batch])
+            labels[:, :1 + len(tokenizer(prompt, add_special_tokens=False).input_ids)] = -100
             return out | {"input_ids": ids, "attention_mask": mask, "labels": labels}
         return out
 

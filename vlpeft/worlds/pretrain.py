@@ -66,7 +66,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     train = lm.train_examples(corpus, images)
     g = torch.Generator().manual_seed(cfg.seed)
     pairs = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                        collate_fn=lambda b: lm.collate(tokenizer, b), generator=g)
+                                        collate_fn=lambda b: lm.collate(tokenizer, b, cfg.lm_prompt), generator=g)
     texts = torch.utils.data.DataLoader(sentences, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                         collate_fn=lambda b: tokenizer(b, padding="longest", return_tensors="pt"),
                                         generator=g)

@@ -19,7 +19,7 @@ from .dial import TEXT as DIAL_TEXT
 from .dial import dial_slopes, dial_verdict
 from .estimators import EMBEDDING, FAMILIES, LAYER, PEFT, paper_setting
 from .judges import THRESHOLDS, Judge, Mark, Verdict
-from .parts import CLAIMS, COLUMNS, PER_METHOD_COLUMNS, Claim, Part
+from .parts import CLAIMS, COLUMNS, PART_COLUMNS, PER_METHOD_COLUMNS, Claim, Part
 from .stats import CI_LEVEL, MIN_UNITS, Estimate, seeds_needed, t_interval
 
 CLAIMS = dict(sorted(CLAIMS.items()))
@@ -38,6 +38,15 @@ def per_method_table(df: pd.DataFrame) -> pd.DataFrame:
     own estimate (score points), its t interval, n_units, mark and, when unclear, the seeds that would decide it."""
     d = paper_setting(df)
     return pd.DataFrame([r for c in CLAIMS.values() for r in c.evaluate(d)[1]], columns=PER_METHOD_COLUMNS)
+
+
+def parts_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per judged (or reported) part of every claim and of the dial: its estimate, 90 % and Bonferroni
+    intervals, judge, margin and mark — what the forest plots draw."""
+    d = paper_setting(df)
+    rows = [p.as_row(n) for n, c in CLAIMS.items() for p in c.evaluate(d)[0]["parts"]]
+    rows += [p.as_row("dial") for p in dial_verdict(df, with_parts=True)["parts"]]
+    return pd.DataFrame(rows, columns=PART_COLUMNS)
 
 
 def rules_by_claim() -> dict[int, str]:

@@ -41,7 +41,9 @@ def caption_classifier_helps_prompt_hurts_layers(d):
         rows.append(part.method_row(3, m, STATISTIC, "judged: helps" if m == "prompt" else
                                     "judged: hurts (negated gain)" if m in hurts else ""))
     return result(3, "+cls gain of prompt − mean +cls gain of layer methods (paired)", value, verdict,
-                  evidence(shown) + note, needed), rows
+                  evidence(shown) + note, needed,
+                  parts=[helps] + [Part(f"{m} loss (− gain)", -per[m] if per[m] is not None else None, judge, k)
+                                   for m in hurts] + shown[1 + len(hurts):]), rows
 
 
 @claim(6, "VQA: '+ classifier' raises every method, up to or above full fine-tuning.")
@@ -70,4 +72,4 @@ def vqa_classifier_raises_every_method(d):
                                 f"{each[m] if each[m] else 'n/a'} (up to full: {up.mark(each[m])})") for m in per]
     return result(6, "+cls gain, paired (mean over methods)", mean_of(list(per.values())), verdict,
                   evidence([*gains.values(), up_part]) + f"; per method vs full: {vs or 'none'}" + note,
-                  needed), rows
+                  needed, parts=[*gains.values(), up_part]), rows

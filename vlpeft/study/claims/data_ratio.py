@@ -19,7 +19,8 @@ def trend(d, number: int, task: str, judge: Judge):
     rows = [p.method_row(number, m, STATISTIC) for m, p in parts.items()]
     return result(number, STATISTIC + " (mean over methods)", mean_of(list(per.values())),
                   every_method({m: p.mark for m, p in parts.items()}),
-                  (evidence(list(parts.values())) or "no runs") + note, needed), rows
+                  (evidence(list(parts.values())) or "no runs") + note, needed,
+                  parts=list(parts.values())), rows
 
 
 @claim(1, "Caption (consistent): score does not depend on data ratio.")

@@ -40,7 +40,7 @@ def _size_marks(d: pd.DataFrame) -> str:
             f"{sum(v == Mark.YES for v in opt.values())}/{len(methods)}")
 
 
-def dial_verdict(df: pd.DataFrame) -> dict:
+def dial_verdict(df: pd.DataFrame, with_parts: bool = False) -> dict:
     """Per consistency level and unit (pre-training seed, seed): the caption data-ratio slope in CIDEr points per
     doubling of data (least squares in log2(ratio), one intercept per series (method, variant, size), all
     caption runs). Per unit with ≥ {MIN_LEVELS} levels: the line of slope against level; the statistic is its
@@ -49,6 +49,11 @@ def dial_verdict(df: pd.DataFrame) -> dict:
     (any rise is negligible, or the slope falls); inconclusive otherwise, with fewer than {MIN_LEVELS} levels,
     or fewer than {MIN_UNITS} units. Secondary (evidence only): at the lowest and the highest level, how many
     methods show claim 5's monotone rise and claim 2's interior optimum on captioning."""
+    row = _dial(df)
+    return row if with_parts else {k: v for k, v in row.items() if k != "parts"}
+
+
+def _dial(df: pd.DataFrame) -> dict:
     d = prepare(df)
     d = d[d.task == "caption"]
     levels = sorted(float(c) for c in d.consistency.unique())
@@ -72,4 +77,4 @@ def dial_verdict(df: pd.DataFrame) -> dict:
     text = (f"ratio slope per level (points per doubling): {per_level}; fall over the range {fall.estimate} "
             f"({fall.mark}){note}. Secondary, size effect — {size}")
     return result(0, STATISTIC, fall.estimate, verdict, text, needed, value_unit=UNIT,
-                  claim_text=TEXT) | {"levels": levels}
+                  claim_text=TEXT, parts=[fall]) | {"levels": levels}

@@ -18,7 +18,8 @@ def both_tasks(number: int, statistic: str, per: dict):
     weaker = min(known, key=lambda t: known[t].lo if math.isfinite(known[t].lo) else -math.inf) if known else None
     note, needed = seed_note(list(parts.values()))
     return result(number, f"{statistic} ({weaker or 'no'} task: the lower bound)", known.get(weaker),
-                  all_parts([p.mark for p in parts.values()]), evidence(list(parts.values())) + note, needed), []
+                  all_parts([p.mark for p in parts.values()]), evidence(list(parts.values())) + note, needed,
+                  parts=list(parts.values())), []
 
 
 @claim(7, "Layer composition (LoRA, adapters) beats embedding composition (prompt, prefix) on both tasks.")
@@ -48,7 +49,7 @@ def vqa_layer_near_full_embedding_far(d):
     each = "; ".join(f"{r['method']} {r['estimate']:+.2f} ({r['mark']})" for r in rows)
     note, needed = seed_note([layer, emb])
     return result(8, "layer − embedding family score (reference sizes)", gap, all_parts([layer.mark, emb.mark]),
-                  f"{evidence([layer, emb])}; per method: {each or 'none'}{note}", needed), rows
+                  f"{evidence([layer, emb])}; per method: {each or 'none'}{note}", needed, parts=[layer, emb]), rows
 
 
 @claim(10, "Caption: every PEFT except prompt-tuning scores at least as well as full fine-tuning; both families are "
@@ -77,4 +78,5 @@ def caption_peft_at_least_full(d):
         rows.insert(0, Part("prompt", prompt.estimate).method_row(10, "prompt", statistic))
     return result(10, "method − full FT at reference sizes (mean over prefix, LoRA, adapters)",
                   mean_of([p.estimate for p in per.values()]), verdict,
-                  evidence([*per.values(), *fams.values(), prompt]) + note, needed), rows
+                  evidence([*per.values(), *fams.values(), prompt]) + note, needed,
+                  parts=[*per.values(), *fams.values(), prompt]), rows

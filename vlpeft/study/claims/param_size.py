@@ -72,7 +72,8 @@ def caption_has_a_size_optimum(d):
     return result(2, "mean score of interior sizes − largest size (mean over methods)",
                   mean_of([r[1] for r in res.values()]), verdict,
                   f"optimum in {yes} of {len(evaluable)} evaluable methods; " + ("; ".join(text) or "no runs") + note,
-                  needed), rows
+                  needed, parts=[Part(f"{m}: interior − {side}", e, judge, 2 * k)
+                                 for m, r in res.items() for side, e in zip(("smallest", "largest"), r[:2])]), rows
 
 
 @claim(5, "VQA: score rises with parameter size, for every method.")
@@ -91,4 +92,5 @@ def vqa_rises_with_size(d):
             for m, r in res.items()]
     return result(5, "largest − smallest size (mean over methods)", mean_of([r[0] for r in res.values()]),
                   every_method({m: r[2] for m, r in res.items()}), ("; ".join(text) or "no runs") + note,
-                  needed), rows
+                  needed, parts=[Part(f"{m}: largest − smallest", p.estimate, judge, k, mark=p.mark)
+                                 for m, p in parts.items()]), rows

@@ -20,6 +20,8 @@ from .stats import MIN_UNITS, Estimate
 
 COLUMNS = ["claim", "text", "statistic", "value", "ci_low", "ci_high", "n", "verdict", "evidence", "value_unit",
            "seeds_needed"]
+PART_COLUMNS = ["claim", "part", "estimate", "ci_low", "ci_high", "bonferroni_low", "bonferroni_high", "k",
+                "n_units", "judge", "margin", "mark"]
 PER_METHOD_COLUMNS = ["claim", "method", "statistic", "estimate", "ci_low", "ci_high", "n_units", "mark",
                       "seeds_needed", "detail"]
 
@@ -55,6 +57,16 @@ class Part:
         if self.judge is None or self.mark != Mark.UNCLEAR:
             return None
         return self.judge.needed(self.estimate, self.k)
+
+    def as_row(self, claim) -> dict:
+        """This part as one row of the parts table (the forest plots): its interval, its margin and its mark."""
+        e, j = self.estimate, self.judge
+        ok = e is not None and e.n > 0
+        blo, bhi = e.interval(self.k) if ok else (math.nan, math.nan)
+        return {"claim": claim, "part": self.name, "estimate": e.est if ok else math.nan,
+                "ci_low": e.lo if ok else math.nan, "ci_high": e.hi if ok else math.nan,
+                "bonferroni_low": blo, "bonferroni_high": bhi, "k": self.k, "n_units": e.n if ok else 0,
+                "judge": j.kind if j else "", "margin": j.margin if j else math.nan, "mark": str(self.mark)}
 
     def method_row(self, claim: int, method: str, statistic: str, detail: str = "") -> dict:
         """This part as one method's row of the per-method table."""
@@ -103,7 +115,8 @@ class Claim:
     def __call__(self, df) -> dict:
         """The claim's row of `evaluate_claims` for a runs table."""
         from .estimators import paper_setting
-        return self.evaluate(paper_setting(df))[0]
+        row = self.evaluate(paper_setting(df))[0]
+        return {k: v for k, v in row.items() if k != "parts"}
 
 
 CLAIMS: dict[int, Claim] = {}
@@ -117,11 +130,12 @@ def claim(number: int, text: str):
 
 
 def result(claim_number: int, statistic: str, value: Estimate | None, verdict: Verdict, text: str,
-           needed: float = math.nan, value_unit: str = "score points", claim_text: str | None = None) -> dict:
-    """One row of the claims table."""
+           needed: float = math.nan, value_unit: str = "score points", claim_text: str | None = None,
+           parts: list[Part] = ()) -> dict:
+    """One row of the claims table; `parts` (kept under "parts", not a column) are what its forest plot shows."""
     ok = value is not None and value.n > 0
     return {"claim": claim_number, "text": claim_text or CLAIMS[claim_number].text, "statistic": statistic,
             "value": value.est if ok else math.nan, "ci_low": value.lo if ok else math.nan,
             "ci_high": value.hi if ok else math.nan, "n": value.n if ok else 0, "verdict": str(verdict),
             "evidence": text, "value_unit": value_unit,
-            "seeds_needed": needed if verdict == Verdict.INCONCLUSIVE else math.nan}
+            "seeds_needed": needed if verdict == Verdict.INCONCLUSIVE else math.nan, "parts": list(parts)}
