@@ -90,7 +90,8 @@ def write_real_layout(root, counts=None, questions_per_image=2, image_size=20):
                 root / "images" / folder / name, quality=90)
             images.append({"filepath": folder, "filename": name, "cocoid": image_id, "imgid": len(images),
                            "split": split, "sentids": [], "sentences": [
-                               {"raw": f"a photo number {k} of a red thing.", "tokens": [], "imgid": 0, "sentid": k}
+                               {"raw": f"a photo number {k} of a red thing.", "tokens": [], "imgid": 0,
+                                "sentid": image_id * 10 + k}
                                for k in range(5)]})
             for k in range(questions_per_image):
                 qid += 1

@@ -25,8 +25,18 @@ WORDS = "a picture of question what color is the circle square red blue ? answer
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A word-level tokenizer laid out like BLIP's ([PAD]=0, [DEC] bos, [ENC]); the size is the checkpoint's vocab."""
-    return build_tokenizer(WORDS)
+    """A word-level tokenizer laid out as BLIP's `init_tokenizer` lays bert-base-uncased out: [PAD]=0 …, then [DEC]
+    (bos) and [ENC] appended as the last two rows; its size is the checkpoint's vocabulary."""
+    return blip_layout(WORDS)
+
+
+def blip_layout(words, order=("[DEC]", "[ENC]")):
+    from transformers import BertTokenizer
+    tok = BertTokenizer(vocab={t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])},
+                        do_lower_case=True)
+    for token in order:
+        tok.add_special_tokens({"bos_token": token} if token == "[DEC]" else {"additional_special_tokens": [token]})
+    return tok
 
 
 def original_state_dict(vocab: int, image: int = IMAGE, seed: int = 0, momentum: bool = True) -> dict:

@@ -48,7 +48,8 @@ def write_handmade(root):
                          ("val2014", "COCO_val2014_000000000073.jpg")):
         (root / "images" / folder).mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (20, 20), (255, 0, 0)).save(root / "images" / folder / name)
-    sent = lambda raw: {"tokens": raw.split(), "raw": raw, "imgid": 0, "sentid": 0}  # noqa: E731
+    ids = iter(range(1000))
+    sent = lambda raw: {"tokens": raw.split(), "raw": raw, "imgid": 0, "sentid": next(ids)}  # noqa: E731
     karpathy = {"dataset": "coco", "images": [
         {"filepath": "train2014", "sentids": [1], "filename": "COCO_train2014_000000000009.jpg", "imgid": 0,
          "split": "train", "sentences": [sent("A red square."), sent("red box")], "cocoid": 9},
@@ -116,7 +117,7 @@ def corrupt(paths, what):
 
 @pytest.mark.parametrize("what,call,match", [
     ("missing_file", "caption", r"dataset_coco.json: file not found"),
-    ("malformed_json", "caption", r"dataset_coco.json: malformed JSON"),
+    ("malformed_json", "caption", r"dataset_coco.json: not valid JSON"),
     ("missing_top_key", "caption", r"missing top-level key\(s\) \['images'\]"),
     ("missing_entry_key", "caption", r"missing key\(s\) \['filename'\]"),
     ("missing_annotation", "vqa", r"no annotation for question_id 90"),
@@ -170,6 +171,6 @@ def test_empty_subset_and_split(tmp_path):
         load_karpathy(paths.karpathy, paths.images, "val")
     with pytest.raises(DataError, match="unknown caption split"):
         load_karpathy(paths.karpathy, paths.images, "dev")
-    with pytest.raises(DataError, match="malformed JSON"):
+    with pytest.raises(DataError, match="not valid JSON"):
         (tmp_path / "bad.json").write_text("{")
         load_json(tmp_path / "bad.json")

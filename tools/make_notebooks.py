@@ -169,7 +169,8 @@ def kernel_metadata() -> dict:
 
 
 def study_settings(method: str) -> tuple[str, str]:
-    base = presets.TINY_BASE["caption"]
+    from vlpeft.worlds.assets import get_world
+    base = presets.tiny_base(get_world("embedded").world)["caption"]
     lr = presets.EMBEDDED_LR["caption"][method]
     return f"{lr:g}", ", ".join(f"{k}={v}" for k, v in base.items())
 

@@ -24,6 +24,7 @@ p.add_argument("--hidden", type=int, default=TinySpec.hidden)
 p.add_argument("--intermediate", type=int, default=TinySpec.intermediate)
 p.add_argument("--steps", type=int, default=PretrainConfig.steps)
 p.add_argument("--lm-prompt", default=PretrainConfig.lm_prompt)
+p.add_argument("--share", action="store_true", help="share the text towers but self-attention, as BLIP_Pretrain")
 p.add_argument("--task", default="vqa")
 p.add_argument("--method", default="lora")
 p.add_argument("--size", type=int, default=8)
@@ -49,7 +50,8 @@ if a.cmd == "pretrain":
     spec = dataclasses.replace(TinySpec(), layers=a.layers, heads=a.heads, hidden=a.hidden,
                                intermediate=a.intermediate)
     out = pretrain(PretrainConfig(data_root=a.data_root, out=f"checkpoints/pilot/{a.name}", steps=a.steps,
-                                  spec=spec, lm_prompt=a.lm_prompt), progress=False)
+                                  spec=spec, lm_prompt=a.lm_prompt, share_text_towers=a.share),
+                   progress=False)
     card = json.loads((out / "card.json").read_text())
     print(json.dumps({k: card[k] for k in ("steps", "wall_s", "params", "final_losses", "zero_shot")}))
 elif a.cmd == "run":

@@ -216,24 +216,36 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .errors import VlpeftError
+    """Run a command; a user's mistake or the machine's refusal is one or two lines and an exit code (2 for usage),
+    a bug keeps its traceback with a line saying so. `--debug` shows every traceback."""
+    import traceback
+    from .errors import REPORT_A_BUG, Interrupted, user_error
     args = parser().parse_args(argv)
     debug = args.debug or os.environ.get("VLPEFT_DEBUG") == "1"
     try:
         args.fn(args)
-    except VlpeftError as e:
-        if debug:
-            raise
-        message = str(e)
-        if "Original Traceback" in message:  # raised in a DataLoader worker: torch prepends the worker's traceback
-            message = message.strip().splitlines()[-1].split(": ", 1)[-1]
-        print(f"vlpeft {args.cmd}: error: {message}", file=sys.stderr)
-        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         if debug:
             raise
-        print(f"vlpeft {args.cmd}: interrupted", file=sys.stderr)
+        print(f"\nvlpeft {args.cmd}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - the boundary: every error is either the user's or a bug
+        error = user_error(e)
+        if debug or error is None:
+            if error is None and not debug:
+                traceback.print_exc()
+                print(f"vlpeft {args.cmd}: internal error: {REPORT_A_BUG} (`--debug` shows every traceback)",
+                      file=sys.stderr)
+                sys.exit(1)
+            raise
+        message = str(error)
+        if "Original Traceback" in message:  # raised in a DataLoader worker: torch prepends the worker's traceback
+            message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+        lead = "\n" if isinstance(error, Interrupted) else ""  # the progress bar's line is left as it is
+        print(f"{lead}vlpeft {args.cmd}: error: {message}", file=sys.stderr)
+        sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

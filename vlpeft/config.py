@@ -1,6 +1,6 @@
 """The flat, typed configs of the project, in a module that imports nothing heavy (the CLI builds its flags
 from them without loading torch). Each is saved next to what it produced: a run's config.json, a
-pre-trained model's card.json, a world's world.json (`world.WorldConfig`, beside the world it describes)."""
+pre-trained model's card.json, a world's world.json (`worlds.shapes.WorldConfig`, beside the world it describes)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +19,7 @@ class RunConfig:
     tune_classifier: bool = False         # "+ classifier": also fine-tune the decoder's LM head
     data_ratio: float = 1.0               # fraction of the training split (nested subsets, see data.py)
     seed: int = 0                         # data subset, data order and method initialisation
-    # optimisation (embedded-world defaults; the paper's values are in sweep.PAPER and DESIGN §2)
+    # optimisation (embedded-world defaults; the paper's Table II values are study.presets.PAPER_*)
     lr: float = 1e-3                      # peak learning rate
     weight_decay: float = 0.05
     batch_size: int = 32                  # global batch (paper: 256 over 4 GPUs)
@@ -63,7 +63,7 @@ class TinySpec:
 
 @dataclass
 class PretrainConfig:
-    """The embedded BLIP's pre-training (`vlpeft.pretrain`); saved in its card.json."""
+    """The embedded BLIP's pre-training (`vlpeft.worlds.pretrain`); saved in its card.json."""
     data_root: str = "data/shapes"
     out: str = "checkpoints/embedded"
     seed: int = 0
@@ -74,6 +74,7 @@ class PretrainConfig:
     weight_decay: float = 0.05
     zero_shot_eval: int = 150       # test images / questions for the zero-shot numbers (0: skip)
     lm_prompt: str = "a picture of"  # the text before every pre-training caption ("": raw captions, as BLIP_Pretrain)
+    share_text_towers: bool = False  # text encoder and decoder share all but self-attention (as BLIP_Pretrain)
     spec: TinySpec = dataclasses.field(default_factory=TinySpec)
 
     def as_dict(self) -> dict:

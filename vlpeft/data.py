@@ -1,6 +1,6 @@
 """Loaders for the real MSCOCO-Karpathy and VQAv2 file formats, nested data-ratio subsets, collation.
 
-The same functions read the shapes world (`vlpeft.world`) and the real files; the data root layout is
+The same functions read the shapes world (`vlpeft.worlds.shapes`) and the real files; the data root layout is
 
     <root>/annotations/dataset_coco.json                          Karpathy split file (image index for both tasks)
     <root>/annotations/v2_OpenEnded_mscoco_{train2014,val2014}_questions.json
@@ -31,6 +31,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+from .io import read_json
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -39,23 +40,31 @@ from .errors import DataError
 def _parse(path: str, mtime_ns: int, size: int):
     """One parse per file version: a VQA run reads the Karpathy index and val2014 for several splits, and the
     real files are hundreds of MB. Callers only read the result."""
-    return json.loads(Path(path).read_text())
+    return read_json(path, DataError, "annotation file", hint="; re-download or regenerate the file")
 
 
 def load_json(path: str | Path, required: tuple[str, ...] = ()) -> dict:
+    """An annotation file, parsed once per version (`io.read_json`), with the top-level keys it must have."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found. Check --data-root (run `vlpeft world --out DIR` for the "
-                        f"embedded world, or see the README for the real MSCOCO/VQAv2 layout).")
-    try:
-        stat = path.stat()
-        obj = _parse(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: malformed JSON ({e}). Re-download or regenerate the file.") from None
+                        f"embedded world, or see the README for the real MSCOCO/VQAv2 layouts).")
+    stat = path.stat()
+    obj = _parse(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise DataError(f"{path}: missing top-level key(s) {missing}; is this the right file?")
     return obj
+
+
+def _no_duplicates(ids: list, path: Path, what: str) -> None:
+    """Refuse a file in which one id names two entries (they would be merged or scored once, silently)."""
+    from collections import Counter
+    twice = [i for i, n in Counter(ids).items() if n > 1]
+    if twice:
+        more = f" (and {len(twice) - 1} more)" if len(twice) > 1 else ""
+        raise DataError(f"{path}: {what} {twice[0]!r} appears {Counter(ids)[twice[0]]} times{more}; ids must be "
+                        f"unique — fix the file or drop the duplicates")
 
 
 def _require(entry: dict, keys: tuple[str, ...], path: Path, what: str) -> None:
@@ -112,8 +121,14 @@ def load_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> 
     images = load_json(json_path, required=("images",))["images"]
     keep = KARPATHY_SPLITS[split]
     items = []
+    _no_duplicates([e.get("cocoid") for e in images], json_path, "image cocoid")
+    _no_duplicates([c.get("sentid") for e in images for c in e.get("sentences", []) if "sentid" in c], json_path,
+                   "caption sentid")
     for e in images:
         _require(e, ("filepath", "filename", "cocoid", "split", "sentences"), json_path, "image entry")
+        if not e["sentences"]:
+            raise DataError(f"{json_path}: image cocoid {e['cocoid']} has no captions; every Karpathy image has "
+                            f"reference captions (CIDEr needs them) — fix or drop the entry")
         if keep is None or e["split"] in keep:
             caps = tuple(s["raw"].strip() for s in e["sentences"])
             items.append(CaptionItem(int(e["cocoid"]), image_root / e["filepath"] / e["filename"], caps,
@@ -141,6 +156,7 @@ def load_vqa(paths: Paths, split: str) -> list[VqaItem]:
     items = []
     for subset in VQA_FILES:
         items += _vqa_items(paths, subset, index, VQA_SPLITS[split])
+    _no_duplicates([it.question_id for it in items], paths.questions("*"), "question_id")  # across both files
     if not items:
         raise DataError(f"{paths.questions('*')}: no questions on Karpathy {'/'.join(VQA_SPLITS[split])} images "
                         f"(VQA split {split!r})")
@@ -151,6 +167,8 @@ def _vqa_items(paths: Paths, subset: str, index: dict, keep: tuple[str, ...]) ->
     qpath, apath = paths.questions(subset), paths.annotations(subset)
     questions = load_json(qpath, required=("questions",))["questions"]
     annotations = load_json(apath, required=("annotations",))["annotations"]
+    _no_duplicates([q.get("question_id") for q in questions], qpath, "question_id")
+    _no_duplicates([a.get("question_id") for a in annotations], apath, "annotation question_id")
     by_qid = {}
     for a in annotations:
         _require(a, ("question_id", "image_id", "answers", "multiple_choice_answer"), apath, "annotation")

@@ -1,8 +1,15 @@
-"""The errors a user can cause, one family: the CLI prints their message (one or two lines naming the file or
-field and what to do) and exits, without a traceback unless `--debug` or `VLPEFT_DEBUG=1`.
+"""The errors a user can cause or meet, one family: the CLI (and a notebook cell, `vlpeft.nb`) shows their
+message — one or two lines naming the file or field and what to do — and exits, without a traceback unless
+`--debug` or `VLPEFT_DEBUG=1`.
 
-Everything else (a bug, a CUDA fault) keeps its traceback: that is for us, not for the user."""
+`user_error` turns what the machine says (a full disk, a read-only folder, a file where a folder belongs) into
+the same kind of message. Everything else is a bug: it keeps its traceback, with a line saying how to report it.
+"""
 from __future__ import annotations
+
+import errno
+
+REPORT_A_BUG = "this is a bug in vlpeft, not in your input: please report it with the traceback above"
 
 
 class VlpeftError(Exception):
@@ -40,6 +47,38 @@ class RunFolderError(VlpeftError):
     """A run folder that belongs to another configuration, or that another process is training."""
 
 
+class DiskError(VlpeftError, OSError):
+    """The machine refused a write (full disk, read-only or foreign folder); the message names the path."""
+
+
 class Interrupted(VlpeftError):
     """Ctrl-C during a run; the message says how to resume."""
     exit_code = 130
+
+
+class Preempted(VlpeftError):
+    """SIGTERM or SIGUSR1 (a scheduler's time limit or preemption): the run saved its checkpoint first; the
+    message says where and how it resumes."""
+    exit_code = 143
+
+
+def user_error(e: BaseException) -> VlpeftError | None:
+    """The user-facing form of an error the machine raised, or None when it is not one (a bug)."""
+    if isinstance(e, VlpeftError):
+        return e
+    text = str(e)
+    where = getattr(e, "filename", None) or ""
+    code = getattr(e, "errno", None)
+    if code == errno.ENOSPC or "No space left on device" in text or "StorageFull" in text:
+        return DiskError(f"no space left on the device{' writing ' + str(where) if where else ''}: free some space "
+                         f"(runs/ and cache/features/ are the large folders) or point --out-dir, --runs-root or "
+                         f"--feature-cache at another disk; a run resumes from its last checkpoint")
+    if code == errno.EROFS or "Read-only file system" in text:
+        return DiskError(f"{where or 'a folder'} is on a read-only file system: choose a writable --out-dir, "
+                         f"--runs-root or --feature-cache")
+    if code in (errno.EACCES, errno.EPERM) and isinstance(e, OSError):
+        return DiskError(f"permission denied: {where}; choose a folder you can write, or fix its permissions")
+    if code in (errno.ENOTDIR, errno.EEXIST) and isinstance(e, OSError):
+        return DiskError(f"{where}: a file stands where vlpeft needs a folder (or the reverse); move it or choose "
+                         f"another path")
+    return None

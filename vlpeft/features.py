@@ -13,9 +13,14 @@ the image processor's settings (size, normalisation, resampling) and the dtype t
 different checkpoint, image size or precision gets its own folder, never a stale hit. Layout:
 
     <root>/<key>/features-*.bin  rows of (1+N)·d numbers, memory-mapped (float32; bfloat16 as raw 16 bits)
-    <root>/<key>/index.json      image path → row, the .bin it indexes, shape, dtype, the key's ingredients
-                                 (written last, atomically; a wider set of images gets a new .bin, so a
-                                 reader of the older index keeps reading the older file)
+    <root>/<key>/index.json      image path → row, the .bin it indexes, shape, dtype, the key's ingredients,
+                                 the file's size and a checksum per block of rows (written last, atomically;
+                                 a wider set of images gets a new .bin, so a reader of the older index keeps
+                                 reading the older file)
+    <root>/<key>/verified.json   the .bin's size and mtime when its checksums last held
+
+A cache is never read unchecked: when a run opens it, a .bin whose size or mtime differs from the last check
+is verified block by block, and one that is short or does not match is recomputed (with a line saying so).
 
 Disk: rows × (1+N) × d × bytes. MSCOCO-Karpathy at 256 px on BLIP-base (123,287 images, 257 × 768, bf16):
 48.7 GB; fp32 twice that.
@@ -35,6 +40,16 @@ from .blip.models import vision_states
 
 DTYPES = {"float32": (np.float32, torch.float32), "bfloat16": (np.uint16, torch.bfloat16),
           "float16": (np.float16, torch.float16)}
+BLOCK_ROWS = 256   # images per checksum block
+
+
+def block_checksums(file: Path, row_bytes: int, rows: int) -> list[str]:
+    """A BLAKE2b checksum of every block of BLOCK_ROWS rows of a .bin (read in order, one block at a time)."""
+    out = []
+    with open(file, "rb") as f:
+        for start in range(0, rows, BLOCK_ROWS):
+            out.append(hashlib.blake2b(f.read(row_bytes * min(BLOCK_ROWS, rows - start)), digest_size=16).hexdigest())
+    return out
 
 
 def weights_hash(module: torch.nn.Module) -> str:
@@ -59,10 +74,36 @@ class FeatureStore:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        index = json.loads((self.folder / "index.json").read_text())
-        self.rows, self.shape, self.dtype = index["rows"], tuple(index["shape"]), index["dtype"]
-        self.file = self.folder / index["file"]
+        self.index = json.loads((self.folder / "index.json").read_text())
+        self.rows, self.shape, self.dtype = self.index["rows"], tuple(self.index["shape"]), self.index["dtype"]
+        self.file = self.folder / self.index["file"]
         self._data = None  # opened lazily: a DataLoader worker opens its own map
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(DTYPES[self.dtype][0]).itemsize
+
+    def problem(self) -> str | None:
+        """Why the .bin cannot be read as this index says (None: it can). Cheap when the file is unchanged since
+        its last verification; otherwise every block's checksum is recomputed."""
+        if "blocks" not in self.index:
+            return "written by an older vlpeft without checksums"
+        if not self.file.is_file():
+            return "its .bin is missing"
+        stat, expected = self.file.stat(), len(self.rows) * self.row_bytes
+        if stat.st_size != expected:
+            return f"{self.file.name} is {stat.st_size:,d} bytes, {expected:,d} expected (truncated or overwritten)"
+        stamp = {"file": self.file.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        verified = self.folder / "verified.json"
+        if verified.is_file() and json.loads(verified.read_text()) == stamp:
+            return None
+        bad = [i for i, (a, b) in enumerate(zip(block_checksums(self.file, self.row_bytes, len(self.rows)),
+                                                self.index["blocks"])) if a != b]
+        if bad:
+            return (f"{self.file.name}: {len(bad)} of {len(self.index['blocks'])} blocks do not match their "
+                    f"checksums (first: rows {bad[0] * BLOCK_ROWS}…)")
+        write_json(verified, stamp)
+        return None
 
     def __contains__(self, path) -> bool:
         return str(path) in self.rows
@@ -95,8 +136,12 @@ def ensure_features(model, processor, image_paths, root: str | Path, dtype: torc
     with FileLock(str(folder / "compute.lock")):  # the first process computes; the others wait, then read
         if (folder / "index.json").exists():
             store = FeatureStore(folder)
-            if all(p in store for p in paths):
+            problem = store.problem()
+            if problem is None and all(p in store for p in paths):
                 return store
+            if problem is not None:
+                import sys
+                print(f"vision feature cache {folder}: {problem}; recomputing it", file=sys.stderr, flush=True)
             paths = sorted(set(paths) | set(store.rows))  # a wider request: recompute the union
         loader = torch.utils.data.DataLoader(
             Examples([(Path(p), {"id": p}) for p in paths], Pixels(processor.image_processor, keep=False)),
@@ -123,9 +168,16 @@ def ensure_features(model, processor, image_paths, root: str | Path, dtype: torc
         del data
         (folder / f"{file}.tmp").replace(folder / file)  # one .bin per image set: older readers keep theirs
         model.vision_model.train(was_training)
+        row_bytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
+        (folder / "verified.json").unlink(missing_ok=True)
         write_json(folder / "index.json", {"rows": {p: i for i, p in enumerate(paths)}, "shape": list(shape),
-                                           "dtype": name, "file": file, "ingredients": ingredients}, indent=None)
-        return FeatureStore(folder)
+                                           "dtype": name, "file": file, "ingredients": ingredients,
+                                           "bytes": row_bytes * len(paths),
+                                           "blocks": block_checksums(folder / file, row_bytes, len(paths))},
+                   indent=None)
+        store = FeatureStore(folder)
+        assert store.problem() is None, store.problem()  # and stamps verified.json
+        return store
 
 
 def prepare_features(configs, progress: bool = True) -> None:

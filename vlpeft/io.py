@@ -25,15 +25,19 @@ def write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
     return path
 
 
-def read_json(path: str | Path, error=ValueError, what: str = "file"):
-    """Parsed JSON; a missing or malformed file raises `error` with a message naming it."""
+def read_json(path: str | Path, error=ValueError, what: str = "file", missing_ok: bool = False, hint: str = ""):
+    """Parsed JSON — the one reader of the project's files. A missing file raises `error` naming it (or gives None
+    with `missing_ok`); a malformed one raises `error` naming it and what to do (`hint`, or: restore or remove)."""
     path = Path(path)
     if not path.is_file():
-        raise error(f"{path}: {what} not found")
+        if missing_ok:
+            return None
+        raise error(f"{path}: {what} not found{hint}")
     try:
         return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise error(f"{path}: not valid JSON ({e}); the {what} is corrupt — restore or remove it") from None
+        raise error(f"{path}: not valid JSON ({e}); " + (hint.strip("; .") if hint else
+                                                         f"the {what} is corrupt — restore or remove it")) from None
 
 
 def config_hash(obj, n: int = 8) -> str:

@@ -20,9 +20,7 @@ import tempfile
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.tokenizer import ptbtokenizer as _ptb
 
-
-class MetricError(RuntimeError):
-    """A metric that cannot be computed; the message says why and what to do."""
+from .errors import MetricError
 
 
 def _check_ids(predictions: dict, targets: dict, what: str) -> None:

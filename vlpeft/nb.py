@@ -68,7 +68,7 @@ def run_config(config: dict, world: str = "smoke", progress: bool = True):
     data root and model unless the config names others, and — when the config names no `out_dir` — a run
     folder derived from the parameters, so that changing a parameter runs that configuration."""
     from .worlds.assets import get_world, prepare
-    from .rundir import config_dict, run_hash
+    from .rundir import run_id
     from .train import RunConfig, validate
     repo_root_cwd()
     w = get_world(world)
@@ -77,9 +77,7 @@ def run_config(config: dict, world: str = "smoke", progress: bool = True):
     prepare(w, fields["data_root"], model_root, progress=progress)
     cfg = validate(RunConfig(**fields))
     if "out_dir" not in config:
-        cfg.out_dir = (f"runs/notebooks/{cfg.task}/{cfg.method}/"
-                       f"{variant(cfg.method, cfg.tune_classifier)}_s{cfg.size}_r{cfg.data_ratio:g}_seed{cfg.seed}"
-                       f"-{run_hash(config_dict(cfg))}")
+        cfg.out_dir = f"runs/notebooks/{cfg.task}/{cfg.method}/{run_id(cfg)}"
     return cfg
 
 

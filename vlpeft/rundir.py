@@ -49,6 +49,14 @@ def run_hash(config: dict) -> str:
     return config_hash(relevant(config), n=6)
 
 
+def run_id(cfg) -> str:
+    """A run's folder name: readable (variant, size, data ratio, seed) and a hash of everything that changes its
+    results, so two configurations never share a folder: `lora+cls_s8_r0.3_seed1-3fa9c2`."""
+    from .catalog import variant
+    return (f"{variant(cfg.method, cfg.tune_classifier)}_s{cfg.size}_r{cfg.data_ratio:g}_seed{cfg.seed}"
+            f"-{run_hash(config_dict(cfg))}")
+
+
 def differences(old: dict, new: dict) -> dict[str, tuple]:
     a, b = relevant(old), relevant(new)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}

@@ -3,7 +3,7 @@
     cfg = RunConfig(task="vqa", method="lora", size=8, data_ratio=0.4, out_dir="runs/demo/vqa/lora/r8")
     metrics = run(cfg)
 
-The paper's optimisation (§IV, appendix; DESIGN §2): AdamW, weight decay 0.05, cross-entropy loss, the task's
+The paper's optimisation (§IV and appendix, Table II): AdamW, weight decay 0.05, cross-entropy loss, the task's
 schedule (`vlpeft.tasks`: captioning warms up 0 → peak over `warmup_steps` then cosine to 0 over `steps`; VQA
 warms up 1e-6 → peak over `warmup_per_ratio × data_ratio` steps then cosine to 1e-6 over `epochs` epochs).
 The validation metric is computed every `eval_every` steps (the curves of Fig. 6–10); the paper reports the
@@ -36,7 +36,8 @@ from .config import RunConfig
 from .data import Paths, Pixels, StepBatches, check_images, check_ratio, nested_subset
 from .errors import ConfigError, DataError, Interrupted
 from .io import progress_bar
-from .methods import MethodConfig, apply_method, count_parameters, save_method, trainable_parameters, trainable_state_dict
+from .methods import (MethodConfig, apply_method, count_parameters, save_method, size_problem, trainable_parameters,
+                      trainable_state_dict)
 from .blip.models import load_model, load_processor
 from .parallel import Ranks, ranks
 from .rundir import RunFolder, config_dict
@@ -54,12 +55,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.method not in METHODS:
         bad(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     entry = METHODS[cfg.method]
-    if entry.family == "full" and cfg.size:
-        bad(f"full fine-tuning has no size; leave --size at 0 (got {cfg.size})")
     if entry.family != "full" and cfg.size == 0:
         cfg = dataclasses.replace(cfg, size=entry.default_size)
-    if entry.family != "full" and (not isinstance(cfg.size, int) or cfg.size < 0):
-        bad(f"size must be a positive {entry.knob} for {cfg.method}, got {cfg.size}")
+    if (problem := size_problem(cfg.method, cfg.size)) is not None:
+        bad(problem)
     try:
         check_ratio(cfg.data_ratio)
     except DataError as e:
@@ -204,6 +203,7 @@ class RunState:
     best_step: int = -1
     running: list = field(default_factory=list)    # training losses since the last evaluation
     train_s: float = 0.0
+    eval_s: float = 0.0                            # time spent on the validation curve
     samples: int = 0
     wall_before: float = 0.0                       # wall time of earlier (interrupted) attempts
     checkpoint_step: int = 0
@@ -235,7 +235,9 @@ def evaluate_if_due(s: Setup, state: RunState, folder: RunFolder, log) -> None:
     if not s.dp.main or not ((s.cfg.eval_every and step % s.cfg.eval_every == 0) or step == s.total):
         return
     from safetensors.torch import save_file
+    t0 = time.time()
     val = validate_now(s)
+    state.eval_s += time.time() - t0
     s.model.train()
     loss = sum(state.running) / len(state.running)
     state.curve.append({"step": step, "val": val, "loss": loss, "lr": s.scheduler.get_last_lr()[0]})
@@ -278,12 +280,14 @@ def resume_or_start(s: Setup, folder: RunFolder) -> RunState:
 def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: float) -> dict:
     """Test metric of the best validation checkpoint, the method's weights from it, metrics.json last."""
     from safetensors.torch import load_file
-    test = None
+    test, test_s = None, 0.0
     if status == "complete":
         if state.best_step != state.step and folder.best_path.exists():
             s.model.load_state_dict(load_file(folder.best_path), strict=False)
+        t0 = time.time()
         with s.autocast():
             test = evaluate(s.model, s.task, s.tokenizer, *s.test, s.device)[0]
+        test_s = time.time() - t0
         save_method(s.model, folder.path / "method")
     from .io import provenance, write_json
     write_json(folder.path / "curve.json", state.curve)
@@ -298,6 +302,7 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
         "trainable_params": s.trainable, "all_params": s.all_params,
         "trainable_pct": 100 * s.trainable / s.all_params, "n_train": len(s.train_set), "steps": state.step,
         "planned_steps": s.total, "wall_s": state.wall_before + time.time() - started, "train_s": state.train_s,
+        "eval_s": state.eval_s, "test_s": test_s,
         "samples_per_s": state.samples / max(state.train_s, 1e-9),
         "peak_memory_mb": torch.cuda.max_memory_allocated(s.device) / 2**20 if s.device.type == "cuda" else None,
         "device": str(s.device), "vision_features": s.features,

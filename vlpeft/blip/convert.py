@@ -49,7 +49,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import VlpeftError
-from ..io import file_sha256, write_json
+from ..io import file_sha256, read_json, write_json
 
 DEFAULT_PROCESSOR = "Salesforce/blip-image-captioning-base"
 DEFAULT_OUT = "checkpoints/blip-base-pretrained"
@@ -136,9 +136,12 @@ def load_original_state_dict(src: str | Path, allow_pickle: bool = False) -> tup
     try:
         obj = torch.load(src, map_location="cpu", weights_only=not allow_pickle)
     except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-        hint = ("" if allow_pickle else " If the file holds Python objects besides tensors and you trust its "
-                "source, pass --allow-pickle (it then runs the pickle's code).")
-        raise ConvertError(f"cannot read {src} as a torch checkpoint: {type(e).__name__}: {e}.{hint}") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if not allow_pickle and "Weights only load failed" in str(e):  # a real pickle with Python objects in it
+            raise ConvertError(f"{src} holds Python objects besides tensors ({first}); if you trust its source, pass "
+                               f"--allow-pickle (it then runs the pickle's code)") from None
+        raise ConvertError(f"cannot read {src} as a torch checkpoint ({type(e).__name__}: {first}); is it BLIP's "
+                           f"model_base.pth? ({CHECKPOINT_URLS['model_base.pth']})") from None
     top = sorted(map(str, obj)) if isinstance(obj, dict) else []
     sd = obj["model"] if isinstance(obj, dict) and "model" in obj else obj
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -297,8 +300,9 @@ def looks_vqa_finetuned(model_path: str) -> str | None:
 
 
 def _read_json(path: Path) -> dict | None:
+    """A JSON object, or None for a file that is missing, unreadable or not an object (a best-effort look)."""
     try:
-        obj = json.loads(Path(path).read_text())
+        obj = read_json(path, missing_ok=True)
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None
@@ -424,6 +428,43 @@ def convert_blip(src: str | Path, out: str | Path, processor: str = DEFAULT_PROC
     local_processor = Path(processor).expanduser()
     options = {"processor": str(local_processor.resolve()) if local_processor.is_dir() else str(processor),
                "image_size": image_size, "vision_heads": vision_heads, "text_heads": text_heads}
+    done, sha = _claim_output(src, out, options, force)             # 1. the output folder: ours, or refused
+    if done:
+        return out
+    proc = load_blip_processor(processor)                            # 2. what to convert
+    sd, top = load_original_state_dict(src, allow_pickle)
+    config, shapes, pos_embed, notes = _target_config(sd, proc, image_size, vision_heads, text_heads)
+    out.mkdir(parents=True, exist_ok=True)                           # 3. both task folders, each read back
+    (out / PARTIAL).write_text(json.dumps({"source": str(src)}))     # first: a crash leaves a folder known as ours
+    _clear(out)
+    outputs, used = {}, set()
+    for task in OUTPUTS:
+        outputs[task], task_used = _write_task(task, config, sd, pos_embed, proc, out)
+        used |= task_used
+    kind, name_hit = source_kind(sd), _vqa_name(src.name)            # 4. the record, written last
+    reason = (f"the file name contains {name_hit!r}" if name_hit else
+              "its keys are exactly BLIP_VQA's (visual_encoder, text_encoder, text_decoder; no pre-training heads)"
+              if kind == "vqa-finetuned" else None)
+    tok, text = proc.tokenizer, shapes["text"]
+    record = {
+        "format": FORMAT, "tool": "vlpeft.blip.convert",
+        "source": {**_source_info(src, sha), "checkpoint_keys": top, "tensors": len(sd)},
+        "source_kind": kind, "finetuned_on_vqa": reason is not None, "finetuned_reason": reason,
+        "options": options, "config": shapes,
+        "tokens": {k: tok.convert_ids_to_tokens(text[k]) for k in ("pad_token_id", "bos_token_id", "sep_token_id",
+                                                                    "eos_token_id")},
+        "outputs": outputs,
+        "unmapped_source": _group([k for k in sd if k not in used]),
+        "notes": notes,
+    }
+    write_json(out / RECORD, record, indent=2)  # written last, atomically: marks a complete conversion
+    (out / PARTIAL).unlink(missing_ok=True)
+    return out
+
+
+def _claim_output(src: Path, out: Path, options: dict, force: bool) -> tuple[bool, str | None]:
+    """(done, source sha256 if it was hashed): a complete conversion of the same source and options is done; a
+    folder that is not ours, or ours for another source or options without `force`, is refused."""
     state, sha = _state(out), None
     if state == "foreign":
         raise ConvertError(f"output folder {out} exists and is not a conversion made by `vlpeft convert-blip` "
@@ -432,21 +473,36 @@ def convert_blip(src: str | Path, out: str | Path, processor: str = DEFAULT_PROC
         rec = _read_json(out / RECORD) or {}
         same, sha = _same_source(rec, src)
         if same and rec.get("options") == options and not force:
-            return out
+            return True, sha
         if not force:
             why = ("the same source with other options" if same else
                    f"another source ({rec.get('source', {}).get('path')})")
             raise ConvertError(f"output folder {out} already holds a conversion of {why}; pass --force to replace "
                                f"it, or choose another --out")
+    return False, sha
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing downloads (before transformers is imported)
-    import torch
+
+def check_blip_tokens(tok) -> None:
+    """BLIP's tokenizer is bert-base-uncased's with [DEC] (bos) and then [ENC] appended (`init_tokenizer` in
+    BLIP's models/blip.py): in the checkpoint they are the last two rows (30522 and 30523 for BLIP-base). Any
+    other layout would feed the converted model the wrong rows, silently."""
+    dec, enc = tok.convert_tokens_to_ids("[DEC]"), tok.convert_tokens_to_ids("[ENC]")
+    n = len(tok)
+    if tok.bos_token != "[DEC]" or dec != n - 2 or enc != n - 1 or enc == tok.unk_token_id:
+        raise ConvertError(f"the processor's tokenizer has bos {tok.bos_token!r}, [DEC] at row {dec} and [ENC] at "
+                           f"row {enc if enc != tok.unk_token_id else 'none'} of {n}; BLIP's has [DEC] (bos) at row "
+                           f"{n - 2} and [ENC] at {n - 1}, appended in that order. Pass --processor with BLIP's own "
+                           f"processor (e.g. a saved copy of {DEFAULT_PROCESSOR})")
+    for role, token in (("pad", "[PAD]"), ("sep", "[SEP]")):
+        if getattr(tok, f"{role}_token") != token:
+            raise ConvertError(f"the processor's tokenizer has {role} {getattr(tok, f'{role}_token')!r}; BLIP's is "
+                               f"{token!r}. Pass --processor with BLIP's own processor")
+
+
+def _target_config(sd: dict, proc, image_size, vision_heads, text_heads):
+    """The transformers BlipConfig of the source (shapes read off its weights, the special tokens from the
+    processor's checked tokenizer), its position embeddings at the asked image size, and notes for the record."""
     from transformers import BlipConfig
-
-    from .models import TASK_CLASSES, load_model, save_model
-
-    proc = load_blip_processor(processor)
-    sd, top = load_original_state_dict(src, allow_pickle)
     cfg = infer_config(sd, vision_heads, text_heads)
     vision, text = cfg["vision"], cfg["text"]
     tok = proc.tokenizer
@@ -454,12 +510,9 @@ def convert_blip(src: str | Path, out: str | Path, processor: str = DEFAULT_PROC
         raise ConvertError(f"the processor's tokenizer has {len(tok)} tokens but the checkpoint's word embeddings "
                            f"have {text['vocab_size']} rows (BLIP-base: bert-base-uncased's 30522 + [DEC] + [ENC] "
                            f"= 30524); pass --processor with BLIP's tokenizer")
-    ids = {"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "sep_token_id": tok.sep_token_id,
-           "eos_token_id": tok.sep_token_id}
-    absent = [k for k, v in ids.items() if v is None]
-    if absent:
-        raise ConvertError(f"the processor's tokenizer has no {absent}: BLIP needs [PAD], [SEP] and [DEC] as bos")
-    text.update(ids)
+    check_blip_tokens(tok)
+    text.update({"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
+                 "sep_token_id": tok.sep_token_id, "eos_token_id": tok.sep_token_id})
     if text["hidden_size"] != vision["hidden_size"]:  # e.g. ViT-L (1024) with BERT-base (768)
         raise ConvertError(f"text width {text['hidden_size']} differs from vision width {vision['hidden_size']}: "
                            f"transformers' BlipForQuestionAnswering feeds text-encoder states to cross-attention "
@@ -480,48 +533,29 @@ def convert_blip(src: str | Path, out: str | Path, processor: str = DEFAULT_PROC
     config = BlipConfig(text_config=dict(text), vision_config=dict(vision),
                         **({"image_text_hidden_size": cfg["image_text_hidden_size"]}
                            if "image_text_hidden_size" in cfg else {}))
+    shapes = {"vision": vision, "text": text, "source_image_size": source_image_size,
+              **{k: v for k, v in cfg.items() if k not in ("vision", "text")}}
+    return config, shapes, pos_embed, notes
 
-    kind = source_kind(sd)
-    name_hit = _vqa_name(src.name)
-    reason = (f"the file name contains {name_hit!r}" if name_hit else
-              "its keys are exactly BLIP_VQA's (visual_encoder, text_encoder, text_decoder; no pre-training heads)"
-              if kind == "vqa-finetuned" else None)
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / PARTIAL).write_text(json.dumps({"source": str(src)}))  # first: a crash leaves a folder known as ours
-    _clear(out)
-    outputs, used = {}, set()
-    for task in OUTPUTS:
-        torch.manual_seed(0)
-        model = TASK_CLASSES[task](config).eval()
-        report = _fill(model, task, sd, pos_embed)
-        used |= report.pop("_used")
-        outputs[task] = {"path": task, **report}
-        save_model(model, proc, out / task)
-        del model
-        reloaded = load_model(task, out / task)  # the contract: what load_model reads back is what was filled
-        for name, value in reloaded.state_dict().items():
-            origin = source_key(report["filled_via_tying"].get(name, name))
-            want = pos_embed if origin == "visual_encoder.pos_embed" else sd.get(origin)
-            if want is None or not torch.equal(value, want.to(value.dtype)):
-                raise ConvertError(f"{task}: {name} read back from {out / task} differs from source {origin}")
-        del reloaded
-    unmapped = [k for k in sd if k not in used]
-    record = {
-        "format": FORMAT, "tool": "vlpeft.convert",
-        "source": {**_source_info(src, sha), "checkpoint_keys": top, "tensors": len(sd)},
-        "source_kind": kind, "finetuned_on_vqa": reason is not None, "finetuned_reason": reason,
-        "options": options,
-        "config": {"vision": vision, "text": text, "source_image_size": source_image_size,
-                   **{k: v for k, v in cfg.items() if k not in ("vision", "text")}},
-        "tokens": {k: tok.convert_ids_to_tokens(v) for k, v in ids.items()},
-        "outputs": outputs,
-        "unmapped_source": _group(unmapped),
-        "notes": notes,
-    }
-    write_json(out / RECORD, record, indent=2)  # written last, atomically: marks a complete conversion
-    (out / PARTIAL).unlink(missing_ok=True)
-    return out
+def _write_task(task: str, config, sd: dict, pos_embed, proc, out: Path) -> tuple[dict, set]:
+    """One task folder: filled from the source, saved, and read back through `load_model` tensor by tensor (the
+    contract: what a run loads is what was converted). Returns its record and the source keys it used."""
+    import torch
+    from .models import TASK_CLASSES, load_model, save_model
+    torch.manual_seed(0)
+    model = TASK_CLASSES[task](config).eval()
+    report = _fill(model, task, sd, pos_embed)
+    used = report.pop("_used")
+    save_model(model, proc, out / task)
+    del model
+    reloaded = load_model(task, out / task)
+    for name, value in reloaded.state_dict().items():
+        origin = source_key(report["filled_via_tying"].get(name, name))
+        want = pos_embed if origin == "visual_encoder.pos_embed" else sd.get(origin)
+        if want is None or not torch.equal(value, want.to(value.dtype)):
+            raise ConvertError(f"{task}: {name} read back from {out / task} differs from source {origin}")
+    return {"path": task, **report}, used
 
 
 def load_blip_processor(path: str):

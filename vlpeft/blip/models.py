@@ -4,12 +4,11 @@ Real world: `Salesforce/blip-image-captioning-base` and `Salesforce/blip-vqa-bas
 directory) are loaded with `from_pretrained`, exactly as below. Embedded world: a tiny BLIP built from
 `transformers`' own BLIP classes (`tiny_blip_config`), with a word-level tokenizer for the shapes-world
 vocabulary laid out like BLIP's BERT tokenizer ([PAD]=0, [CLS], [SEP], [DEC] as bos, [ENC]), pre-trained
-by `vlpeft.pretrain` and saved with `save_pretrained` — so it is then loaded by the same two functions.
+by `vlpeft.worlds.pretrain` and saved with `save_pretrained` — so it is then loaded by the same two functions.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from transformers.utils import logging as hf_logging
 from ..config import TinySpec
 from ..errors import ModelError
 
-# Nothing downloads at run or test time: a hub name only resolves if it is already in the local cache.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Nothing downloads at run or test time (vlpeft/__init__.py sets HF_HUB_OFFLINE before transformers is imported;
+# every from_pretrained here also passes local_files_only).
 hf_logging.disable_progress_bar()  # no "Loading weights" bars inside runs
 hf_logging.set_verbosity_error()  # keep "some weights unused" chatter (expected: see load_*) out of notebooks
 
@@ -61,9 +60,14 @@ def tiny_blip_config(tokenizer, spec: TinySpec = TinySpec()) -> BlipConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# One loading path for both worlds
-def _check_path(path: str | Path) -> str:
-    """A checkpoint directory whose files look whole, or a hub name (resolved from the local cache only)."""
+# One loading path for both worlds. Each check fails before any work, naming the file and what to do.
+TASK_TOWERS = {"caption": ("vision_model", "text_decoder"), "vqa": ("vision_model", "text_encoder", "text_decoder")}
+BLIP_SPECIAL = {"pad": "[PAD]", "sep": "[SEP]", "bos": "[DEC]"}   # + [ENC]: BLIP's tokenizer (models/blip.py)
+
+
+def _check_path(path: str | Path) -> tuple[str, dict]:
+    """A checkpoint directory whose config is a whole BLIP config, or a hub name already in the local cache
+    (nothing is downloaded): (the path to load, its config)."""
     local = Path(path).expanduser()
     if local.is_dir():
         config = local / "config.json"
@@ -71,16 +75,50 @@ def _check_path(path: str | Path) -> str:
             raise ModelError(f"{local}: no config.json — not a transformers checkpoint directory. Convert an "
                              f"original BLIP checkpoint with `vlpeft convert-blip`, or point at a save_pretrained "
                              f"directory.")
-        try:
-            json.loads(config.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ModelError(f"{config}: not valid JSON ({e}); the checkpoint is corrupt — re-save or re-convert "
-                             f"it") from None
-        return str(local)
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)) and not str(path).startswith("."):
-        return str(path)  # a hub name such as Salesforce/blip-image-captioning-base: local HF cache only
-    raise ModelError(f"model path {str(path)!r} does not exist. For the embedded model run `vlpeft pretrain`; "
-                     f"for real BLIP pass a checkpoint directory or a hub name already in the local HF cache.")
+        where = str(local)
+    elif re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)) and not str(path).startswith("."):
+        from huggingface_hub import constants, try_to_load_from_cache
+        cached = try_to_load_from_cache(str(path), "config.json")
+        if not isinstance(cached, str):
+            raise ModelError(f"{path}: not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and vlpeft "
+                             f"downloads nothing. Put the checkpoint on disk — `vlpeft convert-blip` (BLIP's "
+                             f"pre-training checkpoint) or a save_pretrained folder — and pass its path.")
+        config, where = Path(cached), str(path)
+    else:
+        raise ModelError(f"model path {str(path)!r} does not exist. For the embedded model run `vlpeft pretrain`; "
+                         f"for real BLIP pass a checkpoint directory or a hub name already in the local HF cache.")
+    try:
+        cfg = json.loads(config.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"{config}: not valid JSON ({e}); the checkpoint is corrupt — re-save or re-convert "
+                         f"it") from None
+    if not isinstance(cfg, dict) or cfg.get("model_type") != "blip":
+        found = cfg.get("model_type") if isinstance(cfg, dict) else type(cfg).__name__
+        raise ModelError(f"{config}: model_type {found!r}, not a BLIP checkpoint (model_type 'blip'); point at a "
+                         f"BLIP caption or VQA folder")
+    return where, cfg
+
+
+def check_tokenizer(tokenizer, text_config: dict, where: str) -> None:
+    """The tokenizer the model was trained with: its size is the model's vocabulary, and BLIP's special tokens
+    ([PAD], [SEP], [DEC] as bos, [ENC]) sit at the rows the config names — else a run would train on the wrong
+    rows (a tokenizer without them, or with [DEC] and [ENC] swapped)."""
+    problems = []
+    if len(tokenizer) != text_config.get("vocab_size", len(tokenizer)):
+        problems.append(f"{len(tokenizer)} tokens for a {text_config['vocab_size']}-row vocabulary")
+    for role, token in BLIP_SPECIAL.items():
+        got = getattr(tokenizer, f"{role}_token", None)
+        want = text_config.get(f"{role}_token_id")
+        if got != token or (want is not None and getattr(tokenizer, f"{role}_token_id") != want):
+            problems.append(f"{role} is {got!r} (id {getattr(tokenizer, f'{role}_token_id', None)}), BLIP's is "
+                            f"{token!r}" + (f" at row {want}" if want is not None else ""))
+    enc = tokenizer.convert_tokens_to_ids("[ENC]")
+    if enc is None or enc == tokenizer.unk_token_id:
+        problems.append("no [ENC] token (BLIP's image-grounded text encoder starts with it)")
+    if problems:
+        raise ModelError(f"{where}: the tokenizer does not match the model: {'; '.join(problems)}. The folder needs "
+                         f"BLIP's tokenizer files (save the processor with save_pretrained, or re-run `vlpeft "
+                         f"convert-blip --processor …` with BLIP's processor)")
 
 
 def honour_cross_attention_masks(model):
@@ -104,29 +142,41 @@ def honour_cross_attention_masks(model):
 
 
 def load_processor(path: str | Path) -> BlipProcessor:
-    path = _check_path(path)
+    """The checkpoint's BlipProcessor, its tokenizer checked against the model's config (`check_tokenizer`)."""
+    where, cfg = _check_path(path)
     try:
-        return BlipProcessor.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"cannot load a BLIP processor from {path!r}: {str(e).splitlines()[0]}") from None
+        processor = BlipProcessor.from_pretrained(where, local_files_only=True)
+    except (OSError, ValueError, TypeError) as e:
+        raise ModelError(f"cannot load a BLIP processor from {where!r}: {str(e).splitlines()[0]}") from None
+    check_tokenizer(processor.tokenizer, cfg.get("text_config") or {}, where)
+    return processor
 
 
 def load_model(task: str, path: str | Path, dtype: torch.dtype | None = None):
-    """`BlipForConditionalGeneration` (task 'caption') or `BlipForQuestionAnswering` ('vqa') from a checkpoint."""
+    """`BlipForConditionalGeneration` (task 'caption') or `BlipForQuestionAnswering` ('vqa') from a checkpoint
+    that holds every weight the task needs (transformers would initialise a missing tower at random, silently)."""
     if task not in TASK_CLASSES:
         raise ModelError(f"unknown task {task!r}; choose one of {sorted(TASK_CLASSES)}")
-    path = _check_path(path)
+    where, _ = _check_path(path)
     try:
-        model = TASK_CLASSES[task].from_pretrained(path, dtype=dtype)
+        model, info = TASK_CLASSES[task].from_pretrained(where, dtype=dtype, local_files_only=True,
+                                                         output_loading_info=True)
     except OSError as e:
-        raise ModelError(f"cannot load a BLIP {task} model from {path!r}: {str(e).splitlines()[0]}") from None
+        raise ModelError(f"cannot load a BLIP {task} model from {where!r}: {str(e).splitlines()[0]}") from None
     except Exception as e:  # noqa: BLE001 - safetensors' own errors (a truncated file) name no file
         if type(e).__name__ not in ("SafetensorError", "HeaderTooLarge", "EOFError", "UnpicklingError"):
             raise
-        files = sorted(p.name for p in Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
-        raise ModelError(f"{path}/{files[0] if len(files) == 1 else '*.safetensors'}: the weights file is "
+        files = sorted(p.name for p in Path(where).glob("*.safetensors")) if Path(where).is_dir() else []
+        raise ModelError(f"{where}/{files[0] if len(files) == 1 else '*.safetensors'}: the weights file is "
                          f"corrupt or truncated ({type(e).__name__}: {e}); re-save or re-convert the "
                          f"checkpoint") from None
+    missing = info.get("missing_keys") or []
+    if missing:
+        groups = sorted({k.split(".")[0] for k in missing})
+        raise ModelError(f"{where}: no weights for {', '.join(g + '.*' for g in groups)} ({len(missing)} tensors "
+                         f"would start random). A {task} run needs {', '.join(t + '.*' for t in TASK_TOWERS[task])}"
+                         + (" — a caption checkpoint given to --task vqa?" if "text_encoder" in groups else "")
+                         + " `vlpeft convert-blip` writes both task folders.")
     return honour_cross_attention_masks(model).eval()
 
 

@@ -53,12 +53,20 @@ def available_towers(model) -> list[str]:
     return [t for t in TOWER_PATHS if hasattr(model, t)]
 
 
+def size_problem(method: str, size) -> str | None:
+    """What is wrong with a method's size (Table II's knob), or None: the one check, for runs and injections."""
+    entry = catalogue_entry(method)
+    if entry.family == "full":
+        return f"full fine-tuning has no size; leave --size at 0 (got {size})" if size else None
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        return f"{method} needs a positive {entry.knob} (size), got {size!r}"
+    return None
+
+
 def validate(model, cfg: MethodConfig) -> list[str]:
     entry = catalogue_entry(cfg.method)
-    if entry.family != "full" and (not isinstance(cfg.size, int) or cfg.size <= 0):
-        raise MethodError(f"{cfg.method} needs a positive {entry.knob} (size), got {cfg.size!r}")
-    if entry.family == "full" and cfg.size:
-        raise MethodError(f"full fine-tuning has no size; got size {cfg.size} (leave it at 0)")
+    if (problem := size_problem(cfg.method, cfg.size)) is not None:
+        raise MethodError(problem)
     towers = list(cfg.towers) if cfg.towers else available_towers(model)
     bad = [t for t in towers if t not in available_towers(model)]
     if bad:
@@ -213,6 +221,6 @@ def load_method(model, path: str | Path, seed: int = 0):
     return model
 
 
-__all__ = ["METHODS", "MethodConfig", "available_towers", "closed_form_count", "MethodError", "apply_method", "remove_method", "applied", "count_parameters",
+__all__ = ["METHODS", "MethodConfig", "size_problem", "available_towers", "closed_form_count", "MethodError", "apply_method", "remove_method", "applied", "count_parameters",
            "trainable_parameters", "trainable_summary", "print_trainable_parameters", "save_method", "load_method",
            "method_state_dict", "trainable_state_dict", "unique_parameters"]

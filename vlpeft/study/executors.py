@@ -52,7 +52,7 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
 
 
 def prepare_assets(cells: list[Cell], progress: bool = True, workers: int = 2) -> None:
-    """Each world the cells use, through the one route (`vlpeft.assets`; `real` prepares nothing), said aloud.
+    """Each world the cells use, through the one route (`vlpeft.worlds.assets`; `real` prepares nothing), said aloud.
     Several pre-trainings (the dial) run `workers` at a time, one CPU thread each: the tiny model's small matrix
     products gain almost nothing from a second thread, so two at once take half the time."""
     from ..worlds.assets import get_world, prepare

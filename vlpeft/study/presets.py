@@ -3,11 +3,11 @@
     cells = grid("tiny")                        # every run of the preset, each with its whole RunConfig
     failures = execute(cells, workers=2)        # skips complete cells; a failure never stops the others
 
-A preset names its world (`vlpeft.assets`): `paper` is real BLIP on real files (nothing is generated),
+A preset names its world (`vlpeft.worlds.assets`): `paper` is real BLIP on real files (nothing is generated),
 `tiny` the embedded shapes world, `smoke` the seconds-long wiring check. Each cell runs its method's notebook
 (`catalog.METHODS[m].notebook`) through papermill into `runs/<study>/<task>/<method>/<run-id>/run.ipynb`,
 handing the notebook the cell's whole RunConfig as one parameter. The run id is readable and carries a short
-hash of the results-relevant config (`rundir.run_hash`), so two presets that differ only in, say, the LR
+hash of the results-relevant config (`rundir.run_id`), so two presets that differ only in, say, the LR
 never share a folder. A complete cell (metrics.json) is skipped; a failed one keeps papermill's notebook with
 its error cell and a `failed.json` with the reason (a dead kernel: the run log's tail), the sweep goes on, and
 the next invocation retries only the failed and missing cells. A cell that another sweep is running right
@@ -15,7 +15,7 @@ now is skipped and said so. When the vision tower is frozen (every PEFT cell), i
 before the cells (`vlpeft.features`) and shared by all of them.
 
 Presets:
-  paper  Table II exactly (DESIGN §2): every data ratio × every size of each PEFT, the same with
+  paper  Table II exactly (paper Table II and appendix): every data ratio × every size of each PEFT, the same with
          "+ classifier", and full fine-tuning at every ratio; BLIP-base converted from BLIP's pre-training
          checkpoint (`vlpeft convert-blip`), MSCOCO/VQAv2 under data/coco.
   tiny   the embedded study for a 2-core CPU: per task and PEFT, 3 data ratios at the middle size and 3 sizes
@@ -38,8 +38,9 @@ from pathlib import Path
 
 from ..catalog import METHODS, peft_methods, variant
 from ..errors import ConfigError
-from ..rundir import config_dict, run_hash
+from ..rundir import config_dict, run_id
 from ..config import RunConfig
+from ..worlds.shapes import CAPTIONS_PER_IMAGE
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 PEFT = peft_methods()
@@ -64,24 +65,45 @@ PAPER_BASE = {  # paper §IV + appendix
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# The embedded world's scaled-down schedule (same shape as the paper's, ~100× shorter)
+# The embedded world's schedule: the paper's shape, by a rule declared before the study's runs
+# (reports/tiny/schedule.md, with the pilot that chose the VQA epochs; tools/pilot_schedule.py)
 EMBEDDED_LR = {"caption": {"prompt": 3e-3, "prefix": 3e-3, "lora": 1e-3, "serial_adapter": 1e-3,
                            "parallel_adapter": 1e-3, "full": 2e-4},
                "vqa": {"prompt": 3e-3, "prefix": 3e-3, "lora": 2e-3, "serial_adapter": 2e-3,
                        "parallel_adapter": 2e-3, "full": 3e-4}}
-# Changed from the first study (2 seeds, 2 VQA epochs, "+ classifier" at every ratio, 60/100 caption and 150/300
-# VQA evaluation examples) before any run of this one, for time and statistical power — never for a verdict: three
-# seeds (the unit of replication of the claims), more evaluation examples (the whole caption test split, twice
-# the validation examples), and to pay for them one VQA epoch and "+ classifier" at the full data ratio only.
-TINY_BASE = {"caption": dict(steps=120, warmup_steps=12, batch_size=32, eval_every=40, eval_size=100, test_size=0),
-             "vqa": dict(epochs=1, warmup_per_ratio=20, batch_size=32, eval_every=50, eval_size=300, test_size=0)}
+TINY_BATCH = 32
+# Captioning runs a fixed number of steps at every ratio: Table II's 4000 steps at batch 256 are 1.81 epochs of
+# Karpathy train + restval (113,287 images × 5 captions ≈ 566,747 pairs); the same number of epochs of the
+# embedded world's pairs, warmed up over the same tenth (400 of 4000)
+PAPER_CAPTION_EPOCHS = 4000 * 256 / 566_747
+CAPTION_WARMUP = 400 / 4000
+# VQA is epoch-based; its warm-up is 800 × ratio steps of a 10-epoch run at batch 256 over 605,102 questions
+# (2,364 steps an epoch): 3.4 % of the run at every ratio
+VQA_WARMUP = 800 / (10 * 2_364)
+TINY_VQA_EPOCHS = 5     # the pilot's choice from {3, 5, 10} (reports/tiny/schedule.md)
+EVALUATIONS = 5         # validation points per run at full data (and step 0): the curve of Fig. 6–10
+
+
+def tiny_base(world, vqa_epochs: int = TINY_VQA_EPOCHS) -> dict[str, dict]:
+    """The embedded schedule for a world (`shapes.WorldConfig`), from the rules above."""
+    pairs = (world.n_train + world.n_restval) * CAPTIONS_PER_IMAGE
+    questions = (world.n_train + world.n_restval) * world.questions_per_image
+    steps = round(PAPER_CAPTION_EPOCHS * pairs / TINY_BATCH)
+    per_epoch = -(-questions // TINY_BATCH)
+    return {"caption": dict(steps=steps, warmup_steps=round(CAPTION_WARMUP * steps), batch_size=TINY_BATCH,
+                            eval_every=-(-steps // EVALUATIONS), eval_size=100, test_size=0),
+            "vqa": dict(epochs=vqa_epochs, warmup_per_ratio=round(VQA_WARMUP * vqa_epochs * per_epoch),
+                        batch_size=TINY_BATCH, eval_every=-(-vqa_epochs * per_epoch // EVALUATIONS), eval_size=300,
+                        test_size=0)}
+
+
 TINY_SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
               "parallel_adapter": [4, 16, 64]}
 TINY_RATIOS = [0.1, 0.3, 1.0]
 TINY_SEEDS = [0, 1, 2]
 SMOKE_BASE = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=8,
                   test_size=8, lr=1e-3)
-# The consistency dial (beyond the paper; DESIGN §3): captioning at every level × pre-training seed of
+# The consistency dial (beyond the paper; README, "The consistency dial"): captioning at every level × pre-training seed of
 # `assets.DIAL_LEVELS` × `assets.DIAL_PRETRAIN_SEEDS`, for one method of each family and full fine-tuning, on the
 # tiny schedule's ratio and size axes
 DIAL_METHODS = ["prompt", "lora"]
@@ -92,13 +114,13 @@ PRESET_WORLD = {"paper": "real", "tiny": "embedded", "smoke": "smoke", "dial": "
 @dataclass
 class Cell:
     study: str
-    world: str                  # the world its assets come from (vlpeft.assets)
+    world: str                  # the world its assets come from (vlpeft.worlds.assets)
     config: RunConfig           # the whole run, out_dir included
 
     @property
     def run_id(self) -> str:
         c = self.config
-        return f"{variant(c.method, c.tune_classifier)}_s{c.size}_r{c.data_ratio:g}_seed{c.seed}-{run_hash(config_dict(c))}"
+        return run_id(self.config)
 
     @property
     def out_dir(self) -> Path:
@@ -120,19 +142,21 @@ def _axis(study, world, runs_root, task, method, sizes, ratios, seeds, cls_optio
                       seed=seed, **base) for s in sizes for r in ratios for c in cls_options for seed in seeds]
 
 
-def _tiny_axes(args, task: str, methods: list[str], seeds: list[int], fields: dict, classifier: bool) -> list[Cell]:
+def _tiny_axes(args, task: str, methods: list[str], seeds: list[int], fields: dict, classifier: bool,
+               world) -> list[Cell]:
     """The tiny schedule's axes for one task and world: per PEFT method the data ratios at its middle size, its
     other sizes at the full data (and with `classifier`, "+ classifier" at the middle size and full data);
-    full fine-tuning at every ratio. `fields` are the world's paths and any overrides."""
+    full fine-tuning at every ratio. `fields` are the world's paths and any overrides; `world` its
+    `WorldConfig`, whose split sizes set the schedule (`tiny_base`)."""
     cells = []
     for m in methods:
-        base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task][m]} | fields
+        base = tiny_base(world)[task] | {"lr": EMBEDDED_LR[task][m]} | fields
         mid = TINY_SIZES[m][1]
         cells += _axis(*args, task, m, [mid], TINY_RATIOS, seeds, [False], base)                         # ratio axis
         cells += _axis(*args, task, m, [s for s in TINY_SIZES[m] if s != mid], [1.0], seeds, [False], base)  # size axis
         if classifier:
             cells += _axis(*args, task, m, [mid], [1.0], seeds, [True], base)                         # + classifier
-    base = TINY_BASE[task] | {"lr": EMBEDDED_LR[task]["full"]} | fields
+    base = tiny_base(world)[task] | {"lr": EMBEDDED_LR[task]["full"]} | fields
     return cells + _axis(*args, task, "full", [0], TINY_RATIOS, seeds, [False], base)
 
 
@@ -146,13 +170,13 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
     study = study or preset
     if preset == "dial":
         if data_root or model_path:
-            raise ConfigError("the dial preset has one world per level and seed (vlpeft.assets.dial_world); "
+            raise ConfigError("the dial preset has one world per level and seed (vlpeft.worlds.assets.dial_world); "
                               "--data-root and --model-path do not apply")
         cells = []
         for w in (dial_world(level, pseed) for level in DIAL_LEVELS for pseed in DIAL_PRETRAIN_SEEDS):
             where = dict(data_root=w.data_root, model_path=w.model_path, feature_cache=feature_cache)
             cells += _tiny_axes((study, w.name, runs_root), "caption", DIAL_METHODS, DIAL_SEEDS, where | overrides,
-                                classifier=False)
+                                classifier=False, world=w.world)
         return cells
     world = get_world(PRESET_WORLD[preset])
     where = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
@@ -167,7 +191,7 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
             base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | where | overrides
             cells += _axis(*args, task, "full", [0], PAPER_RATIOS[task], [0], [False], base)
         elif preset == "tiny":
-            cells += _tiny_axes(args, task, PEFT, TINY_SEEDS, where | overrides, classifier=True)
+            cells += _tiny_axes(args, task, PEFT, TINY_SEEDS, where | overrides, classifier=True, world=world.world)
     if preset == "smoke":
         for task, m, size in (("caption", "lora", 4), ("vqa", "prompt", 4), ("vqa", "parallel_adapter", 8)):
             cells += _axis(*args, task, m, [size], [0.5], [0], [False], SMOKE_BASE | where | overrides)

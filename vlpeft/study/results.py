@@ -4,7 +4,7 @@
     curves = load_curves("runs/tiny")      # step-by-step validation curves, with the run keys
     table = summarize(runs)                # mean/std/n over seeds of the complete runs
 
-A run folder is `runs/<study>/<task>/<method>/<run-id>/` (DESIGN §4); a row's keys come from the folder's
+A run folder is `runs/<study>/<task>/<method>/<run-id>/` (ARCHITECTURE.md); a row's keys come from the folder's
 config.json (never from the folder's name). Its state:
     complete | diverged | failed   metrics.json's own status (train.py writes it last, atomically)
     failed                         no metrics.json but the sweep's failed.json (papermill raised)
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import family_of, variant
+from ..io import read_json
 
 RUN_FILES = ("config.json", "metrics.json", "failed.json")
 KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
@@ -35,13 +36,11 @@ NUMERIC = ["size", "data_ratio", "seed", "best_val", "best_step", "test", "final
 
 
 def _read(path: Path):
-    """Parsed JSON, or None when the file does not exist; a malformed file raises ValueError."""
-    if not path.exists():
-        return None
+    """Parsed JSON, or None when the file does not exist; a malformed file raises ValueError naming it."""
     try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path.name}: {e}") from e
+        return read_json(path, missing_ok=True)
+    except ValueError as e:
+        raise ValueError(f"{path.name}: {str(e).split(': ', 1)[-1]}") from None
 
 
 def _row(run_dir: Path, study: str) -> dict:

@@ -10,7 +10,7 @@ A preset names its world; the study, the sweep and the notebooks resolve it here
     assets = prepare("embedded")                 # writes data/shapes and checkpoints/embedded unless there
     assets.data_root, assets.model_path          # "data/shapes", "checkpoints/embedded/{task}"
 
-Never writing into a folder the project did not create (`io.own`, used by `world.ensure_world` and
+Never writing into a folder the project did not create (`io.own`, used by `shapes.ensure_world` and
 `pretrain.pretrain`): before a world is generated or a model pre-trained, the target folder must be empty, or
 hold this project's marker (`.vlpeft.json`) for the *same* config, in which case the work is cached (complete)
 or redone in place (a run that was killed). A folder with other files, or with the marker of another config,

@@ -10,7 +10,7 @@ In the spirit of BLIP/mPLUG, one vision encoder, text encoder and text decoder s
 3. ELM  — encoder-conditioned LM: the VQA task's forward with `a picture of` in the question's place and the
           caption as the answer, so the VQA model starts with a pre-trained encoder → decoder route — yet it
           has never seen a question.
-4. TLM  — text-only LM on the footing corpus (`world.text_corpus`): the decoder, with no image, produces every
+4. TLM  — text-only LM on the footing corpus (`shapes.text_corpus`): the decoder, with no image, produces every
           word a downstream caption or answer uses (BLIP's decoder starts from BERT, which has produced
           every word of its vocabulary).
 5. MLM  — BERT's own objective on the same text, for the text encoder (through a head that is discarded).
@@ -19,7 +19,7 @@ Every text enters at a random position offset (half the time 0, otherwise up to 
 in), so every position row a prompt or prefix can shift a text onto is trained, as BERT's 512 rows are.
 
 The result is two `save_pretrained` directories, `<out>/caption` and `<out>/vqa`, loaded later by
-`vlpeft.models.load_model` exactly like real BLIP checkpoints, plus `<out>/card.json`: how it was made (its
+`vlpeft.blip.models.load_model` exactly like real BLIP checkpoints, plus `<out>/card.json`: how it was made (its
 config, the world's, corpus sizes, steps, final losses, wall time), the zero-shot metrics, and the
 captioning loss with the text shifted by p positions (what a prompt/prefix of length p costs at the start).
 """
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BlipForConditionalGeneration
 
-from . import shapes as world
+from . import shapes
 from ..config import PretrainConfig
 from ..data import Paths, Pixels, load_json, load_karpathy
 from ..io import own, progress_bar, write_json
@@ -53,9 +53,11 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
         return out
     torch.manual_seed(cfg.seed)
     paths = Paths(Path(cfg.data_root))
-    tokenizer = build_tokenizer(world.vocabulary())
+    tokenizer = build_tokenizer(shapes.vocabulary())
     processor = build_processor(tokenizer, cfg.spec.image_size)
     vqa = random_blip("vqa", tokenizer, cfg.spec, cfg.seed).train()  # holds all three towers
+    if cfg.share_text_towers:
+        share_text_towers(vqa)
     heads = torch.nn.ModuleDict({"itm": torch.nn.Linear(cfg.spec.hidden, 2),                 # discarded after
                                  "mlm": torch.nn.Linear(cfg.spec.hidden, len(tokenizer))})
 
@@ -96,6 +98,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     wall = time.time() - t0
 
     # split the pre-trained towers into the two task models, as BLIP's released checkpoints are
+    if cfg.share_text_towers:
+        untie_text_towers(vqa)
     vqa.eval()
     caption = honour_cross_attention_masks(BlipForConditionalGeneration(vqa.config)).eval()
     missing = caption.load_state_dict(vqa.state_dict(), strict=False).missing_keys
@@ -113,6 +117,31 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     save_model(vqa, processor, out / "vqa")
     write_json(out / "card.json", card)  # written last, atomically: marks a complete checkpoint
     return out
+
+
+SHARED = ("crossattention", "intermediate", "output")   # per block; the self-attention stays each tower's own
+
+
+def share_text_towers(vqa) -> None:
+    """BLIP_Pretrain's `tie_encoder_decoder_weights(text_decoder.bert, text_encoder, '', '/attention')`: the text
+    encoder and decoder share every weight but their self-attention (embeddings, cross-attention, FFN)."""
+    enc, dec = vqa.text_encoder, vqa.text_decoder
+    dec.bert.embeddings = enc.embeddings
+    for e, d in zip(enc.encoder.layer, dec.bert.encoder.layer):
+        for name in SHARED:
+            setattr(d, name, getattr(e, name))
+    dec.cls.predictions.decoder.weight = enc.embeddings.word_embeddings.weight  # the LM head stays tied to its words
+
+
+def untie_text_towers(vqa) -> None:
+    """Give the decoder its own copies again (BLIP's released checkpoints store both towers in full)."""
+    import copy
+    enc, dec = vqa.text_encoder, vqa.text_decoder
+    dec.bert.embeddings = copy.deepcopy(enc.embeddings)
+    for d in dec.bert.encoder.layer:
+        for name in SHARED:
+            setattr(d, name, copy.deepcopy(getattr(d, name)))
+    dec.cls.predictions.decoder.weight = dec.bert.embeddings.word_embeddings.weight
 
 
 def cycle(loader):

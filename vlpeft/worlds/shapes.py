@@ -76,7 +76,8 @@ SIZES = {"small": 0.11, "large": 0.2}  # radius as a fraction of the image side
 SIZE_SYNONYMS = {"small": ["small", "little", "tiny"], "large": ["large", "big", "huge"]}
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six"]
 REGIONS = ["left", "right", "top", "bottom"]
-NEVER_IN_PRETRAINING = {"?", "question", "answer"}  # the VQA template's: no pre-training text is a question
+NEVER_IN_PRETRAINING = {"?", "question", "answer"}
+CAPTIONS_PER_IMAGE = 5     # the "annotators" of `captions`, as COCO's five  # the VQA template's: no pre-training text is a question
 
 
 @dataclass
