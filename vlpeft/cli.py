@@ -105,8 +105,17 @@ def cmd_train(args):
         print(json.dumps(metrics, indent=2))
 
 
+def folder_arg(path: str | None, flag: str) -> None:
+    """Refuse a folder argument that names a file (before any work)."""
+    from .errors import ConfigError
+    if path and Path(path).exists() and not Path(path).is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder; choose a folder (new or vlpeft's own)")
+
+
 def _cells(args, preset: str):
     from .study.presets import grid, select
+    folder_arg(args.runs_root, "--runs-root")
+    folder_arg(args.feature_cache, "--feature-cache")
     cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
                  model_path=args.model_path, feature_cache=args.feature_cache)
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
@@ -126,6 +135,7 @@ def cmd_sweep(args):
 
 def cmd_report(args):
     from .study.report import Study, write_report
+    folder_arg(args.out, "--out")
     study = Study.load(args.study)
     out = write_report(study, args.out or f"reports/{study.name}")
     print(f"report: {Path(out) / 'index.html'} ({len(study.runs)} runs from {study.source})")
@@ -147,6 +157,14 @@ def cmd_study(args):
           + (f" ({len(failures)} failed or diverged runs, listed in the report)" if failures else ""))
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer ≥ 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
     s.add_argument("--preset", choices=["smoke", "tiny", "dial", "paper"], default=default_preset,
                    help="smoke: a wiring check; tiny: the embedded study; dial: the consistency dial (beyond the "
@@ -157,14 +175,21 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
     s.add_argument("--model-path", help="a checkpoint folder with {task}; default: the preset's model")
     s.add_argument("--feature-cache", default="cache/features",
                    help="where PEFT runs share the frozen vision features; '' to compute them in every step")
-    s.add_argument("--workers", type=int, default=2, help="local: parallel runs (one GPU each when present)")
+    s.add_argument("--workers", type=positive, default=2, help="local: parallel runs (one GPU each when present)")
     for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
         s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line that points at --help (not the whole usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from .config import PretrainConfig, RunConfig
-    p = argparse.ArgumentParser(prog="vlpeft", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = Parser(prog="vlpeft", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
     sub = p.add_subparsers(dest="cmd", required=True)
 

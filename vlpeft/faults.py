@@ -4,6 +4,7 @@
     "crash:K"      step K raises (a failed run)
     "kill:K"       the process SIGKILLs itself at step K (a node that disappears; the run resumes later)
     "interrupt:K"  Ctrl-C at step K
+    "term:K"       the process sends itself SIGTERM at step K (a scheduler's time limit: checkpoint, exit 143)
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import signal
 
 import torch
 
-KINDS = ("nan", "crash", "kill", "interrupt")
+KINDS = ("nan", "crash", "kill", "interrupt", "term")
 SYNTAX = re.compile(rf"^({'|'.join(KINDS)}):(\d+)$")
 
 
@@ -34,4 +35,7 @@ def inject(fault: str, step: int, loss: torch.Tensor) -> torch.Tensor:
         raise RuntimeError(f"injected crash at step {step} (RunConfig.fault={fault!r})")
     if m[1] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if m[1] == "term":
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by vlpeft.signals: the step finishes, then the run stops
+        return loss
     raise KeyboardInterrupt

@@ -47,12 +47,20 @@ PUNCTUATIONS = _ptb.PUNCTUATIONS  # removed after tokenisation: "''", "'", "``",
 _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\u2028\u2029]")
 
 
+JAVA_MISSING = ("Java is required for CIDEr: pycocoevalcap's PTB tokenizer (Stanford CoreNLP) runs on the JVM, but "
+                "`java` is not on PATH. Install a JRE (`apt-get install default-jre` or `conda install -c conda-forge "
+                "openjdk`) and check `java -version`.")
+
+
+def java_problem() -> str | None:
+    """Why CIDEr cannot be computed here (None: it can) — checked before a captioning run does any work."""
+    return JAVA_MISSING if shutil.which("java") is None else None
+
+
 def ptb_tokenize(sentences: list[str]) -> list[str]:
     """Tokenise sentences as pycocoevalcap's PTBTokenizer does (lower-cased, punctuation removed), one JVM run."""
-    if shutil.which("java") is None:
-        raise MetricError("Java is required for CIDEr: pycocoevalcap's PTB tokenizer (Stanford CoreNLP) runs on "
-                          "the JVM, but `java` is not on PATH. Install a JRE, e.g. `apt-get install default-jre` "
-                          "or `conda install -c conda-forge openjdk`, and make sure `java -version` works.")
+    if java_problem():
+        raise MetricError(JAVA_MISSING)
     text = "\n".join(_LINE_BREAKS.sub(" ", s) for s in sentences)
     with tempfile.NamedTemporaryFile(delete=False, dir=tempfile.gettempdir(), suffix=".txt") as f:
         f.write(text.encode())

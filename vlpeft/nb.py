@@ -55,6 +55,30 @@ def _svg_and_png(spec: dict, **metadata):
 _offline_charts()
 
 
+def _one_line_errors() -> None:
+    """In a notebook, a user's mistake (`errors.user_error`) reads as the CLI's one or two lines instead of a
+    traceback; the cell still fails (papermill and a sweep record it). `VLPEFT_DEBUG=1` keeps tracebacks."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipykernel is a dependency
+        return
+    shell = get_ipython()
+    if shell is None or os.environ.get("VLPEFT_DEBUG") == "1":
+        return
+    from .errors import user_error
+
+    def show(shell, etype, value, tb, tb_offset=None):
+        error = user_error(value)
+        stb = (shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset) if error is None
+               else [f"vlpeft: error: {error}"])   # a bug keeps its traceback; a mistake is its message
+        shell._showtraceback(etype, value, stb)    # what the cell shows, and what papermill records
+        return stb
+    shell.set_custom_exc((Exception,), show)
+
+
+_one_line_errors()
+
+
 def repo_root_cwd() -> Path:
     """Notebooks run from notebooks/ under Jupyter/nbval and from the repo root under papermill: use the root."""
     here = Path.cwd()

@@ -159,8 +159,15 @@ class RunFolder:
         ckpt = self.checkpoint_dir
         if not (ckpt / "state.json").exists():
             return None
-        state = read_json(ckpt / "state.json", RunFolderError, "checkpoint state")
-        return state, load_file(ckpt / "trainable.safetensors"), torch.load(ckpt / "optim.pt", weights_only=False)
+        state = read_json(ckpt / "state.json", RunFolderError, "checkpoint state",
+                          hint=f"; remove {ckpt} to restart the run from step 0")
+        try:
+            return state, load_file(ckpt / "trainable.safetensors"), torch.load(ckpt / "optim.pt", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - safetensors, pickle and OS errors of a damaged file all land here
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            raise RunFolderError(f"{ckpt}: the checkpoint is damaged ({type(e).__name__}: {first}); remove {ckpt} "
+                                 f"to restart the run from step 0 (its config stays), or pass --overwrite to discard "
+                                 f"the run") from None
 
     def finish(self, metrics: dict) -> dict:
         """metrics.json last, atomically; then the checkpoint and best-so-far weights go."""

@@ -107,6 +107,10 @@ class Task:
         """Why a checkpoint is not a fair start for this task (None: it is)."""
         return None
 
+    def tool_problem(self) -> str | None:
+        """Why this machine cannot score the task (None: it can)."""
+        return None
+
     # -- model -----------------------------------------------------------------------------------------------
     def forward(self, model, batch: dict, labels: bool = True):
         """The decoder's output for the batch's target text (with the mean cross-entropy when `labels`)."""
@@ -197,6 +201,9 @@ class CaptionTask(Task):
 
     def score(self, predictions, items):
         return metrics.cider(predictions, {it.image_id: list(it.captions) for it in items})
+
+    def tool_problem(self):
+        return metrics.java_problem()
 
     def references(self, item):
         return list(item.captions)

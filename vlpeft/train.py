@@ -34,13 +34,14 @@ from . import faults
 from .catalog import METHODS, variant
 from .config import RunConfig
 from .data import Paths, Pixels, StepBatches, check_images, check_ratio, nested_subset
-from .errors import ConfigError, DataError, Interrupted
+from .errors import ConfigError, DataError, Interrupted, MetricError, Preempted
 from .io import progress_bar
 from .methods import (MethodConfig, apply_method, count_parameters, save_method, size_problem, trainable_parameters,
                       trainable_state_dict)
 from .blip.models import load_model, load_processor
 from .parallel import Ranks, ranks
 from .rundir import RunFolder, config_dict
+from .signals import StopSignals
 from .tasks import TaskModel, evaluate, get_task, to_device
 
 
@@ -78,6 +79,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         bad(f"num_workers must be -1 (auto) or 0 or more, got {cfg.num_workers}")
     if not DEVICE.match(cfg.device):
         bad(f"unknown device {cfg.device!r}; choose auto, cpu, cuda, cuda:N or mps")
+    if (problem := device_problem(cfg.device)) is not None:
+        bad(problem)
+    for name, what in (("out_dir", "run folder"), ("feature_cache", "feature-cache folder")):
+        value = getattr(cfg, name)
+        if value and Path(value).exists() and not Path(value).is_dir():
+            bad(f"--{name.replace('_', '-')} {value} is a file, not a folder; the {what} must be a folder "
+                f"(new or vlpeft's own)")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         bad(f"unknown precision {cfg.precision!r}; choose auto, fp32, bf16 or fp16")
     if (problem := faults.check(cfg.fault)) is not None:
@@ -85,12 +93,29 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not (Path(cfg.data_root) / "annotations").is_dir():
         bad(f"data root {cfg.data_root!r} has no annotations/ folder; run `vlpeft world --out {cfg.data_root}` "
             f"or point --data-root at real MSCOCO/VQAv2 files (see the README)")
+    if (problem := get_task(cfg.task).tool_problem()) is not None:
+        raise MetricError(problem)
     problem = get_task(cfg.task).start_problem(model_path(cfg))
     if problem and not cfg.allow_vqa_finetuned:
         bad(f"{problem}. The study needs a pre-trained start (the task must not be consistent with it by "
             f"accident): convert BLIP's pre-training checkpoint with `vlpeft convert-blip`, or pass "
             f"--allow-vqa-finetuned if you mean it.")
     return cfg
+
+
+def device_problem(device: str) -> str | None:
+    """Why `device` cannot run here (None: it can): a CUDA device on a build or machine without one, an index
+    past the last GPU, MPS off a Mac."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return (f"--device {device}: this torch ({torch.__version__}) sees no CUDA device; use --device auto or "
+                    f"cpu, or install a CUDA build of torch on a GPU node (`make TORCH_SPEC=torch …`)")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            return f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 …)"
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        return "--device mps: no Apple-silicon GPU here; use --device auto or cpu"
+    return None
 
 
 def model_path(cfg: RunConfig) -> str:
@@ -251,17 +276,18 @@ def evaluate_if_due(s: Setup, state: RunState, folder: RunFolder, log) -> None:
     write_json(folder.path / "curve.json", state.curve)
 
 
-def checkpoint_if_due(s: Setup, state: RunState, folder: RunFolder, started: float) -> None:
+def checkpoint_if_due(s: Setup, state: RunState, folder: RunFolder, started: float, now: bool = False) -> None:
+    """Every `checkpoint_every` steps (or `now`, when the run is asked to stop), the state to resume from."""
     every = s.cfg.checkpoint_every
-    if s.dp.main and every and state.step % every == 0 and state.step < s.total:
+    if s.dp.main and (now or (every and state.step % every == 0)) and state.step < s.total:
         state.checkpoint_step = state.step
         folder.save_checkpoint(trainable_state_dict(s.model), s.optimizer, s.scheduler,
                                dataclasses.asdict(state) | {"wall_before": state.wall_before + time.time() - started})
 
 
-def resume_or_start(s: Setup, folder: RunFolder) -> RunState:
-    """The checkpoint's state, or a fresh one whose curve starts with the zero-shot validation point."""
-    saved = folder.load_checkpoint()
+def resume_or_start(s: Setup, folder: RunFolder, saved) -> RunState:
+    """The checkpoint's state (`saved`, from `RunFolder.load_checkpoint`), or a fresh one whose curve starts with
+    the zero-shot validation point."""
     if saved is None:
         state = RunState()
         if s.dp.main:
@@ -342,15 +368,16 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
         folder.claim(config, overwrite)            # one owner from here on
     state = RunState()
     try:
+        saved = folder.load_checkpoint()           # a damaged checkpoint is refused before anything is written
         if dp.main:
             folder.start(config)
         started, status = time.time(), "complete"
-        state = resume_or_start(s, folder)
+        state = resume_or_start(s, folder, saved)
         bar = progress_bar(total=s.total, initial=state.step, disable=not (progress and dp.main),
                            desc=f"{cfg.task} {variant(cfg.method, cfg.tune_classifier)} s={cfg.size} r={cfg.data_ratio}")
         log = (folder.path / "train.log").open("a") if dp.main else open(os.devnull, "w")
         s.model.train()
-        with bar, log:
+        with bar, log, StopSignals() as stop:
             for batch in s.train_loader(state.step):
                 t0 = time.time()
                 loss = train_step(s, batch, state.step)
@@ -366,7 +393,12 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{s.scheduler.get_last_lr()[0]:.2e}",
                                 sps=f"{state.samples / max(state.train_s, 1e-9):.0f}", refresh=False)
                 evaluate_if_due(s, state, folder, log)
-                checkpoint_if_due(s, state, folder, started)
+                checkpoint_if_due(s, state, folder, started, now=stop.requested is not None)
+                if stop.requested:
+                    log.write(f"step {state.step}: {stop.requested} — checkpointed, stopping\n")
+                    raise Preempted(f"{stop.requested} at step {state.step} of {s.total}: the checkpoint is saved in "
+                                    f"{folder.checkpoint_dir}; run the same command again (or the sweep) to resume "
+                                    f"from step {state.checkpoint_step}")
         if not dp.main:  # rank 0 evaluates and writes; the others return what it wrote
             dp.barrier()
             return folder.metrics()

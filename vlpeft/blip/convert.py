@@ -137,7 +137,7 @@ def load_original_state_dict(src: str | Path, allow_pickle: bool = False) -> tup
         obj = torch.load(src, map_location="cpu", weights_only=not allow_pickle)
     except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        if not allow_pickle and "Weights only load failed" in str(e):  # a real pickle with Python objects in it
+        if not allow_pickle and "Unsupported global" in str(e):  # a real pickle with Python objects in it
             raise ConvertError(f"{src} holds Python objects besides tensors ({first}); if you trust its source, pass "
                                f"--allow-pickle (it then runs the pickle's code)") from None
         raise ConvertError(f"cannot read {src} as a torch checkpoint ({type(e).__name__}: {first}); is it BLIP's "

@@ -74,9 +74,7 @@ class Study:
                                                                             Path("reports") / where]
         for folder in candidates:
             if (folder / "runs.csv").is_file():
-                curves = folder / "curves.csv"
-                return cls(folder.name, str(folder), pd.read_csv(folder / "runs.csv"),
-                           pd.read_csv(curves) if curves.is_file() else pd.DataFrame(columns=["run_dir"]))
+                return cls(folder.name, str(folder), *_read_report(folder))
             if folder.is_dir() and any(folder.rglob("config.json")):
                 return cls(folder.name, str(folder), load_runs(folder), load_curves(folder))
         name = where.name
@@ -88,6 +86,26 @@ class Study:
         if claim == "dial":
             return self.dial | {"claim": "dial"}
         return self.claims[self.claims.claim == claim].iloc[0].to_dict()
+
+
+def _read_report(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A report folder's runs.csv and curves.csv (no curves: an empty table), refused when not a runs table."""
+    tables = []
+    for name, needed in (("runs.csv", {"task", "method", "status", "best_val", "run_dir"}), ("curves.csv", {"run_dir"})):
+        path = folder / name
+        if not path.is_file():
+            tables.append(pd.DataFrame(columns=sorted(needed)))
+            continue
+        try:
+            table = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+            raise StudyError(f"{path}: not a readable table ({str(e).splitlines()[0]}); re-write it with `vlpeft "
+                             f"report --study runs/<study>` from the run folders") from None
+        if not needed <= set(table.columns):
+            raise StudyError(f"{path}: not a vlpeft {name} (no {', '.join(sorted(needed - set(table.columns)))} "
+                             f"column); re-write it with `vlpeft report --study runs/<study>`")
+        tables.append(table)
+    return tables[0], tables[1]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ from transformers import BlipForConditionalGeneration
 from . import shapes
 from ..config import PretrainConfig
 from ..data import Paths, Pixels, load_json, load_karpathy
+from ..errors import ConfigError, Interrupted, Preempted
 from ..io import own, progress_bar, write_json
+from ..signals import StopSignals
 from ..methods import count_parameters, unique_parameters
 from ..blip.models import build_processor, build_tokenizer, honour_cross_attention_masks, random_blip, save_model, vision_states
 from ..tasks import CAPTION_PROMPT, TASKS, evaluate
@@ -48,6 +50,7 @@ SHIFTS = (0, 8, 32, 128)  # prompt/prefix lengths whose shift the card prices
 def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) -> Path:
     """Pre-train and save; a second call with the same config returns the cached checkpoint at once. The out
     folder must be new, empty, or this config's own (`io.own`): nothing else is ever overwritten."""
+    check_pretrain(cfg)
     out = Path(cfg.out)
     if own(out, "pre-trained model", cfg.as_dict(), "card.json") and not force:
         return out
@@ -55,68 +58,109 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     paths = Paths(Path(cfg.data_root))
     tokenizer = build_tokenizer(shapes.vocabulary())
     processor = build_processor(tokenizer, cfg.spec.image_size)
-    vqa = random_blip("vqa", tokenizer, cfg.spec, cfg.seed).train()  # holds all three towers
+    corpus = Corpus(cfg, paths, tokenizer, processor)                       # 1. the image–text pairs and the text
+    vqa = random_blip("vqa", tokenizer, cfg.spec, cfg.seed).train()          # 2. all three towers, trained together
     if cfg.share_text_towers:
         share_text_towers(vqa)
-    heads = torch.nn.ModuleDict({"itm": torch.nn.Linear(cfg.spec.hidden, 2),                 # discarded after
-                                 "mlm": torch.nn.Linear(cfg.spec.hidden, len(tokenizer))})
-
-    corpus = load_karpathy(paths.pretrain, paths.images, "all")
-    sentences = load_json(paths.root / "annotations" / "pretrain_text.json", required=("sentences",))["sentences"]
-    images = Pixels(processor.image_processor)
-    lm = TASKS["caption"]
-    train = lm.train_examples(corpus, images)
-    g = torch.Generator().manual_seed(cfg.seed)
-    pairs = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                        collate_fn=lambda b: lm.collate(tokenizer, b, cfg.lm_prompt), generator=g)
-    texts = torch.utils.data.DataLoader(sentences, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                        collate_fn=lambda b: tokenizer(b, padding="longest", return_tensors="pt"),
-                                        generator=g)
-    params = unique_parameters(vqa) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
-    objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, g)
-
-    t0, step, losses = time.time(), 0, {}
-    bar = progress_bar(total=cfg.steps, desc="pre-train", disable=not progress)
-    text_batches = cycle(texts)
-    while step < cfg.steps:
-        for b in pairs:
-            if step >= cfg.steps:
-                break
-            losses = objectives(b, next(text_batches))
-            opt.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            bar.update()
-            bar.set_postfix({k: f"{v.item():.2f}" for k, v in losses.items()}, refresh=False)
-    bar.close()
-    wall = time.time() - t0
-
-    # split the pre-trained towers into the two task models, as BLIP's released checkpoints are
-    if cfg.share_text_towers:
-        untie_text_towers(vqa)
+    step, losses, wall = _train(cfg, vqa, corpus, tokenizer, progress, out)
+    if cfg.share_text_towers:                                                # 3. the two task models, as BLIP's
+        untie_text_towers(vqa)                                               #    released checkpoints are
     vqa.eval()
     caption = honour_cross_attention_masks(BlipForConditionalGeneration(vqa.config)).eval()
     missing = caption.load_state_dict(vqa.state_dict(), strict=False).missing_keys
     assert not missing, f"caption model keys not covered by pre-training: {missing}"
-    card = {"config": cfg.as_dict(), "world": json.loads((paths.root / "world.json").read_text()),
-            "corpus_images": len(corpus), "corpus_pairs": len(train), "text_sentences": len(sentences),
-            "steps": step, "final_losses": {k: round(v.item(), 4) for k, v in losses.items()},
+    card = {"config": cfg.as_dict(), "world": json.loads((paths.root / "world.json").read_text()),  # 4. the card
+            "corpus_images": len(corpus.items), "corpus_pairs": len(corpus.pairs.dataset),
+            "text_sentences": len(corpus.texts.dataset), "steps": step,
+            "final_losses": {k: round(v.item(), 4) for k, v in losses.items()},
             "wall_s": round(wall, 1), "params": count_parameters(vqa)[1],
             "footing": "text-only LM (decoder) and MLM (encoder) on a corpus holding every caption/answer word, "
                        "never a question; every text at a random position offset (rows 0.."
                        f"{cfg.spec.max_positions - 1})",
-            "zero_shot": zero_shot(caption, vqa, tokenizer, paths, images, cfg.zero_shot_eval),
-            "shift_loss": shift_loss(caption, tokenizer, paths, images, cfg.zero_shot_eval)}
+            "zero_shot": zero_shot(caption, vqa, tokenizer, paths, corpus.images, cfg.zero_shot_eval),
+            "shift_loss": shift_loss(caption, tokenizer, paths, corpus.images, cfg.zero_shot_eval)}
     save_model(caption, processor, out / "caption")
     save_model(vqa, processor, out / "vqa")
     write_json(out / "card.json", card)  # written last, atomically: marks a complete checkpoint
     return out
+
+
+def check_pretrain(cfg: PretrainConfig) -> None:
+    """Refuse a pre-training that cannot run, naming the field (before anything is written)."""
+    for name in ("steps", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(cfg, name)}")
+    for name in ("warmup", "zero_shot_eval"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(cfg, name)}")
+    for name in ("lr", "weight_decay"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a finite {'positive' if name == 'lr' else 'non-negative'} "
+                              f"number, got {value}")
+    if not (Path(cfg.data_root) / "annotations").is_dir():
+        raise ConfigError(f"--data-root {cfg.data_root}: no annotations/ folder; write the shapes world first "
+                          f"(`vlpeft world --out {cfg.data_root}`)")
+
+
+class Corpus:
+    """The pre-training data: image–caption pairs (`dataset_pretrain.json`, through the captioning task's own
+    collation, with `cfg.lm_prompt` before each caption) and the text-only footing sentences, in seeded order."""
+
+    def __init__(self, cfg: PretrainConfig, paths: Paths, tokenizer, processor):
+        self.items = load_karpathy(paths.pretrain, paths.images, "all")
+        sentences = load_json(paths.root / "annotations" / "pretrain_text.json", required=("sentences",))["sentences"]
+        self.images = Pixels(processor.image_processor)
+        lm = TASKS["caption"]
+        self.g = torch.Generator().manual_seed(cfg.seed)
+        self.pairs = torch.utils.data.DataLoader(
+            lm.train_examples(self.items, self.images), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+            collate_fn=lambda b: lm.collate(tokenizer, b, cfg.lm_prompt), generator=self.g)
+        self.texts = torch.utils.data.DataLoader(
+            sentences, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+            collate_fn=lambda b: tokenizer(b, padding="longest", return_tensors="pt"), generator=self.g)
+
+    def batches(self, steps: int):
+        """`steps` (pair batch, text batch) couples: the pairs epoch after epoch, the text cycling beside them."""
+        text, step = cycle(self.texts), 0
+        while step < steps:
+            for b in self.pairs:
+                if step >= steps:
+                    return
+                yield b, next(text)
+                step += 1
+
+
+def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, out: Path):
+    """The optimisation: (steps done, last losses, wall seconds). Ctrl-C or a stop signal ends it with a message
+    saying that an unfinished pre-training keeps nothing and how it starts again."""
+    heads = torch.nn.ModuleDict({"itm": torch.nn.Linear(cfg.spec.hidden, 2),                 # discarded after
+                                 "mlm": torch.nn.Linear(cfg.spec.hidden, len(tokenizer))})
+    params = unique_parameters(vqa) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, corpus.g)
+    t0, step, losses = time.time(), 0, {}
+    again = (f"an unfinished pre-training keeps nothing: run the same command again to start it over in {out} "
+             f"(about {cfg.steps} steps)")
+    try:
+        with progress_bar(total=cfg.steps, desc="pre-train", disable=not progress) as bar, StopSignals() as stop:
+            for pairs, text in corpus.batches(cfg.steps):
+                losses = objectives(pairs, text)
+                opt.zero_grad(set_to_none=True)
+                sum(losses.values()).backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                step += 1
+                bar.update()
+                bar.set_postfix({k: f"{v.item():.2f}" for k, v in losses.items()}, refresh=False)
+                if stop.requested:
+                    raise Preempted(f"pre-training stopped by {stop.requested} at step {step} of {cfg.steps}; {again}")
+    except KeyboardInterrupt:
+        raise Interrupted(f"pre-training interrupted at step {step} of {cfg.steps}; {again}") from None
+    return step, losses, time.time() - t0
 
 
 SHARED = ("crossattention", "intermediate", "output")   # per block; the self-attention stays each tower's own

@@ -77,7 +77,8 @@ SIZE_SYNONYMS = {"small": ["small", "little", "tiny"], "large": ["large", "big",
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six"]
 REGIONS = ["left", "right", "top", "bottom"]
 NEVER_IN_PRETRAINING = {"?", "question", "answer"}
-CAPTIONS_PER_IMAGE = 5     # the "annotators" of `captions`, as COCO's five  # the VQA template's: no pre-training text is a question
+CAPTIONS_PER_IMAGE = 5     # the "annotators" of `captions`, as COCO's five
+WORLD_FORMAT = 2           # 2: the balanced VQA (questions from their own stream, after the scenes)  # the VQA template's: no pre-training text is a question
 
 
 @dataclass
@@ -371,15 +372,39 @@ def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool 
                "questions": qs})
         write_json(ann / f"v2_mscoco_{split}_annotations.json",
               {"info": info, "data_type": "mscoco", "data_subtype": split, "annotations": anns})
-    write_json(out / "world.json", dataclasses.asdict(cfg))  # written last: marks a complete world
+    write_json(out / "world.json", world_record(cfg))  # written last: marks a complete world
     return out
+
+
+def world_record(cfg: WorldConfig) -> dict:
+    """What identifies a world: its config and the generator's format (a world written by an older generator —
+    before the balanced VQA, say — is another world, never reused)."""
+    return dataclasses.asdict(cfg) | {"format": WORLD_FORMAT}
+
+
+def check_world(cfg: WorldConfig) -> WorldConfig:
+    """Refuse a world that cannot be drawn, naming the field (before anything is written)."""
+    from ..errors import ConfigError
+    rules = {"n_train": 1, "n_val": 1, "n_test": 1, "n_restval": 0, "n_pretrain_extra": 0, "questions_per_image": 1,
+             "n_text": 1, "noise": 0}
+    for name, least in rules.items():
+        if getattr(cfg, name) < least:
+            raise ConfigError(f"--{name.replace('_', '-')} must be {least} or more, got {getattr(cfg, name)}")
+    if not 8 <= cfg.image_size <= 1024:
+        raise ConfigError(f"--image-size must be 8 … 1024 pixels, got {cfg.image_size}")
+    if not 1 <= cfg.max_objects <= 4:
+        raise ConfigError(f"--max-objects must be 1 … 4 (the scenes place them without overlap), got {cfg.max_objects}")
+    for name in ("disagreement", "consistency"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ConfigError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
+    return cfg
 
 
 def ensure_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool = True) -> Path:
     """Write the world unless a complete one of the same config is there (cached); refuse a folder holding
     anything else (`io.own`)."""
-    cfg = cfg or WorldConfig()
-    if not own(out, "world", dataclasses.asdict(cfg), "world.json"):
+    cfg = check_world(cfg or WorldConfig())
+    if not own(out, "world", world_record(cfg), "world.json"):
         write_world(out, cfg, progress)
     return Path(out)
 

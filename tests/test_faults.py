@@ -1,0 +1,327 @@
+"""Faults and bad input, as a new user meets them: one table of cases through the real CLI (world, pretrain,
+train, sweep, study, report, convert-blip), each asserting the message, the exit code, no traceback, and that
+nothing that existed changed; then the cases that used to give a silently wrong number, and the signals."""
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlpeft import cli
+from conftest import smoke_config, snapshot
+from test_convert import HEAD_OPTS, blip_layout, original_state_dict, save_pth  # noqa: F401 - the converter's sources
+
+
+def call(args, capsys) -> tuple[int, str]:
+    """The CLI in-process: (exit code, stderr)."""
+    capsys.readouterr()
+    try:
+        cli.main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+class Ctx:
+    """A private copy of the tiny world and models that a case may damage, and helpers to damage them."""
+
+    def __init__(self, tmp: Path, world: Path, models: Path):
+        self.tmp = tmp
+        self.world = Path(shutil.copytree(world, tmp / "world"))
+        self.models = Path(shutil.copytree(models, tmp / "models"))
+
+    def train(self, **changes) -> list:
+        cfg = smoke_config(self.models, self.world, self.tmp / "run",
+                           **({"task": "vqa", "method": "lora", "size": 2} | changes))
+        return ["train", *cli.to_args(cfg)]
+
+    def own_world(self) -> Path:
+        from vlpeft.worlds.shapes import ensure_world
+        from conftest import TINY_WORLD
+        return ensure_world(self.tmp / "own-world", TINY_WORLD, progress=False)
+
+    def file(self, name="a-file", text="not a folder") -> Path:
+        (self.tmp / name).write_text(text)
+        return self.tmp / name
+
+    def edit(self, name: str, change) -> None:
+        path = self.world / "annotations" / name
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
+
+    def model_copy(self, how) -> Path:
+        root = Path(shutil.copytree(self.models, self.tmp / "model2"))
+        for task in ("caption", "vqa"):
+            how(root / task)
+        return root
+
+    def processor(self, order=("[DEC]", "[ENC]")) -> Path:
+        from vlpeft.blip.models import build_processor
+        d = self.tmp / "processor"
+        build_processor(blip_layout("a picture of red".split(), order), 16).save_pretrained(d)
+        return d
+
+    def source(self, tokens: int | None = None) -> Path:
+        return save_pth(self.tmp / "model_base.pth", original_state_dict(tokens or 11))
+
+
+def duplicate_first(data):                                   # two Karpathy entries with one cocoid
+    data["images"][1]["cocoid"] = data["images"][0]["cocoid"]
+
+
+def duplicate_question(data):
+    data["questions"][1]["question_id"] = data["questions"][0]["question_id"]
+
+
+def no_captions(data):
+    data["images"][0]["sentences"] = []
+
+
+def bert_config(folder: Path):
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
+
+
+def no_tokenizer(folder: Path):
+    for f in folder.glob("*"):
+        if f.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            f.unlink()
+
+
+def caption_as_vqa(folder: Path):
+    if folder.name == "vqa":
+        shutil.rmtree(folder)
+        shutil.copytree(folder.parent / "caption", folder)
+
+
+def damaged_checkpoint(ctx: Ctx, file: str):
+    """A run killed after a checkpoint, whose checkpoint file is then cut short."""
+    argv = ctx.train(epochs=3, checkpoint_every=2, fault="kill:3")
+    proc = subprocess.run([sys.executable, "-m", "vlpeft.cli", *map(str, argv)], capture_output=True, text=True)
+    assert proc.returncode == -9
+    path = ctx.tmp / "run" / "checkpoint" / file
+    path.write_bytes(path.read_bytes()[:64])
+    return ctx.train(epochs=3, checkpoint_every=2)
+
+
+def java_missing(ctx: Ctx, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "java" else "/usr/bin/" + name)
+    return ctx.train(task="caption")
+
+
+def disk_full(ctx: Ctx, monkeypatch):
+    from vlpeft import rundir
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(ctx.tmp / "run" / "config.json"))
+    monkeypatch.setattr(rundir, "write_json", full)
+    return ctx.train()
+
+
+# (id, argv(ctx[, monkeypatch]), exit code, message fragment)
+CASES = [
+    # world
+    ("world: out is a file", lambda c: ["world", "--out", c.file()], 1, "a file stands where vlpeft needs a folder"),
+    ("world: foreign folder", lambda c: ["world", "--out", c.models], 1, "not empty and was not written by vlpeft"),
+    ("world: another config", lambda c: ["world", "--out", c.own_world(), "--n-train", "30"], 1,
+     "holds a world of another configuration"),
+    ("world: no training images", lambda c: ["world", "--out", c.tmp / "w", "--n-train", "0"], 2,
+     "--n-train must be 1 or more"),
+    ("world: consistency", lambda c: ["world", "--out", c.tmp / "w", "--consistency", "1.5"], 2,
+     "--consistency must be in [0, 1]"),
+    ("world: unwritable", lambda c: ["world", "--out", "/sys/vlpeft-world"], 1, "permission denied: /sys/vlpeft-world"),
+    # pretrain
+    ("pretrain: no world", lambda c: ["pretrain", "--data-root", c.tmp / "nowhere", "--out", c.tmp / "m"], 2,
+     "no annotations/ folder; write the shapes world first"),
+    ("pretrain: zero steps", lambda c: ["pretrain", "--data-root", c.world, "--out", c.tmp / "m", "--steps", "0"], 2,
+     "--steps must be 1 or more"),
+    ("pretrain: lr nan", lambda c: ["pretrain", "--data-root", c.world, "--out", c.tmp / "m", "--lr", "nan"], 2,
+     "--lr must be a finite positive number"),
+    ("pretrain: foreign out", lambda c: ["pretrain", "--data-root", c.world, "--out", c.models, "--steps", "2"], 1,
+     "not empty and was not written by vlpeft"),
+    # train: devices and folders
+    ("train: cuda without CUDA", lambda c: c.train(device="cuda"), 2, "sees no CUDA device; use --device auto or cpu"),
+    ("train: cuda:3", lambda c: c.train(device="cuda:3"), 2, "--device cuda:3"),
+    ("train: out dir is a file", lambda c: c.train(out_dir=str(c.file())), 2, "--out-dir"),
+    ("train: feature cache is a file", lambda c: c.train(feature_cache=str(c.file("cache-file"))), 2,
+     "--feature-cache"),
+    ("train: data root is a file", lambda c: c.train(data_root=str(c.file("data-file"))), 2, "has no annotations/"),
+    # train: models
+    ("train: hub name not cached", lambda c: c.train(model_path="Salesforce/blip-image-captioning-base"), 1,
+     "not in the local Hugging Face cache"),
+    ("train: not a BLIP config", lambda c: c.train(model_path=str(c.model_copy(bert_config) / "{task}")), 1,
+     "model_type 'bert', not a BLIP checkpoint"),
+    ("train: no tokenizer files", lambda c: c.train(model_path=str(c.model_copy(no_tokenizer) / "{task}")), 1,
+     "processor"),
+    ("train: caption checkpoint for VQA", lambda c: c.train(model_path=str(c.model_copy(caption_as_vqa) / "{task}")), 1,
+     "no weights for text_encoder.*"),
+    # train: data
+    ("train: duplicate cocoid", lambda c: (c.edit("dataset_coco.json", duplicate_first), c.train(task="caption"))[1],
+     1, "image cocoid"),
+    ("train: duplicate question id", lambda c: (c.edit("v2_OpenEnded_mscoco_train2014_questions.json",
+                                                        duplicate_question), c.train())[1], 1, "question_id"),
+    ("train: image without captions", lambda c: (c.edit("dataset_coco.json", no_captions), c.train(task="caption"))[1],
+     1, "has no captions"),
+    ("train: Java missing", java_missing, 1, "Java is required for CIDEr"),
+    ("train: damaged checkpoint weights", lambda c: damaged_checkpoint(c, "trainable.safetensors"), 1,
+     "the checkpoint is damaged"),
+    ("train: damaged optimiser state", lambda c: damaged_checkpoint(c, "optim.pt"), 1, "the checkpoint is damaged"),
+    ("train: disk full", disk_full, 1, "no space left on the device"),
+    # sweep and study
+    ("sweep: a ratio not in the grid", lambda c: ["sweep", "--preset", "tiny", "--ratios", "0.7", "--dry-run"], 2,
+     "no runs with data_ratio 0.7"),
+    ("sweep: runs root is a file", lambda c: ["sweep", "--preset", "smoke", "--runs-root", c.file()], 2,
+     "--runs-root"),
+    ("sweep: feature cache is a file", lambda c: ["sweep", "--preset", "smoke", "--feature-cache", c.file()], 2,
+     "--feature-cache"),
+    ("sweep: dial with a data root", lambda c: ["sweep", "--preset", "dial", "--data-root", c.world, "--dry-run"], 2,
+     "the dial preset has one world per level"),
+    ("sweep: no workers", lambda c: ["sweep", "--preset", "smoke", "--workers", "0"], 2, "must be 1 or more"),
+    ("study: no workers", lambda c: ["study", "--preset", "smoke", "--workers", "-1"], 2, "must be 1 or more"),
+    ("study: unknown preset", lambda c: ["study", "--preset", "huge"], 2, "invalid choice: 'huge'"),
+    # report
+    ("report: no such study", lambda c: ["report", "--study", c.tmp / "runs" / "nothing"], 1, "no runs of study"),
+    ("report: not a runs table", lambda c: ["report", "--study", c.file("runs.csv", "a,b\n1,2\n").parent], 1,
+     "not a vlpeft runs.csv"),
+    ("report: out is a file", lambda c: ["report", "--study", "reports/tiny", "--out", c.file()], 2, "--out"),
+    # convert-blip
+    ("convert: no source", lambda c: ["convert-blip", c.tmp / "model_base.pth", "--out", c.tmp / "o"], 1,
+     "does not exist; download it from"),
+    ("convert: not a checkpoint", lambda c: ["convert-blip", c.file("model_base.pth", "garbage"), "--out",
+                                             c.tmp / "o", "--processor", c.processor()], 1,
+     "cannot read"),
+    ("convert: [DEC] and [ENC] swapped", lambda c: ["convert-blip", c.source(), "--out", c.tmp / "o", "--processor",
+                                                    c.processor(("[ENC]", "[DEC]")), "--vision-heads", "2",
+                                                    "--text-heads", "2"], 1, "BLIP's has [DEC] (bos) at row"),
+    ("convert: no [ENC]", lambda c: ["convert-blip", c.source(10), "--out", c.tmp / "o", "--processor",
+                                     c.processor(("[DEC]",)), "--vision-heads", "2", "--text-heads", "2"], 1,
+     "[ENC] at row none"),
+    ("convert: no processor", lambda c: ["convert-blip", c.source(), "--out", c.tmp / "o", "--processor",
+                                         c.tmp / "no-processor"], 1, "cannot load a BLIP processor"),
+    ("convert: foreign out", lambda c: ["convert-blip", c.source(), "--out", c.models, "--processor",
+                                        c.processor()], 1, "is not a conversion made by `vlpeft convert-blip`"),
+    ("convert: image size", lambda c: ["convert-blip", c.source(), "--out", c.tmp / "o", "--processor", c.processor(),
+                                       "--image-size", "17", "--vision-heads", "2", "--text-heads", "2"], 1,
+     "--image-size 17 is not a positive multiple of the patch size"),
+]
+
+
+@pytest.mark.parametrize("make,code,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_fault_is_one_clear_line_and_changes_nothing(tiny_world, models, tmp_path, capsys, monkeypatch, make, code,
+                                                     message):
+    ctx = Ctx(tmp_path, tiny_world, models)
+    argv = make(ctx, monkeypatch) if make.__code__.co_argcount == 2 else make(ctx)
+    before = snapshot(tmp_path)
+    got, err = call(argv, capsys)
+    assert got == code, err
+    assert message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 4, err
+    after = snapshot(tmp_path)
+    kept = {k: v for k, v in before.items() if not k.endswith((".lock", ".owner"))}  # a dead holder's lock info goes
+    assert {k: v for k, v in after.items() if k in kept} == kept         # nothing that existed changed
+
+
+def test_there_are_forty_cases_across_every_command():
+    commands = {c[0].split(":")[0] for c in CASES}
+    assert len(CASES) >= 40 and commands >= {"world", "pretrain", "train", "sweep", "study", "report", "convert"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What used to be a silently wrong number
+def test_a_corrupt_feature_cache_is_recomputed_never_read(models, tiny_world, tmp_path, capsys):
+    """Every byte of the cache's .bin flipped: the run says so, recomputes it, and ends with the same metrics as a
+    run on a sound cache (it used to train on the garbage)."""
+    from vlpeft.train import run
+    cache = tmp_path / "cache"
+    first = run(smoke_config(models, tiny_world, tmp_path / "a", method="lora", size=2, feature_cache=str(cache)),
+                progress=False)
+    (binary,) = cache.rglob("features-*.bin")
+    binary.write_bytes(bytes(b ^ 0xFF for b in binary.read_bytes()))
+    capsys.readouterr()
+    second = run(smoke_config(models, tiny_world, tmp_path / "b", method="lora", size=2, feature_cache=str(cache)),
+                 progress=False)
+    err = capsys.readouterr().err
+    assert "do not match their checksums" in err and "recomputing it" in err
+    assert (second["best_val"], second["test"]) == (first["best_val"], first["test"])
+    binary.write_bytes(binary.read_bytes()[:100])                      # and a short file
+    third = run(smoke_config(models, tiny_world, tmp_path / "c", method="lora", size=2, feature_cache=str(cache)),
+                progress=False)
+    assert "truncated or overwritten" in capsys.readouterr().err and third["test"] == first["test"]
+
+
+def test_a_caption_checkpoint_is_never_a_vqa_start(models, tmp_path):
+    """It used to train a random question encoder and report accuracy 0.0."""
+    from vlpeft.blip.models import load_model
+    from vlpeft.errors import ModelError
+    with pytest.raises(ModelError, match=r"no weights for text_encoder\.\*"):
+        load_model("vqa", models / "caption")
+
+
+def test_two_images_with_one_id_are_refused(tiny_world, tmp_path):
+    """They used to be merged: 4 validation images, 3 scored."""
+    from vlpeft.data import load_karpathy
+    from vlpeft.errors import DataError
+    root = Path(shutil.copytree(tiny_world, tmp_path / "w"))
+    path = root / "annotations" / "dataset_coco.json"
+    data = json.loads(path.read_text())
+    duplicate_first(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"image cocoid \d+ appears 2 times"):
+        load_karpathy(path, root / "images", "val")
+
+
+def test_a_tokenizer_at_other_rows_is_refused(models, tmp_path):
+    """A processor whose [DEC] is not the model's bos row (it used to load and train on the wrong rows)."""
+    from vlpeft.blip.models import build_processor, load_processor
+    from vlpeft.errors import ModelError
+    from vlpeft.worlds import shapes
+    root = Path(shutil.copytree(models, tmp_path / "m"))
+    build_processor(blip_layout(shapes.vocabulary()), 16).save_pretrained(root / "vqa")   # [DEC] last, not row 5
+    with pytest.raises(ModelError, match="the tokenizer does not match the model"):
+        load_processor(root / "vqa")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Signals: a scheduler's SIGTERM checkpoints the step it is on; Ctrl-C says what happens next
+def test_sigterm_checkpoints_and_the_run_resumes_to_the_same_result(models, tiny_world, tmp_path):
+    base = dict(task="vqa", method="lora", size=2, epochs=3, checkpoint_every=0)
+    argv = ["train", *cli.to_args(smoke_config(models, tiny_world, tmp_path / "run", fault="term:4", **base))]
+    proc = subprocess.run([sys.executable, "-m", "vlpeft.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 143, proc.stderr
+    assert "SIGTERM at step 5" in proc.stderr and "checkpoint is saved in" in proc.stderr, proc.stderr
+    assert "run the same command again" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "run" / "checkpoint" / "state.json").exists()
+    from vlpeft.train import run
+    resumed = run(smoke_config(models, tiny_world, tmp_path / "run", **base), progress=False)
+    whole = run(smoke_config(models, tiny_world, tmp_path / "whole", **base), progress=False)
+    assert (resumed["best_val"], resumed["test"], resumed["steps"]) == (whole["best_val"], whole["test"], whole["steps"])
+
+
+def test_ctrl_c_in_pretraining_says_it_starts_over(tiny_world, tmp_path, capsys, monkeypatch):
+    from vlpeft.worlds import pretrain as pt
+    calls = {"n": 0}
+    real = pt.Objectives.__call__
+
+    def interrupt(self, *a):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *a)
+    monkeypatch.setattr(pt.Objectives, "__call__", interrupt)
+    code, err = call(["pretrain", "--data-root", tiny_world, "--out", tmp_path / "m", "--steps", "5",
+                      "--batch-size", "4", "--zero-shot-eval", "0"], capsys)
+    assert code == 130 and "\nvlpeft pretrain: error: pre-training interrupted" in err, err   # on its own line
+    assert "pre-training interrupted at step 2 of 5" in err and f"start it over in {tmp_path / 'm'}" in err
+
+
+def test_a_bug_keeps_its_traceback_and_says_so(capsys, monkeypatch):
+    from vlpeft.study import presets
+    monkeypatch.setattr(presets, "print_grid", lambda cells: 1 / 0)
+    code, err = call(["sweep", "--preset", "smoke", "--dry-run"], capsys)
+    assert code == 1 and "ZeroDivisionError" in err and "Traceback" in err and "this is a bug in vlpeft" in err
