@@ -6,6 +6,7 @@ inside the commands, so `--help` answers at once.
     vlpeft convert-blip model_base.pth --out DIR          BLIP's pre-training checkpoint → transformers folders
     vlpeft train        --task vqa --method lora          one fine-tuning run
     vlpeft sweep        --preset tiny [--dry-run]         a grid of runs through the method notebooks
+    vlpeft data check   --data-root data/coco             a data root's layout, Table I and missing images
     vlpeft report       --study runs/tiny                 figures + claims table + index.html
     vlpeft study        --preset tiny                     world → pre-training → sweep → report (`make study`)
 
@@ -69,7 +70,9 @@ TRAIN_HELP = {
     "tune_classifier": "\"+ classifier\": also fine-tune the decoder's LM head",
     "data_ratio": "fraction of the training split, in (0, 1]",
     "model_path": "a BLIP checkpoint folder or a hub name in the local cache; {task} is replaced by the task",
-    "data_root": "a folder with annotations/ and images/ (the shapes world, or MSCOCO/VQAv2: see the README)",
+    "data_root": "a folder with annotations/ (the shapes world, or MSCOCO/VQAv2 in Karpathy's or BLIP's layout)",
+    "image_root": "where COCO's train2014/ and val2014/ are ('': <data-root>/images)",
+    "label_smoothing": "of the decoder's cross-entropy: 0.0 the paper's, 0.1 BLIP's own",
     "feature_cache": "a folder to share the frozen vision tower's outputs in (PEFT runs); '' computes them",
     "fault": "testing only: nan:K, crash:K, kill:K or interrupt:K",
 }
@@ -117,7 +120,7 @@ def _cells(args, preset: str):
     folder_arg(args.runs_root, "--runs-root")
     folder_arg(args.feature_cache, "--feature-cache")
     cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
-                 model_path=args.model_path, feature_cache=args.feature_cache)
+                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root)
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
                         seeds=args.seeds)
 
@@ -139,6 +142,15 @@ def cmd_report(args):
     study = Study.load(args.study)
     out = write_report(study, args.out or f"reports/{study.name}")
     print(f"report: {Path(out) / 'index.html'} ({len(study.runs)} runs from {study.source})")
+
+
+def cmd_data(args):
+    """`vlpeft data check`: Table I as the root gives it, and every problem; exit 0 only when a study can start."""
+    from .layouts import check
+    found = check(args.data_root, args.image_root, decode=args.decode)
+    print(found)
+    if not found.ok:
+        sys.exit(1)
 
 
 def cmd_study(args):
@@ -172,6 +184,7 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
     s.add_argument("--study", help="runs go to <runs-root>/<study>/… (default: the preset's name)")
     s.add_argument("--runs-root", default="runs")
     s.add_argument("--data-root", help="default: the preset's world (data/shapes, data/smoke, data/coco)")
+    s.add_argument("--image-root", help="where COCO's train2014/ and val2014/ are, if not <data-root>/images")
     s.add_argument("--model-path", help="a checkpoint folder with {task}; default: the preset's model")
     s.add_argument("--feature-cache", default="cache/features",
                    help="where PEFT runs share the frozen vision features; '' to compute them in every step")
@@ -232,6 +245,16 @@ def parser() -> argparse.ArgumentParser:
                    "runs.csv), or a study name")
     s.add_argument("--out", help="default: reports/<study name>")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("data", help="check a data root: its layout, Table I as it gives it, missing images",
+                       description="Read the annotation files (Karpathy's dataset_coco.json with the VQAv2 files, or "
+                                   "BLIP's/LAVIS's coco_karpathy_*.json and vqa_*.json), apply Table I's splits, look "
+                                   "for every image and decode a sample; exit 0 only when a study can start.")
+    s.add_argument("action", choices=["check"])
+    s.add_argument("--data-root", default="data/coco", help="the folder holding annotations/ (default: data/coco)")
+    s.add_argument("--image-root", help="where COCO's train2014/ and val2014/ are (default: <data-root>/images)")
+    s.add_argument("--decode", type=int, default=32, help="images to open and decode, a seeded sample (default: 32)")
+    s.set_defaults(fn=cmd_data)
 
     s = sub.add_parser("study", help="assets → sweep → report, end to end (what `make study` runs)")
     add_grid_args(s, "tiny")

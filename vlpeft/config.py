@@ -19,6 +19,8 @@ class RunConfig:
     tune_classifier: bool = False         # "+ classifier": also fine-tune the decoder's LM head
     data_ratio: float = 1.0               # fraction of the training split (nested subsets, see data.py)
     seed: int = 0                         # data subset, data order and method initialisation
+    label_smoothing: float = 0.0          # of the decoder's cross-entropy: 0.0 the paper's plain loss, 0.1 BLIP's
+                                          #   own recipe (models/med.py of salesforce/BLIP)
     # optimisation (embedded-world defaults; the paper's Table II values are study.presets.PAPER_*)
     lr: float = 1e-3                      # peak learning rate
     weight_decay: float = 0.05
@@ -35,6 +37,7 @@ class RunConfig:
     # where
     model_path: str = "checkpoints/embedded/{task}"  # a BLIP checkpoint dir or hub name; {task} is filled in
     data_root: str = "data/shapes"
+    image_root: str = ""                  # where COCO's train2014/ and val2014/ are ("": <data_root>/images)
     out_dir: str = "runs/scratch"
     # how (none of these changes the numbers, except device and precision)
     device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps

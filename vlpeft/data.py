@@ -1,11 +1,13 @@
 """Loaders for the real MSCOCO-Karpathy and VQAv2 file formats, nested data-ratio subsets, collation.
 
-The same functions read the shapes world (`vlpeft.worlds.shapes`) and the real files; the data root layout is
+The same functions read the shapes world (`vlpeft.worlds.shapes`) and the real files, in either annotation
+layout of `vlpeft.layouts` (Karpathy's dataset_coco.json with the official VQAv2 files, or BLIP's/LAVIS's
+coco_karpathy_*.json and vqa_*.json), the images under `<root>/images` or any `--image-root`:
 
     <root>/annotations/dataset_coco.json                          Karpathy split file (image index for both tasks)
     <root>/annotations/v2_OpenEnded_mscoco_{train2014,val2014}_questions.json
     <root>/annotations/v2_mscoco_{train2014,val2014}_annotations.json
-    <root>/images/<filepath>/<filename>                           as named in the Karpathy file
+    <image root>/<filepath>/<filename>                            as named in the Karpathy file
 
 Splits (paper Table I; both tasks use the Karpathy split of the MSCOCO images). Captioning: Karpathy train
 (+ restval, folded in as everyone does) / val / test. VQA: the questions of *both* VQAv2 files (train2014 and
@@ -75,19 +77,28 @@ def _require(entry: dict, keys: tuple[str, ...], path: Path, what: str) -> None:
 
 @dataclass(frozen=True)
 class Paths:
-    """Where the files of one data root live (the layout in the module docstring)."""
+    """Where the files of one data root live: its annotations (a layout of `vlpeft.layouts`) and its images
+    (`<root>/images` unless an image root is given: wherever COCO's train2014/ and val2014/ were unpacked)."""
     root: Path
+    image_root: Path | None = None
 
     @property
-    def karpathy(self) -> Path: return self.root / "annotations" / "dataset_coco.json"
+    def annotations_dir(self) -> Path: return Path(self.root) / "annotations"
     @property
-    def pretrain(self) -> Path: return self.root / "annotations" / "dataset_pretrain.json"
+    def karpathy(self) -> Path: return self.annotations_dir / "dataset_coco.json"
     @property
-    def images(self) -> Path: return self.root / "images"
+    def pretrain(self) -> Path: return self.annotations_dir / "dataset_pretrain.json"
+    @property
+    def images(self) -> Path: return Path(self.image_root) if self.image_root else Path(self.root) / "images"
     def questions(self, subset: str) -> Path:
-        return self.root / "annotations" / f"v2_OpenEnded_mscoco_{subset}_questions.json"
+        return self.annotations_dir / f"v2_OpenEnded_mscoco_{subset}_questions.json"
     def annotations(self, subset: str) -> Path:
-        return self.root / "annotations" / f"v2_mscoco_{subset}_annotations.json"
+        return self.annotations_dir / f"v2_mscoco_{subset}_annotations.json"
+
+    @property
+    def layout(self) -> str:
+        from .layouts import detect
+        return detect(self.annotations_dir)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -138,9 +149,22 @@ def load_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> 
     return items
 
 
-def karpathy_index(json_path: str | Path, image_root: str | Path) -> dict[int, tuple[Path, str]]:
+def load_captions(paths: Paths, split: str) -> list[CaptionItem]:
+    """The caption items of one Karpathy split (train folds restval in), whatever the root's layout."""
+    if split not in ("train", "val", "test"):
+        raise DataError(f"unknown caption split {split!r}; choose one of train, val, test")
+    if paths.layout == "blip":
+        from .layouts import blip_captions
+        return blip_captions(paths.annotations_dir, paths.images, split)
+    return load_karpathy(paths.karpathy, paths.images, split)
+
+
+def karpathy_index(paths: Paths) -> dict[int, tuple[Path, str]]:
     """image_id → (image path, Karpathy split): the image index VQA uses (VQAv2 names no files)."""
-    return {it.image_id: (it.image, it.split) for it in load_karpathy(json_path, image_root, "all")}
+    if paths.layout == "blip":
+        return {it.image_id: (it.image, it.split) for split in ("train", "val", "test")
+                for it in load_captions(paths, split)}
+    return {it.image_id: (it.image, it.split) for it in load_karpathy(paths.karpathy, paths.images, "all")}
 
 
 VQA_FILES = ("train2014", "val2014")
@@ -152,11 +176,13 @@ def load_vqa(paths: Paths, split: str) -> list[VqaItem]:
     """VQAv2 question + annotation files → items of one split (Table I, see the module docstring)."""
     if split not in VQA_SPLITS:
         raise DataError(f"unknown VQA split {split!r}; choose one of {sorted(VQA_SPLITS)}")
-    index = karpathy_index(paths.karpathy, paths.images)
-    items = []
-    for subset in VQA_FILES:
-        items += _vqa_items(paths, subset, index, VQA_SPLITS[split])
-    _no_duplicates([it.question_id for it in items], paths.questions("*"), "question_id")  # across both files
+    index = karpathy_index(paths)
+    if paths.layout == "blip":
+        from .layouts import blip_vqa
+        items = blip_vqa(paths.annotations_dir, paths.images, split, index)
+    else:
+        items = [it for subset in VQA_FILES for it in _vqa_items(paths, subset, index, VQA_SPLITS[split])]
+    _no_duplicates([it.question_id for it in items], paths.annotations_dir / "*", "question_id")  # across files
     if not items:
         raise DataError(f"{paths.questions('*')}: no questions on Karpathy {'/'.join(VQA_SPLITS[split])} images "
                         f"(VQA split {split!r})")
@@ -194,11 +220,22 @@ def _vqa_items(paths: Paths, subset: str, index: dict, keep: tuple[str, ...]) ->
     return items
 
 
+def vqa_orphans(paths: Paths) -> int:
+    """Questions whose image is not in the Karpathy index (in no split; VQAv2 train/val should have none)."""
+    index = karpathy_index(paths)
+    if paths.layout == "blip":
+        from .layouts import image_id
+        entries = [e for name in ("vqa_train.json", "vqa_val.json") for e in load_json(paths.annotations_dir / name)]
+        return sum(image_id(e.get("image", "0.jpg")) not in index for e in entries)
+    return sum(q.get("image_id") not in index for subset in VQA_FILES
+               for q in load_json(paths.questions(subset), required=("questions",))["questions"])
+
+
 def split_sizes(paths: Paths) -> dict:
     """Table I for a data root: images and examples per split of both tasks."""
     out = {}
     for split in ("train", "val", "test"):
-        caps = load_karpathy(paths.karpathy, paths.images, split)
+        caps = load_captions(paths, split)
         qa = load_vqa(paths, split)
         out[split] = {"caption_images": len(caps), "caption_pairs": sum(len(c.captions) for c in caps),
                       "vqa_images": len({q.image_id for q in qa}), "vqa_questions": len(qa)}

@@ -186,20 +186,20 @@ def prepare_features(configs, progress: bool = True) -> None:
     the cache."""
     from .catalog import METHODS
     from .blip.models import load_model, load_processor
-    from .data import Paths
     from .parallel import Ranks
     from .tasks import TASKS
-    from .train import autocast_dtype, model_path, resolve_device
+    from .train import autocast_dtype, data_paths, model_path, resolve_device
     groups = {}
     for cfg in configs:
         if cfg.feature_cache and METHODS[cfg.method].family != "full":
-            groups.setdefault((model_path(cfg), cfg.data_root, cfg.image_size, cfg.feature_cache, cfg.task), cfg)
-    for (path, data_root, image_size, cache, task), cfg in groups.items():
+            groups.setdefault((model_path(cfg), cfg.data_root, cfg.image_root, cfg.image_size, cfg.feature_cache,
+                               cfg.task), cfg)
+    for (path, _, _, image_size, cache, task), cfg in groups.items():
         device = resolve_device(cfg, Ranks())
         processor = load_processor(path)
         if image_size:
             processor.image_processor.size = {"height": image_size, "width": image_size}
         model = load_model(task, path)
-        images = [p for split in TASKS[task].splits(Paths(Path(data_root))) for p in TASKS[task].image_paths(split)]
+        images = [p for split in TASKS[task].splits(data_paths(cfg)) for p in TASKS[task].image_paths(split)]
         ensure_features(model.to(device), processor, images, cache, dtype=autocast_dtype(cfg, device) or torch.float32,
                         device=device, progress=progress)

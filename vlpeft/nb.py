@@ -140,12 +140,12 @@ def source(obj, contains: str | None = None, context: int = 0):
 def _first_items(cfg, split: str, n: int, teacher_forced: bool):
     """The task, the first `n` items of a split and their batch — as training sees them (teacher-forced
     targets) or as evaluation does — and the tokenizer."""
-    from .data import Paths, Pixels
+    from .data import Pixels
     from .blip.models import load_processor
     from .tasks import get_task
-    from .train import model_path
+    from .train import data_paths, model_path
     task = get_task(cfg.task)
-    items = task.splits(Paths(Path(cfg.data_root)))[("train", "val", "test").index(split)][:n]
+    items = task.splits(data_paths(cfg))[("train", "val", "test").index(split)][:n]
     processor = load_processor(model_path(cfg))
     make = task.train_examples if teacher_forced else task.eval_examples
     data = make(items, Pixels(processor.image_processor))

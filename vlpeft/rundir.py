@@ -34,7 +34,7 @@ from .io import Owner, config_hash, provenance, read_json, write_json
 # RunConfig fields that change how a run is carried out, not what it computes (a cached run equals an uncached
 # one; any number of workers gives the same batches; evaluation does not depend on its batch size)
 HOW_FIELDS = frozenset({"out_dir", "threads", "num_workers", "eval_batch_size", "checkpoint_every", "fault",
-                        "cache_images", "feature_cache"})
+                        "cache_images", "feature_cache", "image_root"})  # image_root: where the same images lie
 PROJECT_FILES = ("config.json", "provenance.json", "curve.json", "train.log", "metrics.json", "best.safetensors",
                  "method", "checkpoint", "run.ipynb", "failed.json")
 BESIDE_A_RUN = ("run.lock", "sweep.lock", "run.ipynb", "failed.json")  # a sweep's files, and the locks

@@ -36,7 +36,7 @@ from torch import nn
 from . import metrics
 from .catalog import TASK_INFO
 from .catalog import TaskInfo
-from .data import Examples, Paths, load_karpathy, load_vqa, stack_images
+from .data import Examples, Paths, load_captions, load_vqa, stack_images
 from .blip.models import vision_states
 
 CAPTION_PROMPT = "a picture of"                # paper §IV: the caption prompt
@@ -155,7 +155,7 @@ def _cosine(progress: float) -> float:
 
 class CaptionTask(Task):
     def splits(self, paths):
-        return tuple(load_karpathy(paths.karpathy, paths.images, s) for s in ("train", "val", "test"))
+        return tuple(load_captions(paths, s) for s in ("train", "val", "test"))
 
     def train_examples(self, items, images):
         """Every reference caption of every training image is one (image, caption) example."""

@@ -68,6 +68,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         value = getattr(cfg, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value)) or value < 0 or (name == "lr" and value == 0):
             bad(f"{name} must be a finite {'positive' if name == 'lr' else 'non-negative'} number, got {value}")
+    if not (isinstance(cfg.label_smoothing, (int, float)) and 0.0 <= cfg.label_smoothing < 1.0):
+        bad(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing} (0.0: the paper's loss, 0.1: BLIP's)")
     for name in ("batch_size", "steps", "epochs", "eval_batch_size"):
         if getattr(cfg, name) <= 0:
             bad(f"{name} must be positive, got {getattr(cfg, name)}")
@@ -116,6 +118,11 @@ def device_problem(device: str) -> str | None:
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         return "--device mps: no Apple-silicon GPU here; use --device auto or cpu"
     return None
+
+
+def data_paths(cfg: RunConfig) -> Paths:
+    """The run's annotation and image roots."""
+    return Paths(Path(cfg.data_root), Path(cfg.image_root) if cfg.image_root else None)
 
 
 def model_path(cfg: RunConfig) -> str:
@@ -178,7 +185,7 @@ def autocast_dtype(cfg: RunConfig, device: torch.device):
 def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
     """Data first (a bad image or annotation is found before anything is written), then model and method."""
     task = get_task(cfg.task)
-    train_items, val_items, test_items = task.splits(Paths(Path(cfg.data_root)))
+    train_items, val_items, test_items = task.splits(data_paths(cfg))
     train_items = nested_subset(train_items, cfg.data_ratio, cfg.seed)
     val_items = val_items[:cfg.eval_size] if cfg.eval_size else val_items
     test_items = test_items[:cfg.test_size] if cfg.test_size else test_items
@@ -189,6 +196,7 @@ def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
     if cfg.image_size:
         processor.image_processor.size = {"height": cfg.image_size, "width": cfg.image_size}
     model = load_model(cfg.task, model_path(cfg))
+    model.text_decoder.label_smoothing = cfg.label_smoothing     # the run's choice, whatever the checkpoint says
     apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), seed=cfg.seed)
     model.to(device)
     trainable, all_params = count_parameters(model)

@@ -36,6 +36,7 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
     todo = [c for c in cells if not (c.out_dir / "metrics.json").exists()]
     print(f"{len(cells)} runs in the grid: {len(cells) - len(todo)} complete, {len(todo)} to run", flush=True)
     prepare_assets(todo, progress, workers)
+    check_data(todo, progress)
     prepare_features([c.config for c in todo], progress)
     results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress)
     failures = [r for r in results if r["status"] in ("failed", "diverged")]
@@ -49,6 +50,18 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
         study_root.mkdir(parents=True, exist_ok=True)
         (study_root / "failures.json").write_text(json.dumps(failures, indent=2))
     return failures
+
+
+def check_data(cells: list[Cell], progress: bool = True) -> None:
+    """`vlpeft data check` (without decoding) on every data root the cells read, before the first cell: a wrong
+    split or a missing image stops the sweep here, not inside its hundredth GPU-hour."""
+    from ..errors import DataError
+    from ..layouts import check
+    for data_root, image_root in sorted({(c.config.data_root, c.config.image_root) for c in cells}):
+        found = check(data_root, image_root or None, decode=0, progress=progress)
+        if not found.ok:
+            raise DataError(f"{found.problems[0]} — `vlpeft data check --data-root {data_root}"
+                            f"{' --image-root ' + image_root if image_root else ''}` lists every problem")
 
 
 def prepare_assets(cells: list[Cell], progress: bool = True, workers: int = 2) -> None:
@@ -100,6 +113,23 @@ def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> li
     return results
 
 
+def _cell_job():
+    import submitit
+
+    class CellJob(submitit.helpers.Checkpointable):
+        """A cell as a Slurm job. On a time limit or a preemption submitit requeues it (`checkpoint` resubmits the
+        same cell); the run inside has saved its checkpoint at the step it was on (`vlpeft.signals`) and resumes
+        there."""
+
+        def __call__(self, cell: Cell) -> dict:
+            return run_cell_once(cell)
+    return CellJob
+
+
+def CellJob():  # noqa: N802 - the class lives where submitit is importable (an optional dependency)
+    return _cell_job()()
+
+
 def _execute_slurm(cells: list[Cell], opts: dict) -> list[dict]:
     """One Slurm job array through submitit (`map_array`); `cluster="local"` runs it on this machine."""
     if not cells:
@@ -109,7 +139,7 @@ def _execute_slurm(cells: list[Cell], opts: dict) -> list[dict]:
     ex = submitit.AutoExecutor(folder=opts.get("slurm_dir", "runs/slurm_logs"), cluster=opts.get("cluster"))
     ex.update_parameters(timeout_min=opts.get("time", 240), gpus_per_node=opts.get("gpus", 1),
                          slurm_partition=opts.get("partition"), slurm_array_parallelism=opts.get("parallel", 64))
-    jobs = ex.map_array(run_cell_once, cells)
+    jobs = ex.map_array(CellJob(), cells)
     results = []
     for job in progress_bar(iterable=jobs, desc="slurm jobs", unit="run"):
         try:

@@ -161,9 +161,13 @@ def _tiny_axes(args, task: str, methods: list[str], seeds: list[int], fields: di
 
 
 def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_root: str | None = None,
-         model_path: str | None = None, feature_cache: str = "cache/features", **overrides) -> list[Cell]:
+         model_path: str | None = None, feature_cache: str = "cache/features", image_root: str | None = None,
+         **overrides) -> list[Cell]:
     """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
-    `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs."""
+    `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs;
+    `image_root` is where the images are when not under `<data root>/images`."""
+    if image_root:
+        overrides["image_root"] = image_root
     from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_world
     if preset not in PRESET_WORLD:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_WORLD)}")

@@ -1,0 +1,202 @@
+"""The annotation layouts researchers have, detected from the files, each giving the same records and Table I's
+splits (`data.load_captions`, `data.load_vqa`); and `vlpeft data check`, which says what a data root holds
+before a GPU-hour is spent on it.
+
+    karpathy  <root>/annotations/dataset_coco.json                     Karpathy's split file (caption_datasets.zip,
+                                                                       cs.stanford.edu/people/karpathy/deepimagesent)
+              <root>/annotations/v2_OpenEnded_mscoco_{train2014,val2014}_questions.json   VQAv2 (visualqa.org)
+              <root>/annotations/v2_mscoco_{train2014,val2014}_annotations.json
+              images: <image root>/<filepath>/<filename>
+    blip      <root>/annotations/coco_karpathy_{train,val,test}.json   BLIP's and LAVIS's files (BLIP's data/
+              <root>/annotations/vqa_train.json, vqa_val.json          coco_karpathy_dataset.py, vqa_dataset.py;
+                                                                       LAVIS's coco builders), from
+              storage.googleapis.com/sfr-vision-language-research/datasets/ (LAVIS: …/LAVIS/datasets/vqav2/)
+              images: <image root>/<"image"> (e.g. val2014/COCO_val2014_000000391895.jpg)
+
+The image root defaults to <root>/images; `--image-root` points at wherever COCO's train2014/ and val2014/ were
+unpacked, so nothing is copied or linked. In the BLIP files, coco_karpathy_train.json already holds Karpathy train
++ restval (one entry per caption, {image, caption, image_id}); val and test hold one entry per image with its
+caption list; an image's id is the number in its file name. vqa_train.json and vqa_val.json hold VQAv2's train and
+val questions ({question_id, question, answer: the ten human answers, image, dataset}); Table I's rule assigns
+each question by the Karpathy split of its image, as for the official files. They carry no
+`multiple_choice_answer`: the training target is the most frequent of the ten answers (the first of a tie), which
+is how VQAv2 defines it.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+
+KARPATHY_FILES = ("dataset_coco.json", "v2_OpenEnded_mscoco_train2014_questions.json",
+                  "v2_OpenEnded_mscoco_val2014_questions.json", "v2_mscoco_train2014_annotations.json",
+                  "v2_mscoco_val2014_annotations.json")
+BLIP_FILES = ("coco_karpathy_train.json", "coco_karpathy_val.json", "coco_karpathy_test.json", "vqa_train.json",
+              "vqa_val.json")
+LAYOUTS = {"karpathy": KARPATHY_FILES, "blip": BLIP_FILES}
+# Table I of the paper: (images, examples) per split and task
+PAPER_TABLE_I = {("caption", "train"): (113_200, 566_800), ("caption", "val"): (5_000, 5_000),
+                 ("caption", "test"): (5_000, 5_000), ("vqa", "train"): (113_200, 605_100),
+                 ("vqa", "val"): (5_000, 26_700), ("vqa", "test"): (5_000, 26_300)}  # as printed (val/test: images)
+
+
+def detect(annotations: Path) -> str:
+    """The layout of `<root>/annotations` (karpathy when both are there: the paper's own split file), or a
+    DataError saying what was found and what each layout needs."""
+    found = sorted(p.name for p in annotations.glob("*.json")) if annotations.is_dir() else []
+    for name, files in LAYOUTS.items():
+        if files[0] in found:
+            missing = [f for f in files if f not in found]
+            if missing:
+                raise DataError(f"{annotations}: the {name} layout is missing {', '.join(missing)} (it needs "
+                                f"{', '.join(files)}; see the README, \"Real data\")")
+            return name
+    raise DataError(f"{annotations}: no annotation layout vlpeft knows (found: {', '.join(found) or 'nothing'}). "
+                    f"Karpathy's needs {', '.join(KARPATHY_FILES)}; BLIP's/LAVIS's needs {', '.join(BLIP_FILES)}")
+
+
+def image_id(path: str) -> int:
+    """COCO's image id: the number in the file name (COCO_val2014_000000391895.jpg → 391895)."""
+    m = re.search(r"(\d+)\.\w+$", path)
+    if m is None:
+        raise DataError(f"cannot read an image id from {path!r} (COCO names its files COCO_<split>_<id>.jpg)")
+    return int(m.group(1))
+
+
+def blip_captions(annotations: Path, image_root: Path, split: str):
+    """BLIP/LAVIS caption files → CaptionItems of one Karpathy split (train already holds restval)."""
+    from .data import CaptionItem, _no_duplicates, load_json
+    path = annotations / f"coco_karpathy_{split}.json"
+    entries = load_json(path)
+    if not isinstance(entries, list):
+        raise DataError(f"{path}: expected a list of entries (BLIP's coco_karpathy_{split}.json)")
+    by_image: dict[int, list[str]] = {}
+    files: dict[int, str] = {}
+    for e in entries:
+        if "image" not in e or "caption" not in e:
+            raise DataError(f"{path}: entry {str(e)[:100]}… has no 'image' or 'caption'")
+        i = image_id(e["image"])
+        files.setdefault(i, e["image"])
+        captions = e["caption"] if isinstance(e["caption"], list) else [e["caption"]]
+        by_image.setdefault(i, []).extend(c.strip() for c in captions)
+    if split != "train":  # one entry per image there: a repeated one is a duplicate, not more captions
+        _no_duplicates([image_id(e["image"]) for e in entries], path, "image")
+    empty = [i for i, caps in by_image.items() if not caps]
+    if empty:
+        raise DataError(f"{path}: image {empty[0]} has no captions (CIDEr needs them) — fix or drop the entry")
+    return [CaptionItem(i, image_root / files[i], tuple(caps), split) for i, caps in by_image.items()]
+
+
+def blip_vqa(annotations: Path, image_root: Path, split: str, index: dict[int, tuple[Path, str]]):
+    """BLIP/LAVIS VQA files → VqaItems of one split, each question assigned by its image's Karpathy split."""
+    from .data import N_ANSWERS, VQA_SPLITS, VqaItem, _no_duplicates, load_json
+    items = []
+    for name in ("vqa_train.json", "vqa_val.json"):
+        path = annotations / name
+        entries = load_json(path)
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: expected a list of questions (BLIP's {name})")
+        _no_duplicates([e.get("question_id") for e in entries], path, "question_id")
+        for e in entries:
+            missing = [k for k in ("question_id", "question", "answer", "image") if k not in e]
+            if missing:
+                raise DataError(f"{path}: question {str(e)[:100]}… is missing {missing}")
+            i = image_id(e["image"])
+            if i not in index or index[i][1] not in VQA_SPLITS[split]:
+                continue
+            answers = tuple(str(a) for a in e["answer"])
+            if len(answers) != N_ANSWERS:
+                raise DataError(f"{path}: question_id {e['question_id']} has {len(answers)} answers; VQAv2 has "
+                                f"exactly {N_ANSWERS} (the accuracy is defined over ten). Fix or drop it.")
+            target = Counter(answers).most_common(1)[0][0]
+            items.append(VqaItem(e["question_id"], i, index[i][0], e["question"], answers, target))
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------------
+# vlpeft data check
+@dataclass
+class Check:
+    """What a data root gives: its layout, Table I as it gives it, and every problem found."""
+    root: Path
+    images: Path
+    layout: str = ""
+    table: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)     # each blocks a study
+    warnings: list[str] = field(default_factory=list)     # said, but a study can start
+    n_images: int = 0
+    n_present: int = 0
+    n_decoded: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        lines = [f"data root {self.root}: layout {self.layout or '—'}; images under {self.images}"]
+        if self.table:
+            lines.append("Table I, this root | the paper:")
+            for r in self.table:
+                pi, pe = PAPER_TABLE_I[(r["task"], r["split"])]
+                unit = "pairs" if r["task"] == "caption" else "QA"
+                lines.append(f"  {r['task']:<8}{r['split']:<6}{r['images']:>9,d} images {r['examples']:>9,d} {unit:<5}"
+                             f" | {pi / 1000:.1f}K images, {pe / 1000:.1f}K {unit}")
+        lines.append(f"image files: {self.n_present:,d} of {self.n_images:,d} present"
+                     + (f"; {self.n_decoded} sampled and decoded" if self.n_decoded else ""))
+        lines += [f"warning: {w}" for w in self.warnings] + [f"problem: {p}" for p in self.problems]
+        lines.append("→ a study can start" if self.ok else "→ a study cannot start: fix the problems above")
+        return "\n".join(lines)
+
+
+def check(root: str | Path, image_root: str | Path | None = None, decode: int = 32, progress: bool = True,
+          seed: int = 0) -> Check:
+    """Read the annotation files, apply Table I's splits, look for every image file (with a progress bar) and
+    decode a seeded sample of `decode` of them; collect every problem instead of stopping at the first."""
+    import random
+    from .data import Paths, load_captions, load_image, load_vqa, vqa_orphans
+    from .io import progress_bar
+    paths = Paths(Path(root), Path(image_root) if image_root else None)
+    out = Check(paths.root, paths.images)
+    try:
+        out.layout = detect(paths.root / "annotations")
+    except DataError as e:
+        out.problems.append(str(e))
+        return out
+    images = set()
+    for task, load in (("caption", load_captions), ("vqa", load_vqa)):
+        for split in ("train", "val", "test"):
+            try:
+                items = load(paths, split)
+            except DataError as e:
+                out.problems.append(str(e))
+                continue
+            n_examples = sum(len(it.captions) for it in items) if task == "caption" else len(items)
+            out.table.append({"task": task, "split": split, "images": len({it.image_id for it in items}),
+                              "examples": n_examples})
+            images |= {it.image for it in items}
+    try:
+        orphans = vqa_orphans(paths)
+        if orphans:
+            out.warnings.append(f"{orphans:,d} questions are on images outside the Karpathy index (no split: left "
+                                f"out)")
+    except DataError as e:
+        out.problems.append(str(e))
+    files = sorted(images)
+    out.n_images = len(files)
+    missing = [p for p in progress_bar(iterable=files, desc="image files", unit="file", disable=not progress)
+               if not Path(p).is_file()]
+    out.n_present = len(files) - len(missing)
+    if missing:
+        out.problems.append(f"{len(missing):,d} image files are missing, e.g. {missing[0]}; check --image-root "
+                            f"(COCO's train2014/ and val2014/ must be under it)")
+    present = [p for p in files if p not in set(missing)]
+    for p in random.Random(seed).sample(present, min(decode, len(present))):
+        try:
+            load_image(p)
+            out.n_decoded += 1
+        except DataError as e:
+            out.problems.append(str(e))
+    return out
