@@ -303,77 +303,91 @@ def _coco_name(folder: str, image_id: int) -> str:
 
 
 def write_world(out: str | Path, cfg: WorldConfig | None = None, progress: bool = True) -> Path:
-    """Write the whole world under `out`. Deterministic from `cfg.seed`. Returns `out`."""
+    """Write the whole world under `out`, deterministic from `cfg.seed`: the scenes (images, captions), then the
+    balanced VQA and the pre-training corpora, each from its own random stream. Returns `out`."""
     cfg = cfg or WorldConfig()
     out = Path(out)
     ann = out / "annotations"
     ann.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(cfg.seed)
+    karpathy, pretrain = _draw_scenes(out, cfg, progress)
+    write_json(ann / "dataset_coco.json", {"images": karpathy, "dataset": "coco"})
+    write_json(ann / "dataset_pretrain.json", {"images": _pretraining_corpus(pretrain, cfg),
+                                               "dataset": "shapes-pretrain", "consistency": cfg.consistency})
+    write_json(ann / "pretrain_text.json", {"sentences": text_corpus(random.Random(f"{cfg.seed}-text"), cfg.n_text,
+                                                                      cfg)})
+    info = {"description": "vlpeft shapes world", "version": "2.0"}
+    for split, (qs, anns) in _questions(karpathy, cfg).items():
+        write_json(ann / f"v2_OpenEnded_mscoco_{split}_questions.json",
+                   {"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "data_subtype": split,
+                    "questions": qs})
+        write_json(ann / f"v2_mscoco_{split}_annotations.json",
+                   {"info": info, "data_type": "mscoco", "data_subtype": split, "annotations": anns})
+    write_json(out / "world.json", world_record(cfg))  # written last: marks a complete world
+    return out
 
-    # (karpathy split, coco folder) for every downstream image, then the pre-training-only images
-    plan = ([("train", "train2014")] * cfg.n_train + [("restval", "val2014")] * cfg.n_restval
-            + [("val", "val2014")] * cfg.n_val + [("test", "val2014")] * cfg.n_test)
-    karpathy, pretrain, scenes = [], [], []
-    vqa = {"train2014": ([], []), "val2014": ([], [])}  # (questions, annotations)
-    image_id, question_id = 100, 1000
-    items = plan + [("pretrain", "pretrain")] * cfg.n_pretrain_extra
-    for split, folder in progress_bar(iterable=items, desc="shapes world", disable=not progress, leave=False):
-        image_id += 1
+
+def _draw_scenes(out: Path, cfg: WorldConfig, progress: bool) -> tuple[list[dict], list[dict]]:
+    """Every image with its five captions, as Karpathy entries: (the downstream ones, the pre-training pool —
+    the caption training images and the pre-training-only ones)."""
+    rng = random.Random(cfg.seed)
+    plan = ([("train", "train2014")] * cfg.n_train + [("restval", "val2014")] * cfg.n_restval   # (Karpathy split,
+            + [("val", "val2014")] * cfg.n_val + [("test", "val2014")] * cfg.n_test           #  COCO folder)
+            + [("pretrain", "pretrain")] * cfg.n_pretrain_extra)
+    karpathy, pretrain = [], []
+    for image_id, (split, folder) in enumerate(progress_bar(iterable=plan, desc="shapes world", disable=not progress,
+                                                           leave=False), start=101):
         objs = sample_scene(rng, cfg)
         (out / "images" / folder).mkdir(parents=True, exist_ok=True)
         fname = _coco_name(folder, image_id)
         draw_scene(objs, cfg, rng).save(out / "images" / folder / fname)
-        caps = captions(objs, rng)
         entry = {"filepath": folder, "filename": fname, "cocoid": image_id, "imgid": image_id, "split": split,
                  "sentences": [{"raw": c, "tokens": c.split(), "imgid": image_id, "sentid": image_id * 10 + k}
-                               for k, c in enumerate(caps)],
+                               for k, c in enumerate(captions(objs, rng))],
                  "objects": [dataclasses.asdict(o) for o in objs]}  # extra key: ground truth for inspection
         if split in ("train", "restval", "pretrain"):  # pre-training sees the caption *training* images only
             pretrain.append(entry | {"split": "train", "downstream": split != "pretrain"})
-        if split == "pretrain":
-            continue
-        karpathy.append(entry)
-        scenes.append((image_id, folder, objs))
+        if split != "pretrain":
+            karpathy.append(entry)
+    return karpathy, pretrain
 
-    # VQA from its own random stream, after every scene is drawn: the balanced choice looks at the whole world
-    vqa_rng = random.Random(f"{cfg.seed}-vqa")
-    balancer = Balancer(vqa_rng)
-    for image_id, folder, objs in scenes:
+
+def _questions(karpathy: list[dict], cfg: WorldConfig) -> dict[str, tuple[list, list]]:
+    """The balanced VQA of the downstream images, from its own random stream after every scene is drawn (the
+    balanced choice looks at the whole world): COCO folder → (questions, annotations) in VQAv2's format."""
+    rng = random.Random(f"{cfg.seed}-vqa")
+    balancer = Balancer(rng)
+    vqa = {"train2014": ([], []), "val2014": ([], [])}
+    question_id = 1000
+    for entry in karpathy:
+        objs, image_id = [Obj(**o) for o in entry["objects"]], entry["cocoid"]
         for q, a, atype in balancer.choose(vqa_candidates(objs), cfg.questions_per_image):
             question_id += 1
-            answers = ten_answers(a, atype, vqa_rng, cfg.disagreement)
-            qs, anns = vqa[folder]
+            answers = ten_answers(a, atype, rng, cfg.disagreement)
+            qs, anns = vqa[entry["filepath"]]
             qs.append({"image_id": image_id, "question": q, "question_id": question_id})
             anns.append({"image_id": image_id, "question_id": question_id, "question_type": question_type(q),
                          "answer_type": atype, "multiple_choice_answer": max(set(answers), key=answers.count),
                          "answers": [{"answer": x, "answer_confidence": "yes", "answer_id": k + 1}
                                      for k, x in enumerate(answers)]})
+    return vqa
 
-    # the pre-training corpora, from their own random stream: the downstream files never depend on the dial
-    pt_rng = random.Random(f"{cfg.seed}-pretrain-{cfg.consistency}")
+
+def _pretraining_corpus(pool: list[dict], cfg: WorldConfig) -> list[dict]:
+    """The image–caption pre-training corpus at the world's consistency level, from its own random stream (the
+    downstream files never depend on the dial): each downstream training image kept with probability c, each
+    caption in the downstream annotators' style with probability c, else in the pre-training style."""
+    rng = random.Random(f"{cfg.seed}-pretrain-{cfg.consistency}")
     corpus = []
-    for entry in pretrain:
-        if entry.pop("downstream") and not pt_rng.random() < cfg.consistency:
+    for entry in pool:
+        entry = dict(entry)
+        if entry.pop("downstream") and not rng.random() < cfg.consistency:
             continue
         objs = [Obj(**o) for o in entry["objects"]]
-        caps = [c if pt_rng.random() < cfg.consistency else pretrain_captions(objs, pt_rng, 1)[0]
+        caps = [c if rng.random() < cfg.consistency else pretrain_captions(objs, rng, 1)[0]
                 for c in (s["raw"] for s in entry["sentences"])]
         corpus.append(entry | {"sentences": [{"raw": c, "tokens": c.split(), "imgid": entry["cocoid"],
                                               "sentid": entry["cocoid"] * 10 + k} for k, c in enumerate(caps)]})
-    write_json(ann / "dataset_coco.json", {"images": karpathy, "dataset": "coco"})
-    write_json(ann / "dataset_pretrain.json", {"images": corpus, "dataset": "shapes-pretrain",
-                                               "consistency": cfg.consistency})
-    write_json(ann / "pretrain_text.json", {"sentences": text_corpus(random.Random(f"{cfg.seed}-text"), cfg.n_text,
-                                                                      cfg)})
-    for split, (qs, anns) in vqa.items():
-        info = {"description": "vlpeft shapes world", "version": "2.0"}
-        write_json(ann / f"v2_OpenEnded_mscoco_{split}_questions.json",
-              {"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "data_subtype": split,
-               "questions": qs})
-        write_json(ann / f"v2_mscoco_{split}_annotations.json",
-              {"info": info, "data_type": "mscoco", "data_subtype": split, "annotations": anns})
-    write_json(out / "world.json", world_record(cfg))  # written last: marks a complete world
-    return out
+    return corpus
 
 
 def world_record(cfg: WorldConfig) -> dict:
