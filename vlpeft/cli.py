@@ -101,9 +101,12 @@ def cmd_convert(args):
 
 
 def cmd_train(args):
+    from .blip.checkpoints import check_path
     from .config import RunConfig
+    cfg = from_args(RunConfig, args)
+    check_path(cfg.model_path.format(task=cfg.task))   # before torch is imported: a wrong path fails at once
     from .train import run
-    metrics = run(from_args(RunConfig, args), overwrite=args.overwrite)
+    metrics = run(cfg, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, rank 0 speaks
         print(json.dumps(metrics, indent=2))
 
