@@ -80,7 +80,7 @@ CAPTION_WARMUP = 400 / 4000
 # VQA is epoch-based; its warm-up is 800 × ratio steps of a 10-epoch run at batch 256 over 605,102 questions
 # (2,364 steps an epoch): 3.4 % of the run at every ratio
 VQA_WARMUP = 800 / (10 * 2_364)
-TINY_VQA_EPOCHS = 5     # the pilot's choice from {3, 5, 10} (reports/tiny/schedule.md)
+TINY_VQA_EPOCHS = 10    # the pilot rule's choice from {3, 5, 10} (reports/tiny/schedule.md, section 5)
 EVALUATIONS = 5         # validation points per run at full data (and step 0): the curve of Fig. 6–10
 
 
