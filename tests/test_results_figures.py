@@ -245,7 +245,9 @@ def test_write_report_notes_a_task_without_runs(tmp_path):
         write_run(tmp_path / "caption_only", row)
     out = report.write_report(tmp_path / "caption_only", tmp_path / "report", formats=("svg",))
     page = (out / "index.html").read_text()
-    assert "vqa_data_ratio: not drawn (no complete runs for task &#x27;vqa&#x27;)" in page
+    assert "The inconsistent task: VQA: no complete runs of its task — the section is left out" in page
+    assert "id='inconsistent'" not in page and "id='consistent'" in page
+    assert "vqa_cost: not drawn (no complete runs with a cost for task &#x27;vqa&#x27;)" in page
     assert not (out / "figures" / "vqa_data_ratio.svg").exists() and (out / "figures" / "caption_data_ratio.svg").exists()
     assert "inconclusive" in glance(page)
 

@@ -103,8 +103,11 @@ def cmd_convert(args):
 def cmd_train(args):
     from .blip.checkpoints import check_path
     from .config import RunConfig
+    from .blip.convert import looks_vqa_finetuned
     cfg = from_args(RunConfig, args)
-    check_path(cfg.model_path.format(task=cfg.task))   # before torch is imported: a wrong path fails at once
+    path = cfg.model_path.format(task=cfg.task)
+    if not (cfg.task == "vqa" and looks_vqa_finetuned(path)):  # that refusal (in train.validate) says more
+        check_path(path)                                       # before torch is imported: a wrong path fails at once
     from .train import run
     metrics = run(cfg, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, rank 0 speaks

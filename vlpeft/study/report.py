@@ -162,9 +162,15 @@ FIGURES = {  # name → builder(study)
 }
 
 
+NEEDS = {"consistent": "caption", "inconsistent": "vqa"}   # the task a section is about
+
+
 def sections(study: Study) -> list[Section]:
-    """The sections a study has something for (the dial only for a dial study)."""
-    return [s for s in SECTIONS if s.key != "dial" or study.is_dial]
+    """The sections a study has something for: a task's section only with complete runs of it, the dial only for
+    a dial study."""
+    tasks = set(complete(study.paper_runs).task)
+    return [s for s in SECTIONS if (s.key != "dial" or study.is_dial) and NEEDS.get(s.key, next(iter(tasks), None))
+            in tasks]
 
 
 def figure(study: Study, name: str):
@@ -176,8 +182,10 @@ def figure(study: Study, name: str):
 
 
 def forest(study: Study, claim):
+    """The claim's forest plot, or None when none of its parts could be estimated (no runs for it)."""
     row = study.claim_row(claim)
-    if not (study.parts.claim.astype(str) == str(claim)).any():
+    mine = study.parts[study.parts.claim.astype(str) == str(claim)]
+    if not (mine.n_units > 0).any():
         return None
     return F.fig_forest(study.parts, claim, row["verdict"], row["text"])
 
@@ -336,10 +344,16 @@ def write_report(study: Study | str | Path, out_dir, formats=("png", "svg")) -> 
     study = study if isinstance(study, Study) else Study.load(study)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for old in (out / "figures").glob("*.*"):   # the report's own figures: none of an earlier render stays behind
+        if old.suffix in (".png", ".svg"):
+            old.unlink()
     _write_tables(study, out)
     notes = [f"a dial study: the paper's figures and claims use the runs at the highest consistency level "
              f"({study.paper_runs['consistency'].fillna(1.0).max():g})"] if study.is_dial else []
-    body = "".join(_section_html(study, s, out, formats, notes) for s in sections(study))
+    shown = sections(study)
+    notes += [f"{s.title}: no complete runs of its task — the section is left out" for s in SECTIONS
+              if s not in shown and s.key in NEEDS]
+    body = "".join(_section_html(study, s, out, formats, notes) for s in shown)
     runs = study.runs
     counts = runs.groupby(["task", "status"]).size().unstack(fill_value=0).reset_index() if len(runs) else runs
     failures = runs[runs.status != "complete"][["status", "task", "variant", "size", "data_ratio", "seed",
