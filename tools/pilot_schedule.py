@@ -94,8 +94,10 @@ def figure(out="reports/tiny/schedule_curves"):
     chart = alt.Chart(d).mark_line(point=True).encode(
         x=alt.X("progress:Q", title="fraction of the run", axis=alt.Axis(format="%")),
         y=alt.Y("val:Q", title="validation score (CIDEr / VQA accuracy)", scale=alt.Scale(zero=False)),
-        color=alt.Color("method:N", sort=list(METHODS)), strokeDash="schedule:N",
-    ).properties(width=300, height=200).facet(row="task:N", column="schedule:N").resolve_scale(y="independent")
+        color=alt.Color("method:N", sort=list(METHODS), scale=alt.Scale(domain=list(METHODS), range=[m.colour for m in
+                                                                                            METHODS.values()])),
+    ).properties(width=300, height=200).facet(row="task:N", column=alt.Column("schedule:N", sort=["e3", "e5", "e10"])
+                                              ).resolve_scale(y="independent")
     return save(chart, Path(out).parent, Path(out).name)
 
 
