@@ -68,7 +68,7 @@ def snapshot(root) -> dict:
 
 
 def write_real_layout(root, counts=None, questions_per_image=2, image_size=20):
-    """A miniature of the real MSCOCO/VQAv2 layout written by hand (not by `vlpeft.world`): JPEG files named as
+    """A miniature of the real MSCOCO/VQAv2 layout written by hand (not by `vlpeft.worlds.shapes`): JPEG files named as
     COCO names them, a Karpathy `dataset_coco.json` (train images in train2014; restval, val and test images
     in val2014, as in COCO), and both VQAv2 question/annotation files with ten answers per question. Returns the
     counts it wrote, per Karpathy split."""

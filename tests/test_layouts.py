@@ -205,3 +205,20 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_by_hand(models, tiny_worl
             progress=False)
     assert m["status"] == "complete"
     assert json.loads((tmp_path / "run" / "config.json").read_text())["label_smoothing"] == 0.1
+
+
+def test_a_caption_only_root_reads_its_captions(karpathy):
+    """Karpathy's split file alone is enough for captioning (the VQA files are named when VQA reads them)."""
+    for f in (karpathy / "annotations").glob("v2_*.json"):
+        f.unlink()
+    assert len(load_captions(Paths(karpathy), "test")) == COUNTS["test"]
+    with pytest.raises(DataError, match="v2_OpenEnded_mscoco_train2014_questions.json"):
+        load_vqa(Paths(karpathy), "train")
+
+
+def test_a_data_check_with_every_image_missing_is_quick_and_says_so(blip):
+    root, image_root = blip
+    shutil.rmtree(image_root)
+    found = check(root, image_root, decode=32, progress=False)
+    assert not found.ok and found.n_present == 0 and found.n_decoded == 0
+    assert any("12 image files are missing" in p for p in found.problems)

@@ -128,16 +128,16 @@ def _cells(args, preset: str):
     cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
                  model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root)
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
-                        seeds=args.seeds)
+                  seeds=args.seeds)
 
 
 def cmd_sweep(args):
-    from .study.executors import execute
     from .study.presets import print_grid
     cells = _cells(args, args.preset)
     if args.dry_run:
         print_grid(cells)
         return
+    from .study.executors import execute   # torch and the engine only for a real sweep
     failures = execute(cells, executor=args.executor, workers=args.workers, slurm=vars(args))
     sys.exit(1 if failures and args.strict else 0)
 

@@ -97,8 +97,9 @@ class Paths:
 
     @property
     def layout(self) -> str:
+        """The annotation layout (`layouts.detect`; a root with only the caption files is enough to read those)."""
         from .layouts import detect
-        return detect(self.annotations_dir)
+        return detect(self.annotations_dir, complete=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -225,7 +226,12 @@ def vqa_orphans(paths: Paths) -> int:
     index = karpathy_index(paths)
     if paths.layout == "blip":
         from .layouts import image_id
-        entries = [e for name in ("vqa_train.json", "vqa_val.json") for e in load_json(paths.annotations_dir / name)]
+        entries = []
+        for name in ("vqa_train.json", "vqa_val.json"):
+            loaded = load_json(paths.annotations_dir / name)
+            if not isinstance(loaded, list):
+                raise DataError(f"{paths.annotations_dir / name}: expected a list of questions (BLIP's {name})")
+            entries += loaded
         return sum(image_id(e.get("image", "0.jpg")) not in index for e in entries)
     return sum(q.get("image_id") not in index for subset in VQA_FILES
                for q in load_json(paths.questions(subset), required=("questions",))["questions"])

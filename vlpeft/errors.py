@@ -57,8 +57,8 @@ class Interrupted(VlpeftError):
 
 
 class Preempted(VlpeftError):
-    """SIGTERM or SIGUSR1 (a scheduler's time limit or preemption): the run saved its checkpoint first; the
-    message says where and how it resumes."""
+    """SIGTERM, SIGUSR1 or SIGUSR2 (a scheduler's time limit or preemption, Slurm's warning, submitit's): the run
+    saved its checkpoint first; the message says where and how it resumes."""
     exit_code = 143
 
 

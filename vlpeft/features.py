@@ -43,6 +43,11 @@ DTYPES = {"float32": (np.float32, torch.float32), "bfloat16": (np.uint16, torch.
 BLOCK_ROWS = 256   # images per checksum block
 
 
+def row_size(shape, dtype: str) -> int:
+    """Bytes of one image's states (1+N, d) in the cache's dtype."""
+    return int(np.prod(shape)) * np.dtype(DTYPES[dtype][0]).itemsize
+
+
 def block_checksums(file: Path, row_bytes: int, rows: int) -> list[str]:
     """A BLAKE2b checksum of every block of BLOCK_ROWS rows of a .bin (read in order, one block at a time)."""
     out = []
@@ -81,7 +86,7 @@ class FeatureStore:
 
     @property
     def row_bytes(self) -> int:
-        return int(np.prod(self.shape)) * np.dtype(DTYPES[self.dtype][0]).itemsize
+        return row_size(self.shape, self.dtype)
 
     def problem(self) -> str | None:
         """Why the .bin cannot be read as this index says (None: it can). Cheap when the file is unchanged since
@@ -90,7 +95,7 @@ class FeatureStore:
             return "written by an older vlpeft without checksums"
         if not self.file.is_file():
             return "its .bin is missing"
-        stat, expected = self.file.stat(), len(self.rows) * self.row_bytes
+        stat, expected = self.file.stat(), self.index.get("bytes", len(self.rows) * self.row_bytes)
         if stat.st_size != expected:
             return f"{self.file.name} is {stat.st_size:,d} bytes, {expected:,d} expected (truncated or overwritten)"
         stamp = {"file": self.file.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -168,7 +173,7 @@ def ensure_features(model, processor, image_paths, root: str | Path, dtype: torc
         del data
         (folder / f"{file}.tmp").replace(folder / file)  # one .bin per image set: older readers keep theirs
         model.vision_model.train(was_training)
-        row_bytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
+        row_bytes = row_size(shape, name)
         (folder / "verified.json").unlink(missing_ok=True)
         write_json(folder / "index.json", {"rows": {p: i for i, p in enumerate(paths)}, "shape": list(shape),
                                            "dtype": name, "file": file, "ingredients": ingredients,
@@ -176,7 +181,9 @@ def ensure_features(model, processor, image_paths, root: str | Path, dtype: torc
                                            "blocks": block_checksums(folder / file, row_bytes, len(paths))},
                    indent=None)
         store = FeatureStore(folder)
-        assert store.problem() is None, store.problem()  # and stamps verified.json
+        problem = store.problem()                        # verifies what was just written, and stamps verified.json
+        if problem is not None:
+            raise RuntimeError(f"{folder}: the feature cache just written does not verify: {problem}")
         return store
 
 

@@ -43,17 +43,23 @@ PAPER_TABLE_I = {("caption", "train"): (113_200, 566_800), ("caption", "val"): (
                  ("vqa", "val"): (5_000, 26_700), ("vqa", "test"): (5_000, 26_300)}  # as printed (val/test: images)
 
 
-def detect(annotations: Path) -> str:
-    """The layout of `<root>/annotations` (karpathy when both are there: the paper's own split file), or a
-    DataError saying what was found and what each layout needs."""
+CAPTION_FILES = {"karpathy": KARPATHY_FILES[:1], "blip": BLIP_FILES[:3]}   # what captioning alone needs
+
+
+def detect(annotations: Path, complete: bool = True) -> str:
+    """The layout of `<root>/annotations`: the first whose files are all there (karpathy first: the paper's own
+    split file); with `complete=False` the first whose caption files are there (a caption-only root; VQA's files
+    are then named when they are read). Else a DataError saying what was found and what each layout needs."""
     found = sorted(p.name for p in annotations.glob("*.json")) if annotations.is_dir() else []
     for name, files in LAYOUTS.items():
-        if files[0] in found:
-            missing = [f for f in files if f not in found]
-            if missing:
-                raise DataError(f"{annotations}: the {name} layout is missing {', '.join(missing)} (it needs "
-                                f"{', '.join(files)}; see the README, \"Real data\")")
+        if all(f in found for f in (files if complete else CAPTION_FILES[name])):
             return name
+    started = [n for n, files in LAYOUTS.items() if files[0] in found]
+    if started:
+        name = started[0]
+        missing = [f for f in LAYOUTS[name] if f not in found]
+        raise DataError(f"{annotations}: the {name} layout is missing {', '.join(missing)} (it needs "
+                        f"{', '.join(LAYOUTS[name])}; see the README, \"Real data\")")
     raise DataError(f"{annotations}: no annotation layout vlpeft knows (found: {', '.join(found) or 'nothing'}). "
                     f"Karpathy's needs {', '.join(KARPATHY_FILES)}; BLIP's/LAVIS's needs {', '.join(BLIP_FILES)}")
 
@@ -192,7 +198,8 @@ def check(root: str | Path, image_root: str | Path | None = None, decode: int = 
     if missing:
         out.problems.append(f"{len(missing):,d} image files are missing, e.g. {missing[0]}; check --image-root "
                             f"(COCO's train2014/ and val2014/ must be under it)")
-    present = [p for p in files if p not in set(missing)]
+    gone = set(missing)
+    present = [p for p in files if p not in gone] if decode else []
     for p in random.Random(seed).sample(present, min(decode, len(present))):
         try:
             load_image(p)

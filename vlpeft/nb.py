@@ -2,8 +2,9 @@
 notebooks stay a parameters cell and a few calls): the run config from the parameters cell, the method's own
 code under its equation, checks shown on screen, and what the run produced.
 
-Importing this module makes altair draw static SVG and PNG (vl-convert, no browser, no network), so every chart renders
-offline — in JupyterLab, in executed notebooks and in their HTML.
+Importing this module makes every chart render offline: interactive in a live JupyterLab kernel (altair's
+JupyterChart with the vega bundle vl-convert ships: tooltips, legend selections), static SVG and PNG everywhere
+else (papermill, nbval, exported HTML). A user's mistake in a cell shows as the CLI's one line.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from .catalog import METHODS, variant
+from .catalog import METHODS
 
 SMOKE_BANNER = ("**Smoke world — a wiring check.** A 16-px world of 54 images and a 20-step model: the run takes "
                 "seconds and its numbers mean nothing. The study's answer is in `reports/tiny/` (and "
@@ -122,6 +123,8 @@ def shown_path(path: str) -> str:
     if p.is_relative_to(REPO):
         return str(p.relative_to(REPO))
     return str(p).split("site-packages/")[-1] if "site-packages/" in str(p) else p.name
+
+
 def source(obj, contains: str | None = None, context: int = 0):
     """The source of `obj` (a function, method or class) as a highlighted code cell output; with `contains`,
     only the lines holding it (± `context` lines): the one expression, not the whole module."""

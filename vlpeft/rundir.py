@@ -25,9 +25,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
 from .errors import RunFolderError
 from .io import Owner, config_hash, provenance, read_json, write_json
 
@@ -147,6 +144,8 @@ class RunFolder:
         ckpt = self.checkpoint_dir
         ckpt.mkdir(exist_ok=True)
         (ckpt / "state.json").unlink(missing_ok=True)
+        import torch                                   # here, not at import: run ids and folders need no torch
+        from safetensors.torch import save_file
         save_file(trainable, ckpt / "trainable.safetensors")
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -161,6 +160,8 @@ class RunFolder:
             return None
         state = read_json(ckpt / "state.json", RunFolderError, "checkpoint state",
                           hint=f"; remove {ckpt} to restart the run from step 0")
+        import torch
+        from safetensors.torch import load_file
         try:
             return state, load_file(ckpt / "trainable.safetensors"), torch.load(ckpt / "optim.pt", weights_only=False)
         except Exception as e:  # noqa: BLE001 - safetensors, pickle and OS errors of a damaged file all land here

@@ -34,6 +34,6 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
+        for s, handler in self._previous.items():   # None: a handler not installed from Python — the default
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         self._previous = {}

@@ -402,7 +402,7 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
                                 sps=f"{state.samples / max(state.train_s, 1e-9):.0f}", refresh=False)
                 evaluate_if_due(s, state, folder, log)
                 checkpoint_if_due(s, state, folder, started, now=stop.requested is not None)
-                if stop.requested:
+                if stop.requested and state.step < s.total:   # at the last step: just finish
                     log.write(f"step {state.step}: {stop.requested} — checkpointed, stopping\n")
                     raise Preempted(f"{stop.requested} at step {state.step} of {s.total}: the checkpoint is saved in "
                                     f"{folder.checkpoint_dir}; run the same command again (or the sweep) to resume "

@@ -1,4 +1,5 @@
-"""Where a checkpoint is, checked before anything heavy is imported: a folder with a whole BLIP config.json, or a
+"""Where a checkpoint is, checked before anything heavy is imported: a folder whose config.json parses and names
+a BLIP model (model_type 'blip'), or a
 hub name already in the local Hugging Face cache (nothing is downloaded, so a name that is not there fails at
 once, in well under two seconds, with what to do instead)."""
 from __future__ import annotations

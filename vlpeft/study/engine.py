@@ -102,14 +102,17 @@ def run_cell(cell: Cell) -> dict:
         return {"status": metrics["status"], "error": metrics.get("error"), "path": str(out)}
     except BaseException as e:  # noqa: BLE001 - a sweep goes on past any failed run and records why
         WarmKernel.shutdown()
-        reason = _reason(e, out)
-        (out / "failed.json").write_text(json.dumps({"error": reason, "traceback": traceback.format_exc()}))
-        return {"status": "failed", "error": reason, "path": str(out / "run.ipynb")}
+        why = reason(e, out)
+        (out / "failed.json").write_text(json.dumps({"error": why, "traceback": traceback.format_exc()}))
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, or a scheduler stopping the job: recorded, and
+            raise                                           # the cell is retried when the sweep (or job) runs again
+        return {"status": "failed", "error": why, "path": str(out / "run.ipynb")}
     finally:
         owner.release()
 
 
-def _reason(e: BaseException, out: Path) -> str:
+def reason(e: BaseException, out: Path) -> str:
+    """Why a cell failed, in a line: the notebook's error, or for a dead kernel the run log's last lines."""
     ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
     reason = f"{ename}: {evalue}" if ename else f"{type(e).__name__}: {e}"
     if "DeadKernel" in type(e).__name__ or "Kernel died" in reason:

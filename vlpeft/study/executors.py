@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .engine import WarmKernel, _reason, run_cell, run_cell_once
+from .engine import WarmKernel, reason, run_cell, run_cell_once
 from ..features import prepare_features
 from .presets import Cell
 
@@ -37,7 +37,8 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
     print(f"{len(cells)} runs in the grid: {len(cells) - len(todo)} complete, {len(todo)} to run", flush=True)
     prepare_assets(todo, progress, workers)
     check_data(todo, progress)
-    prepare_features([c.config for c in todo], progress)
+    if executor != "slurm":  # on Slurm each job computes what it needs, under the cache's lock, on its own GPU
+        prepare_features([c.config for c in todo], progress)
     results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress)
     failures = [r for r in results if r["status"] in ("failed", "diverged")]
     for r in results:
@@ -145,5 +146,5 @@ def _execute_slurm(cells: list[Cell], opts: dict) -> list[dict]:
         try:
             results.append(job.result())
         except Exception as e:  # noqa: BLE001 - the job itself died (node failure, time limit)
-            results.append({"status": "failed", "error": _reason(e, Path(".")), "path": str(job.paths.stdout)})
+            results.append({"status": "failed", "error": reason(e, Path(".")), "path": str(job.paths.stdout)})
     return results

@@ -258,12 +258,6 @@ def fig_dial(df: pd.DataFrame) -> alt.HConcatChart:
                      "rises as consistency falls; mean over seeds × pre-training seeds"))
 
 
-FIGURES = {  # name → builder(runs, curves, task)
-    "data_ratio": lambda runs, curves, task: fig_data_ratio(runs, task),
-    "param_size": lambda runs, curves, task: fig_param_size(runs, task),
-    "cost": lambda runs, curves, task: fig_cost(runs, task),
-    "curves": lambda runs, curves, task: fig_curves(curves, task),
-}
 
 
 # ---------------------------------------------------------------------------------------------------------

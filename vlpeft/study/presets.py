@@ -1,7 +1,8 @@
-"""Grids of runs (presets), executed through the method notebooks with papermill, locally or on Slurm.
+"""Grids of runs (presets) and the embedded schedule's rule; `study.engine` runs a cell through its method
+notebook with papermill, `study.executors` runs the cells locally or on Slurm.
 
     cells = grid("tiny")                        # every run of the preset, each with its whole RunConfig
-    failures = execute(cells, workers=2)        # skips complete cells; a failure never stops the others
+    failures = executors.execute(cells, workers=2)   # skips complete cells; a failure never stops the others
 
 A preset names its world (`vlpeft.worlds.assets`): `paper` is real BLIP on real files (nothing is generated),
 `tiny` the embedded shapes world, `smoke` the seconds-long wiring check. Each cell runs its method's notebook
@@ -27,12 +28,6 @@ Presets:
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import multiprocessing as mp
-import os
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +114,6 @@ class Cell:
 
     @property
     def run_id(self) -> str:
-        c = self.config
         return run_id(self.config)
 
     @property

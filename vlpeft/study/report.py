@@ -54,7 +54,10 @@ class Study:
 
     @property
     def is_dial(self) -> bool:
-        return self.runs["consistency"].nunique() > 1
+        """Runs from models at several consistency levels (a missing level is 1, the embedded model's)."""
+        if "consistency" not in self.runs:
+            return False
+        return pd.to_numeric(self.runs["consistency"], errors="coerce").fillna(1.0).nunique() > 1
 
     @property
     def paper_runs(self) -> pd.DataFrame:
@@ -91,7 +94,9 @@ class Study:
 def _read_report(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A report folder's runs.csv and curves.csv (no curves: an empty table), refused when not a runs table."""
     tables = []
-    for name, needed in (("runs.csv", {"task", "method", "status", "best_val", "run_dir"}), ("curves.csv", {"run_dir"})):
+    runs_columns = {"task", "method", "variant", "size", "tune_classifier", "data_ratio", "seed", "status", "best_val",
+                    "error", "run_dir"}
+    for name, needed in (("runs.csv", runs_columns), ("curves.csv", {"run_dir"})):
         path = folder / name
         if not path.is_file():
             tables.append(pd.DataFrame(columns=sorted(needed)))
@@ -169,8 +174,8 @@ def sections(study: Study) -> list[Section]:
     """The sections a study has something for: a task's section only with complete runs of it, the dial only for
     a dial study."""
     tasks = set(complete(study.paper_runs).task)
-    return [s for s in SECTIONS if (s.key != "dial" or study.is_dial) and NEEDS.get(s.key, next(iter(tasks), None))
-            in tasks]
+    return [s for s in SECTIONS if (s.key != "dial" or study.is_dial)
+            and ((NEEDS[s.key] in tasks) if s.key in NEEDS else bool(tasks))]
 
 
 def figure(study: Study, name: str):
@@ -341,6 +346,8 @@ def _section_html(study: Study, s: Section, out: Path, formats, notes: list[str]
 def write_report(study: Study | str | Path, out_dir, formats=("png", "svg")) -> Path:
     """The tables, every figure and index.html (self-contained: figures are inline base64 SVG images) of a study
     → out_dir. `formats` must include svg (the page embeds it); png is for papers and slides."""
+    if "svg" not in formats:
+        raise ValueError(f"formats {formats!r}: the page embeds the SVG of every figure; include 'svg'")
     study = study if isinstance(study, Study) else Study.load(study)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -359,7 +366,7 @@ def write_report(study: Study | str | Path, out_dir, formats=("png", "svg")) -> 
     failures = runs[runs.status != "complete"][["status", "task", "variant", "size", "data_ratio", "seed",
                                                  "error", "run_dir"]]
     e = html.escape
-    nav = "".join(f"<a href='#{s.key}'>{e(s.title)}</a>" for s in sections(study))
+    nav = "".join(f"<a href='#{s.key}'>{e(s.title)}</a>" for s in shown)
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>vlpeft report — {e(study.name)}</title><style>{CSS}</style></head><body>
 <h1>vlpeft report — study <code>{e(study.name)}</code></h1>

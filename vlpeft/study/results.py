@@ -14,7 +14,6 @@ Every state is a row, so a report can list what is missing; analyses use `comple
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AssetError
-from ..blip.models import TinySpec
+from ..config import TinySpec
 from .shapes import WorldConfig
 
 SMOKE_SPEC = TinySpec(image_size=16, patch_size=8, hidden=32, layers=2, heads=2, intermediate=64, max_positions=160)

@@ -87,10 +87,10 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
 
 def check_pretrain(cfg: PretrainConfig) -> None:
     """Refuse a pre-training that cannot run, naming the field (before anything is written)."""
-    for name in ("steps", "batch_size"):
+    for name in ("steps", "batch_size", "warmup"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(cfg, name)}")
-    for name in ("warmup", "zero_shot_eval"):
+    for name in ("zero_shot_eval",):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(cfg, name)}")
     for name in ("lr", "weight_decay"):
@@ -156,7 +156,7 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
                 step += 1
                 bar.update()
                 bar.set_postfix({k: f"{v.item():.2f}" for k, v in losses.items()}, refresh=False)
-                if stop.requested:
+                if stop.requested and step < cfg.steps:   # at the last step: just finish
                     raise Preempted(f"pre-training stopped by {stop.requested} at step {step} of {cfg.steps}; {again}")
     except KeyboardInterrupt:
         raise Interrupted(f"pre-training interrupted at step {step} of {cfg.steps}; {again}") from None

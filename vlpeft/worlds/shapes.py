@@ -76,9 +76,9 @@ SIZES = {"small": 0.11, "large": 0.2}  # radius as a fraction of the image side
 SIZE_SYNONYMS = {"small": ["small", "little", "tiny"], "large": ["large", "big", "huge"]}
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six"]
 REGIONS = ["left", "right", "top", "bottom"]
-NEVER_IN_PRETRAINING = {"?", "question", "answer"}
+NEVER_IN_PRETRAINING = {"?", "question", "answer"}  # the VQA template's: no pre-training text is a question
 CAPTIONS_PER_IMAGE = 5     # the "annotators" of `captions`, as COCO's five
-WORLD_FORMAT = 2           # 2: the balanced VQA (questions from their own stream, after the scenes)  # the VQA template's: no pre-training text is a question
+WORLD_FORMAT = 2           # 2: the balanced VQA (questions from their own stream, after the scenes)
 
 
 @dataclass

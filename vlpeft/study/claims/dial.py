@@ -17,10 +17,10 @@ STATISTIC = "caption data-ratio slope at the lowest − at the highest consisten
 UNIT = "score points per doubling"
 
 
-def dial_slopes(df: pd.DataFrame) -> pd.DataFrame:
+def dial_slopes(df: pd.DataFrame, prepared: bool = False) -> pd.DataFrame:
     """The caption data-ratio slope (CIDEr points per doubling of data) of every unit at every consistency
     level: a units × levels table (what the dial verdict and its figure are made of)."""
-    d = prepare(df)
+    d = df if prepared else prepare(df)
     d = d[d.task == "caption"]
     levels = sorted(float(c) for c in d.consistency.unique())
     return pd.DataFrame({c: unit_slopes(d[d.consistency == c], "data_ratio", ["method", "tune_classifier", "size"])
@@ -61,7 +61,7 @@ def _dial(df: pd.DataFrame) -> dict:
         return result(0, STATISTIC, None, Verdict.INCONCLUSIVE,
                       f"{len(levels)} consistency level(s) {levels}; the trend needs ≥ {MIN_LEVELS}",
                       value_unit=UNIT, claim_text=TEXT) | {"levels": levels}
-    slopes = dial_slopes(df)  # units × levels, points per doubling
+    slopes = dial_slopes(d, prepared=True)  # units × levels, points per doubling
     span = levels[-1] - levels[0]
     trend = {}
     for u, row in slopes.iterrows():
