@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Screenshots of the committed report and of 99_analysis as JupyterLab shows it, taken in a clean checkout of this
+# repository (nothing but the project in JupyterLab's file browser): headless Chromium, no network.
+#   tools/screenshots.sh   → reports/{tiny,dial}/screenshot.png, reports/notebooks/{99_analysis,04_lora_smoke}.png
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$repo/.venv"
+tmp="$(mktemp -d)"
+git clone -q "$repo" "$tmp/vlpeft"
+cp -r "$repo/reports/tiny" "$tmp/vlpeft/reports/"            # the report as it stands, committed or not
+cd "$tmp/vlpeft"
+chrome=(chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update
+        --disable-sync --no-first-run --hide-scrollbars --user-data-dir="$tmp/chrome")
+for study in tiny dial; do
+    "${chrome[@]}" --window-size=1400,3000 --screenshot="$repo/reports/$study/screenshot.png" \
+        "file://$tmp/vlpeft/reports/$study/index.html" 2>/dev/null
+done
+# the analysis notebook, executed in place on the committed study, then opened in JupyterLab
+"$venv/bin/papermill" --cwd notebooks notebooks/99_analysis.ipynb notebooks/99_analysis.ipynb >/dev/null 2>&1
+"$venv/bin/papermill" --cwd notebooks notebooks/04_lora.ipynb notebooks/04_lora.ipynb -p progress False >/dev/null 2>&1
+rm -rf data checkpoints runs cache                          # what the smoke run wrote: not shown in the file browser
+JUPYTER_CONFIG_DIR="$tmp/jcfg" JUPYTERLAB_WORKSPACES_DIR="$tmp/jws" "$venv/bin/jupyter" lab --no-browser --port 8899 --ServerApp.token='' --ServerApp.password='' \
+    --ServerApp.root_dir="$tmp/vlpeft" >/dev/null 2>&1 &
+lab=$!
+trap 'kill $lab 2>/dev/null; rm -rf "$tmp"' EXIT
+sleep 8
+mkdir -p "$repo/reports/notebooks"
+for nb in 99_analysis 04_lora; do
+    shot="$repo/reports/notebooks/$nb.png"
+    [ "$nb" = 04_lora ] && shot="$repo/reports/notebooks/04_lora_smoke.png"
+    "${chrome[@]}" --window-size=1600,2600 --virtual-time-budget=30000 --screenshot="$shot" \
+        "http://localhost:8899/lab/tree/notebooks/$nb.ipynb" 2>/dev/null
+done
+echo "reports/{tiny,dial}/screenshot.png reports/notebooks/{99_analysis,04_lora_smoke}.png"
