@@ -16,14 +16,17 @@ for study in tiny dial; do
         "file://$tmp/vlpeft/reports/$study/index.html" 2>/dev/null
 done
 # the analysis notebook, executed in place on the committed study, then opened in JupyterLab
-"$venv/bin/papermill" --cwd notebooks notebooks/99_analysis.ipynb notebooks/99_analysis.ipynb >/dev/null 2>&1
-"$venv/bin/papermill" --cwd notebooks notebooks/04_lora.ipynb notebooks/04_lora.ipynb -p progress False >/dev/null 2>&1
+"$venv/bin/papermill" --cwd notebooks notebooks/99_analysis.ipynb notebooks/99_analysis.ipynb >"$tmp/pm.log" 2>&1 || { tail -5 "$tmp/pm.log"; exit 1; }
+"$venv/bin/papermill" --cwd notebooks notebooks/04_lora.ipynb notebooks/04_lora.ipynb -p progress False >"$tmp/pm.log" 2>&1 || { tail -5 "$tmp/pm.log"; exit 1; }
 rm -rf data checkpoints runs cache                          # what the smoke run wrote: not shown in the file browser
-JUPYTER_CONFIG_DIR="$tmp/jcfg" JUPYTERLAB_WORKSPACES_DIR="$tmp/jws" "$venv/bin/jupyter" lab --no-browser --port 8899 --ServerApp.token='' --ServerApp.password='' \
-    --ServerApp.root_dir="$tmp/vlpeft" >/dev/null 2>&1 &
+settings="$tmp/jsettings/@jupyterlab/apputils-extension"                # no "news?" pop-up over the notebook
+mkdir -p "$settings" && echo '{"fetchNews": "false", "checkForUpdates": false}' > "$settings/notification.jupyterlab-settings"
+JUPYTER_CONFIG_DIR="$tmp/jcfg" JUPYTERLAB_SETTINGS_DIR="$tmp/jsettings" JUPYTERLAB_WORKSPACES_DIR="$tmp/jws" "$venv/bin/jupyter" lab --no-browser --port 8899 --ServerApp.token='' --ServerApp.password='' \
+    --ServerApp.root_dir="$tmp/vlpeft" $([ "$(id -u)" = 0 ] && echo --allow-root) >"$tmp/lab.log" 2>&1 &
 lab=$!
 trap 'kill $lab 2>/dev/null; rm -rf "$tmp"' EXIT
-sleep 8
+for _ in $(seq 60); do curl -s -o /dev/null http://localhost:8899/lab && break; sleep 1; done   # the server is up
+curl -s -o /dev/null http://localhost:8899/lab || { echo "JupyterLab did not start:"; tail -5 "$tmp/lab.log"; exit 1; }
 mkdir -p "$repo/reports/notebooks"
 for nb in 99_analysis 04_lora; do
     shot="$repo/reports/notebooks/$nb.png"
