@@ -225,13 +225,9 @@ def vqa_orphans(paths: Paths) -> int:
     """Questions whose image is not in the Karpathy index (in no split; VQAv2 train/val should have none)."""
     index = karpathy_index(paths)
     if paths.layout == "blip":
-        from .layouts import image_id
-        entries = []
-        for name in ("vqa_train.json", "vqa_val.json"):
-            loaded = load_json(paths.annotations_dir / name)
-            if not isinstance(loaded, list):
-                raise DataError(f"{paths.annotations_dir / name}: expected a list of questions (BLIP's {name})")
-            entries += loaded
+        from .layouts import blip_list, image_id
+        entries = [e for name in ("vqa_train.json", "vqa_val.json")
+                   for e in blip_list(paths.annotations_dir / name, "questions")]
         return sum(image_id(e.get("image", "0.jpg")) not in index for e in entries)
     return sum(q.get("image_id") not in index for subset in VQA_FILES
                for q in load_json(paths.questions(subset), required=("questions",))["questions"])

@@ -72,13 +72,20 @@ def image_id(path: str) -> int:
     return int(m.group(1))
 
 
-def blip_captions(annotations: Path, image_root: Path, split: str):
-    """BLIP/LAVIS caption files → CaptionItems of one Karpathy split (train already holds restval)."""
-    from .data import CaptionItem, _no_duplicates, load_json
-    path = annotations / f"coco_karpathy_{split}.json"
+def blip_list(path: Path, what: str) -> list:
+    """A BLIP/LAVIS annotation file: a JSON list (of caption entries or questions), or a DataError naming it."""
+    from .data import load_json
     entries = load_json(path)
     if not isinstance(entries, list):
-        raise DataError(f"{path}: expected a list of entries (BLIP's coco_karpathy_{split}.json)")
+        raise DataError(f"{path}: expected a list of {what} (BLIP's {path.name})")
+    return entries
+
+
+def blip_captions(annotations: Path, image_root: Path, split: str):
+    """BLIP/LAVIS caption files → CaptionItems of one Karpathy split (train already holds restval)."""
+    from .data import CaptionItem, _no_duplicates
+    path = annotations / f"coco_karpathy_{split}.json"
+    entries = blip_list(path, "entries")
     by_image: dict[int, list[str]] = {}
     files: dict[int, str] = {}
     for e in entries:
@@ -98,13 +105,11 @@ def blip_captions(annotations: Path, image_root: Path, split: str):
 
 def blip_vqa(annotations: Path, image_root: Path, split: str, index: dict[int, tuple[Path, str]]):
     """BLIP/LAVIS VQA files → VqaItems of one split, each question assigned by its image's Karpathy split."""
-    from .data import N_ANSWERS, VQA_SPLITS, VqaItem, _no_duplicates, load_json
+    from .data import N_ANSWERS, VQA_SPLITS, VqaItem, _no_duplicates
     items = []
     for name in ("vqa_train.json", "vqa_val.json"):
         path = annotations / name
-        entries = load_json(path)
-        if not isinstance(entries, list):
-            raise DataError(f"{path}: expected a list of questions (BLIP's {name})")
+        entries = blip_list(path, "questions")
         _no_duplicates([e.get("question_id") for e in entries], path, "question_id")
         for e in entries:
             missing = [k for k in ("question_id", "question", "answer", "image") if k not in e]

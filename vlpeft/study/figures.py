@@ -258,8 +258,6 @@ def fig_dial(df: pd.DataFrame) -> alt.HConcatChart:
                      "rises as consistency falls; mean over seeds × pre-training seeds"))
 
 
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The claims, drawn: each part against its margin, and each method's mark
 MARK_COLOURS = {"yes": "#2e7d32", "no": "#c62828", "unclear": "#f9a825", "too few seeds": "#9e9e9e",
