@@ -124,6 +124,8 @@ BROKEN = [  # (id, damage(karpathy root, blip root, image root), layout, problem
      "the blip layout is missing coco_karpathy_test.json"),
     ("no layout", lambda k, b, i: [p.unlink() for p in (b / "annotations").glob("coco_karpathy_*")], "blip",
      "no annotation layout vlpeft knows"),
+    ("VQA file not a list", lambda k, b, i: (b / "annotations" / "vqa_val.json").write_text('{"questions": []}'),
+     "blip", "expected a list of questions (BLIP's vqa_val.json)"),
     ("no VQA val file", lambda k, b, i: (k / "annotations" / "v2_mscoco_val2014_annotations.json").unlink(),
      "karpathy", "the karpathy layout is missing v2_mscoco_val2014_annotations.json"),
 ]
