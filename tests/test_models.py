@@ -46,12 +46,16 @@ def test_unknown_task(tmp_path):
         load_model("retrieval", tmp_path)
 
 
-def test_embedded_pretraining_loads_through_the_same_path_and_is_cached(tiny_world, tmp_path):
-    cfg = PretrainConfig(data_root=str(tiny_world), out=str(tmp_path / "emb"), steps=3, batch_size=8,
+@pytest.mark.parametrize("recipe,third", [("mplug", "prefix_lm"), ("blip", "elm")])
+def test_embedded_pretraining_loads_through_the_same_path_and_is_cached(tiny_world, tmp_path, recipe, third):
+    cfg = PretrainConfig(data_root=str(tiny_world), out=str(tmp_path / "emb"), recipe=recipe, steps=3, batch_size=8,
                          zero_shot_eval=4, spec=SPEC)
     out = pretrain(cfg, progress=False)
     card = json.loads((out / "card.json").read_text())
-    assert card["steps"] == 3 and set(card["final_losses"]) == {"lm", "itm", "elm", "tlm", "mlm"}
+    assert card["steps"] == 3 and set(card["final_losses"]) == {"lm", "itm", third, "tlm", "mlm"}
+    assert card["config"]["recipe"] == recipe
+    for task in ("caption", "vqa"):  # the route travels with both checkpoints
+        assert json.loads((out / task / "config.json").read_text())["vqa_route"] == recipe
     assert set(card["shift_loss"]) == {"0", "8", "32", "128"} and card["world"]["consistency"] == 1.0
     assert {"cider", "vqa_acc"} <= set(card["zero_shot"])
     # the card's shift-0 loss is the saved caption model's own captioning loss on the first test captions
@@ -89,3 +93,20 @@ def test_the_blip_call_signatures_the_hooks_rely_on():
         "transformers now passes BLIP's cross-attention mask itself: honour_cross_attention_masks may go")
     assert "interpolate_pos_encoding" in inspect.signature(mb.BlipVisionModel.forward).parameters
     assert "cache_length" in inspect.signature(mt.BlipTextEmbeddings.forward).parameters
+
+
+@pytest.mark.parametrize("caption", ["red circle here", "objects : red circle , blue square", "two shapes", "circle"])
+def test_prefix_lm_cuts_a_caption_at_a_word_with_a_word_on_each_side(tokenizer, caption):
+    from vlpeft.worlds.pretrain import prefix_lm_batch
+    words, seen = caption.split(), set()
+    text = lambda ids: " ".join(t for t in tokenizer.convert_ids_to_tokens(ids) if t not in tokenizer.all_special_tokens)  # noqa: E731
+    for seed in range(40):
+        b = prefix_lm_batch(tokenizer, [caption], torch.Generator().manual_seed(seed))
+        prefix, rest = text(b["input_ids"][0]), text(b["decoder_input_ids"][0])
+        assert b["input_ids"][0, 0] == tokenizer.convert_tokens_to_ids("[ENC]")
+        assert b["decoder_input_ids"][0, 0] == tokenizer.bos_token_id and b["labels"][0, -1] == tokenizer.sep_token_id
+        assert f"{prefix} {rest}".split() == words if len(words) > 1 else (prefix, rest) == ("", caption)
+        if len(words) > 1:
+            assert prefix and rest
+        seen.add(prefix)
+    assert len(seen) == max(1, len(words) - 1)  # every boundary is drawn

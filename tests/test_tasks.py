@@ -14,7 +14,7 @@ from vlpeft.data import Paths, Pixels, load_vqa, split_sizes
 from vlpeft.features import ensure_features
 from vlpeft.methods import MethodConfig, apply_method
 from vlpeft.blip.models import build_processor, random_blip, tiny_blip_config, vision_states
-from vlpeft.tasks import TASKS, evaluate
+from vlpeft.tasks import TASKS, VQA_ROUTES, evaluate
 from test_methods import contextual_model
 from conftest import write_real_layout
 
@@ -30,9 +30,10 @@ def vqa_batch(tokenizer, questions, seed=0):
                                     for i, (p, q) in enumerate(zip(px, questions))])
 
 
+@pytest.mark.parametrize("route", VQA_ROUTES)
 @pytest.mark.parametrize("method,size", [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4)])
-def test_a_vqa_answer_does_not_depend_on_its_batch_mates(tokenizer, method, size):
-    model = contextual_model(tokenizer, "vqa", method, size)
+def test_a_vqa_answer_does_not_depend_on_its_batch_mates(tokenizer, method, size, route):
+    model = contextual_model(tokenizer, "vqa", method, size, route)
     task = TASKS["vqa"]
     together = vqa_batch(tokenizer, QUESTIONS)
     assert (together["attention_mask"] == 0).any()  # padded: the questions differ in length
@@ -73,8 +74,9 @@ def test_cross_attention_ignores_masked_states(tokenizer):
     assert torch.allclose(short, masked, atol=1e-5) and not torch.allclose(short, unmasked, atol=1e-3)
 
 
-def test_training_and_decoding_give_an_answer_the_same_log_probability(tokenizer):
-    model = contextual_model(tokenizer, "vqa", "prefix", 4)
+@pytest.mark.parametrize("route", VQA_ROUTES)
+def test_training_and_decoding_give_an_answer_the_same_log_probability(tokenizer, route):
+    model = contextual_model(tokenizer, "vqa", "prefix", 4, route)
     task = TASKS["vqa"]
     batch = vqa_batch(tokenizer, QUESTIONS)
     out = task.generate(model, batch, tokenizer, max_new_tokens=4, output_logits=True, return_dict_in_generate=True)
@@ -168,3 +170,43 @@ def test_table_i_splits_on_a_miniature_of_the_real_layout(tmp_path):
     }
     train = load_vqa(Paths(tmp_path / "coco"), "train")
     assert sum(it.image.parent.name == "val2014" for it in train) == 2 * counts["restval"]  # both files used
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The VQA route: mPLUG's answer decoder reads [image; question], BLIP's the question alone
+def test_the_mplug_route_reads_the_image_beside_the_question_and_the_blip_route_the_question_only(tokenizer):
+    model = contextual_model(tokenizer, "vqa", "full", 0, "mplug")
+    b = vqa_batch(tokenizer, QUESTIONS)
+    with torch.no_grad():
+        image = vision_states(model, b["pixel_values"])                                      # (B, 1+N, d)
+        memory, mask = TASKS["vqa"].answer_memory(model, b)
+        model.config.vqa_route = "blip"
+        question, question_mask = TASKS["vqa"].answer_memory(model, b)
+    n = image.shape[1]
+    assert memory.shape[1] == n + b["input_ids"].shape[1]
+    assert torch.equal(memory[:, :n], image) and torch.equal(memory[:, n:], question)
+    assert torch.equal(mask, torch.cat([torch.ones(len(QUESTIONS), n, dtype=mask.dtype), b["attention_mask"]], 1))
+    assert torch.equal(question_mask, b["attention_mask"])
+
+
+ROUTE_CASES = [  # (task, asked, the checkpoint's config.json, resolved route or the error's words)
+    ("vqa", "", {}, "blip"),                                                     # real BLIP: no route → blip
+    ("vqa", "", {"vqa_route": "mplug"}, "mplug"),                                # the checkpoint's own
+    ("vqa", "blip", {"vqa_route": "mplug"}, "blip"),                             # the run overrides it
+    ("vqa", "mplug", {"vision_config": {"hidden_size": 768}, "text_config": {"hidden_size": 768}}, "mplug"),
+    ("vqa", "mplug", {"vision_config": {"hidden_size": 1024}, "text_config": {"hidden_size": 768}},
+     "image states are 1024 wide"),                                               # BLIP-large: refused, not reshaped
+    ("vqa", "both", {}, "unknown --vqa-route 'both'"),
+    ("caption", "", {"vqa_route": "mplug"}, ""),                                 # captioning has no route
+    ("caption", "mplug", {}, "applies to VQA runs only"),
+]
+
+
+@pytest.mark.parametrize("task,asked,checkpoint,expected", ROUTE_CASES)
+def test_the_route_is_the_checkpoints_unless_the_run_asks(task, asked, checkpoint, expected):
+    from vlpeft.errors import ConfigError
+    if expected in ("", *VQA_ROUTES):
+        assert TASKS[task].resolve_route(asked, checkpoint) == expected
+    else:
+        with pytest.raises(ConfigError, match=expected):
+            TASKS[task].resolve_route(asked, checkpoint)

@@ -55,8 +55,9 @@ def test_same_seed_same_metrics(models, tiny_world, tmp_path):
             == json.loads((tmp_path / "b" / "curve.json").read_text()))
 
 
-def test_killed_run_resumes_to_the_same_result(models, tiny_world, tmp_path):
-    kw = dict(task="vqa", method="lora", size=4, epochs=3, eval_every=3, checkpoint_every=2)
+@pytest.mark.parametrize("route", ["mplug", "blip"])
+def test_killed_run_resumes_to_the_same_result(models, tiny_world, tmp_path, route):
+    kw = dict(task="vqa", method="lora", size=4, epochs=3, eval_every=3, checkpoint_every=2, vqa_route=route)
     reference = run(smoke(models, tiny_world, tmp_path / "ref", **kw), progress=False)
     killed = smoke(models, tiny_world, tmp_path / "killed", fault="kill:5", **kw)
     code = ("import sys; sys.path.insert(0, 'tests'); from vlpeft.train import RunConfig, run; "
@@ -123,3 +124,16 @@ def test_data_parallel_under_accelerate_launch(models, tiny_world, tmp_path):
     assert w1.keys() == w2.keys()
     moved = [(w1[k] - w2[k]).abs().max().item() for k in w1]
     assert max(moved) < 0.05  # same trajectory up to per-shard loss averaging
+
+
+def test_the_route_is_saved_with_the_run_and_separates_run_ids(models, tiny_world, tmp_path):
+    from vlpeft.rundir import run_id
+    cfg = smoke(models, tiny_world, tmp_path / "r", task="vqa", method="lora", size=2, epochs=1)
+    m = run(cfg, progress=False)                                   # "": the checkpoint's own (a random BLIP: blip)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["vqa_route"] == "blip"
+    mplug = run(smoke(models, tiny_world, tmp_path / "m", task="vqa", method="lora", size=2, epochs=1,
+                      vqa_route="mplug"), progress=False)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["vqa_route"] == "mplug"
+    assert m["best_val"] is not None and mplug["best_val"] is not None
+    ids = {run_id(RunConfig(task="vqa", vqa_route=r)) for r in ("mplug", "blip")}
+    assert len(ids) == 2

@@ -1,11 +1,14 @@
 """The schedule pilot (#21; declared in reports/tiny/schedule.md before it ran): the tiny VQA epochs are the
 smallest of {3, 5, 10} at which every method's validation curve, at its reference size and 100 % data, gains
-under 1 point over its last fifth. Pilot seed 7 only (the study's seeds are 0, 1, 2).
+under 1 point over its last fifth. Pilot seed 7 only (the study's seeds are 0, 1, 2). `--world` picks the stand-in:
+`embedded` (mPLUG's recipe, the study's since #29; schedule.md section 6) or `embedded-blip` (BLIP's, section 5).
 
     python tools/pilot_schedule.py run vqa --epochs 3 [--methods lora prompt]   # → runs/pilot_schedule/vqa/e3/…
     python tools/pilot_schedule.py run caption                                  # the rule's caption steps
     python tools/pilot_schedule.py decide                                       # the rule on what ran, as a table
     python tools/pilot_schedule.py figure                                       # reports/tiny/schedule_curves.png
+    python tools/pilot_schedule.py --world embedded --root runs/pilot_schedule_mplug \
+        --figure reports/tiny/schedule_curves_mplug run vqa --epochs 3           # section 6's pilot
 """
 import argparse
 import json
@@ -21,6 +24,7 @@ EPOCH_CHOICES = (3, 5, 10)
 GAIN_POINTS = 1.0          # "flattened": the last fifth gains under 1 point
 PILOT_EVALUATIONS = 10     # validation points per pilot run (the whole validation split each time)
 ROOT = Path("runs/pilot_schedule")
+WORLD = "embedded-blip"    # the stand-in the pilot runs on (section 5 ran on BLIP's recipe, then named `embedded`)
 
 
 def reference_size(method: str) -> int:
@@ -28,7 +32,7 @@ def reference_size(method: str) -> int:
 
 
 def config(task: str, method: str, epochs: int) -> RunConfig:
-    world = get_world("embedded")
+    world = get_world(WORLD)
     base = tiny_base(world.world, epochs)[task]
     total = base["steps"] if task == "caption" else epochs * -(-(world.world.n_train + world.world.n_restval)
                                                                  * world.world.questions_per_image // base["batch_size"])
@@ -37,7 +41,8 @@ def config(task: str, method: str, epochs: int) -> RunConfig:
                                     seed=PILOT_SEED, lr=EMBEDDED_LR[task][method], eval_size=0,
                                     eval_every=-(-total // PILOT_EVALUATIONS), data_root=world.data_root,
                                     model_path=world.model_path, out_dir=str(out), threads=1, checkpoint_every=0,
-                                    feature_cache="cache/features")))
+                                    feature_cache="cache/features")
+                                 | ({"vqa_route": world.vqa_route} if task == "vqa" else {})))
 
 
 def last_fifth_gain(curve: list[dict], total: int) -> float:
@@ -61,7 +66,7 @@ def table():
                      "curve": " ".join(f"{c['val']:.2f}" for c in curve), "wall_s": round(m["wall_s"]),
                      "train_s": round(m["train_s"]), "eval_s": round(m.get("eval_s", 0))})
     df = pd.DataFrame(rows)
-    paths = Paths(Path(get_world("embedded").data_root))
+    paths = Paths(Path(get_world(WORLD).data_root))
     prior = question_prior(load_vqa(paths, "train"), load_vqa(paths, "val"))[0]
     return df, prior
 
@@ -80,7 +85,7 @@ def decide():
     return df, prior, chosen, fair
 
 
-def figure(out="reports/tiny/schedule_curves"):
+def figure(out: str):
     import altair as alt
     import pandas as pd
     from vlpeft.study.figures import save
@@ -107,10 +112,14 @@ if __name__ == "__main__":
     p.add_argument("task", nargs="?", choices=["caption", "vqa"])
     p.add_argument("--epochs", type=int, default=3, choices=EPOCH_CHOICES)
     p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--world", default=WORLD, choices=["embedded", "embedded-blip"])
+    p.add_argument("--root", default=str(ROOT), help="where the pilot's runs go")
+    p.add_argument("--figure", default="reports/tiny/schedule_curves", help="the curves' figure (no extension)")
     a = p.parse_args()
+    WORLD, ROOT = a.world, Path(a.root)
     if a.cmd == "run":
         from vlpeft.train import run
-        prepare("embedded")
+        prepare(WORLD)
         for m in a.methods:
             cfg = config(a.task, m, a.epochs)
             r = run(cfg, progress=False)
@@ -124,4 +133,4 @@ if __name__ == "__main__":
         print(f"VQA epochs by the rule: {chosen}  (None: no candidate flattened; the paper's 10 then)")
         print(f"fairness check (beats the prior): {fair}")
     else:
-        print(figure())
+        print(figure(a.figure))

@@ -75,6 +75,8 @@ TRAIN_HELP = {
     "label_smoothing": "of the decoder's cross-entropy: 0.0 the paper's, 0.1 BLIP's own",
     "feature_cache": "a folder to share the frozen vision tower's outputs in (PEFT runs); '' computes them",
     "fault": "testing only: nan:K, crash:K, kill:K or interrupt:K",
+    "vqa_route": "vqa: mplug (the answer decoder reads [image; question], the paper's model) or blip (the question "
+                 "only, BLIP's); '' takes the checkpoint's own",
 }
 
 
@@ -125,8 +127,9 @@ def _cells(args, preset: str):
     from .study.presets import grid, select
     folder_arg(args.runs_root, "--runs-root")
     folder_arg(args.feature_cache, "--feature-cache")
+    route = {"vqa_route": args.vqa_route} if args.vqa_route else {}
     cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
-                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root)
+                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root, **route)
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
                   seeds=args.seeds)
 
@@ -184,8 +187,9 @@ def positive(text: str) -> int:
 
 
 def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
-    s.add_argument("--preset", choices=["smoke", "tiny", "dial", "paper"], default=default_preset,
-                   help="smoke: a wiring check; tiny: the embedded study; dial: the consistency dial (beyond the "
+    s.add_argument("--preset", choices=["smoke", "tiny", "tiny-blip", "dial", "paper"], default=default_preset,
+                   help="smoke: a wiring check; tiny: the embedded study (mPLUG's pre-training recipe, the paper's "
+                        "model); tiny-blip: the same from BLIP's recipe; dial: the consistency dial (beyond the "
                         "paper); paper: Table II on BLIP-base and COCO")
     s.add_argument("--study", help="runs go to <runs-root>/<study>/… (default: the preset's name)")
     s.add_argument("--runs-root", default="runs")
@@ -194,6 +198,8 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
     s.add_argument("--model-path", help="a checkpoint folder with {task}; default: the preset's model")
     s.add_argument("--feature-cache", default="cache/features",
                    help="where PEFT runs share the frozen vision features; '' to compute them in every step")
+    s.add_argument("--vqa-route", choices=["mplug", "blip"],
+                   help="VQA cells' answer-decoder route (default: the preset's recipe; for real BLIP, blip)")
     s.add_argument("--workers", type=positive, default=2, help="local: parallel runs (one GPU each when present)")
     for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
         s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}")

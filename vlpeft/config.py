@@ -21,6 +21,9 @@ class RunConfig:
     seed: int = 0                         # data subset, data order and method initialisation
     label_smoothing: float = 0.0          # of the decoder's cross-entropy: 0.0 the paper's plain loss, 0.1 BLIP's
                                           #   own recipe (models/med.py of salesforce/BLIP)
+    vqa_route: str = ""                   # vqa: what the answer decoder cross-attends to — mplug ([image; question],
+                                          #   mPLUG's) | blip (the question states, BLIP's) | "" the checkpoint's own
+                                          #   (its config.json's vqa_route; real BLIP checkpoints: blip)
     # optimisation (embedded-world defaults; the paper's Table II values are study.presets.PAPER_*)
     lr: float = 1e-3                      # peak learning rate
     weight_decay: float = 0.05
@@ -70,6 +73,8 @@ class PretrainConfig:
     data_root: str = "data/shapes"
     out: str = "checkpoints/embedded"
     seed: int = 0
+    recipe: str = "mplug"           # mplug (the paper's model: PrefixLM, [image; question] VQA route) | blip (BLIP's:
+                                    #   ELM after the prompt, question-only route); see worlds/pretrain.py
     steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-3

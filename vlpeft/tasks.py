@@ -15,8 +15,13 @@ through these methods, so the forward that is trained is the forward that is dec
 - **Caption** (paper §IV): the decoder continues the prompt `a picture of`, cross-attending to the image;
   the prompt and padding are masked out of the loss (-100), as BLIP does. Decoding: beam search.
 - **VQA**: the text encoder reads `question: {q} answer:` cross-attending to the image; the decoder
-  generates the answer cross-attending to the question states (answers are generated, not ranked).
-  The question's padding mask is passed to the answer decoder's cross-attention in training *and* in
+  generates the answer (answers are generated, not ranked) cross-attending to one of two *routes*, a property
+  of the checkpoint (its config.json's `vqa_route`) that a run may override (`RunConfig.vqa_route`):
+  `mplug` — the image states and the question states together, `[image; question]` with the joint mask, as the
+  paper's model (mPLUG's `models/model_vqa_mplug.py`: `torch.cat([image_output, question_output], 1)`; our text
+  encoder is BLIP's, which does not update the image stream, so the image half is the vision tower's states);
+  `blip` — the question states only, as BLIP (`models/blip_vqa.py`). Real BLIP checkpoints carry no route and
+  take `blip`. The question's padding mask is passed to the answer decoder's cross-attention in training *and* in
   decoding. (BLIP's own `generate` uses an all-ones mask there, so at inference the decoder would attend
   to the [PAD] states of every question shorter than its batch's longest — an answer would then depend on
   its batch-mates, and the model would be scored under conditions it was not trained in. We keep the mask.)
@@ -37,6 +42,7 @@ from . import metrics
 from .catalog import TASK_INFO
 from .catalog import TaskInfo
 from .data import Examples, Paths, load_captions, load_vqa, stack_images
+from .errors import ConfigError
 from .blip.models import vision_states
 
 CAPTION_PROMPT = "a picture of"                # paper §IV: the caption prompt
@@ -45,6 +51,7 @@ CAPTION_BEAMS = 3
 CAPTION_MAX_TOKENS = 30
 ANSWER_MAX_TOKENS = 6
 MAX_TEXT_TOKENS = 40
+VQA_ROUTES = ("mplug", "blip")                 # what the answer decoder reads: [image; question] | question
 
 
 def image_states(model, batch: dict) -> torch.Tensor:
@@ -54,11 +61,16 @@ def image_states(model, batch: dict) -> torch.Tensor:
     return vision_states(model, batch["pixel_values"])
 
 
+def vqa_route(model) -> str:
+    """The model's VQA route (`VQA_ROUTES`): its config's `vqa_route`, `blip` when it has none (real BLIP)."""
+    return getattr(model.config, "vqa_route", None) or "blip"
+
+
 def _tokenize(tokenizer, texts: list[str]):
     return tokenizer(texts, padding="longest", truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt")
 
 
-def _decoder_targets(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def decoder_targets(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decoder input ids starting with BLIP's [DEC] (bos, what `generate` starts from), their mask, and labels
     with the padding masked out (-100)."""
     enc = _tokenize(tokenizer, texts)
@@ -106,6 +118,12 @@ class Task:
     def start_problem(self, model_path: str) -> str | None:
         """Why a checkpoint is not a fair start for this task (None: it is)."""
         return None
+
+    def resolve_route(self, route: str, checkpoint: dict) -> str:
+        """The run's VQA route given the asked one and the checkpoint's config.json (raises ConfigError)."""
+        if route:
+            raise ConfigError(f"--vqa-route {route} applies to VQA runs only; leave it empty for --task {self.name}")
+        return ""
 
     def tool_problem(self) -> str | None:
         """Why this machine cannot score the task (None: it can)."""
@@ -167,7 +185,7 @@ class CaptionTask(Task):
     def collate(self, tokenizer, batch, prompt: str = CAPTION_PROMPT):
         out = stack_images(batch)
         if "target" in batch[0]:  # [DEC] a picture of <caption> [SEP]; loss on the caption and [SEP] only
-            ids, mask, labels = _decoder_targets(tokenizer, [f"{prompt} {b['target']}".strip() for b in batch])
+            ids, mask, labels = decoder_targets(tokenizer, [f"{prompt} {b['target']}".strip() for b in batch])
             labels[:, :1 + len(tokenizer(prompt, add_special_tokens=False).input_ids)] = -100
             return out | {"input_ids": ids, "attention_mask": mask, "labels": labels}
         return out
@@ -234,7 +252,7 @@ class VqaTask(Task):
         q = self.question_ids(tokenizer, [VQA_TEMPLATE.format(question=b["question"]) for b in batch])
         out = stack_images(batch) | q
         if "target" in batch[0]:
-            ids, mask, labels = _decoder_targets(tokenizer, [b["target"] for b in batch])
+            ids, mask, labels = decoder_targets(tokenizer, [b["target"] for b in batch])
             out |= {"decoder_input_ids": ids, "decoder_attention_mask": mask, "labels": labels}
         return out
 
@@ -244,6 +262,21 @@ class VqaTask(Task):
         from .blip.convert import looks_vqa_finetuned
         reason = looks_vqa_finetuned(model_path)
         return f"refusing to start VQA from {model_path!r}: {reason}" if reason else None
+
+    def resolve_route(self, route, checkpoint):
+        """"" takes the checkpoint's own (`vqa_route` in its config.json; BLIP's released ones have none: blip).
+        mplug needs image states as wide as the question states: BLIP-large's 1024-wide ViT beside its 768-wide
+        text tower is refused, never reshaped."""
+        route = route or checkpoint.get("vqa_route") or "blip"
+        if route not in VQA_ROUTES:
+            raise ConfigError(f"unknown --vqa-route {route!r}; choose mplug ([image; question], the paper's model) or "
+                              f"blip (the question states, BLIP's), or leave it empty for the checkpoint's own")
+        vision = (checkpoint.get("vision_config") or {}).get("hidden_size")
+        text = (checkpoint.get("text_config") or {}).get("hidden_size")
+        if route == "mplug" and vision and text and vision != text:
+            raise ConfigError(f"--vqa-route mplug: this checkpoint's image states are {vision} wide and its question "
+                              f"states {text}; the answer decoder cannot read both (use --vqa-route blip)")
+        return route
 
     def question_ids(self, tokenizer, texts: list[str]) -> dict:
         """The text encoder's input: as BLIP's blip_vqa, the first token is [ENC] (the token its image-grounded
@@ -255,28 +288,34 @@ class VqaTask(Task):
             ids[:, 0] = enc
         return {"input_ids": ids, "attention_mask": q.attention_mask}
 
-    def question_states(self, model, batch) -> torch.Tensor:
-        """(B, T_q, d): the text encoder on the question, cross-attending to the image."""
-        return model.text_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  position_ids=batch.get("position_ids"),  # pre-training's offsets; else 0..T-1
-                                  encoder_hidden_states=image_states(model, batch)).last_hidden_state
+    def answer_memory(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the answer decoder cross-attends to, and its mask, by the model's route (`vqa_route`):
+        blip: the question states (B, T_q, d); mplug: [image states; question states] (B, 1+N+T_q, d)."""
+        image = image_states(model, batch)                                                  # (B, 1+N, d)
+        mask = batch["attention_mask"]                                                      # (B, T_q)
+        question = model.text_encoder(input_ids=batch["input_ids"], attention_mask=mask,    # (B, T_q, d), reading
+                                      position_ids=batch.get("position_ids"),               #   the image; position
+                                      encoder_hidden_states=image).last_hidden_state        #   offsets: pre-training
+        if vqa_route(model) == "blip":
+            return question, mask
+        return torch.cat([image, question], 1), torch.cat([mask.new_ones(image.shape[:2]), mask], 1)
 
     def forward(self, model, batch, labels=True):
         # BLIP's own forward feeds `labels` (with -100 padding) back in as decoder input, so the route is
-        # written out: question encoder → answer decoder, with the question's mask in the cross-attention
+        # written out: question encoder → answer decoder, with the memory's mask in the cross-attention
+        memory, mask = self.answer_memory(model, batch)
         return model.text_decoder(input_ids=batch["decoder_input_ids"], attention_mask=batch["decoder_attention_mask"],
                                   position_ids=batch.get("decoder_position_ids"),
-                                  encoder_hidden_states=self.question_states(model, batch),
-                                  encoder_attention_mask=batch["attention_mask"],
+                                  encoder_hidden_states=memory, encoder_attention_mask=mask,
                                   labels=batch["labels"] if labels else None)
 
     def generate(self, model, batch, tokenizer, **overrides):
-        q = self.question_states(model, batch)
-        bos = torch.full((q.shape[0], 1), tokenizer.bos_token_id, device=q.device)
+        memory, mask = self.answer_memory(model, batch)
+        bos = torch.full((memory.shape[0], 1), tokenizer.bos_token_id, device=memory.device)
         cfg = model.config.text_config
         kw = dict(num_beams=1, do_sample=False, max_new_tokens=ANSWER_MAX_TOKENS) | overrides
-        return model.text_decoder.generate(input_ids=bos, encoder_hidden_states=q,
-                                           encoder_attention_mask=batch["attention_mask"],  # as in training
+        return model.text_decoder.generate(input_ids=bos, encoder_hidden_states=memory,
+                                           encoder_attention_mask=mask,  # as in training
                                            eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id, **kw)
 
     @torch.no_grad()
@@ -306,7 +345,6 @@ TASKS: dict[str, Task] = {"caption": CaptionTask(TASK_INFO["caption"]), "vqa": V
 
 
 def get_task(name: str) -> Task:
-    from .errors import ConfigError
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return TASKS[name]

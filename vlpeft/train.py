@@ -38,6 +38,7 @@ from .errors import ConfigError, DataError, Interrupted, MetricError, Preempted
 from .io import progress_bar
 from .methods import (MethodConfig, apply_method, count_parameters, save_method, size_problem, trainable_parameters,
                       trainable_state_dict)
+from .blip.checkpoints import check_path
 from .blip.models import load_model, load_processor
 from .parallel import Ranks, ranks
 from .rundir import RunFolder, config_dict
@@ -97,6 +98,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"or point --data-root at real MSCOCO/VQAv2 files (see the README)")
     if (problem := get_task(cfg.task).tool_problem()) is not None:
         raise MetricError(problem)
+    cfg = dataclasses.replace(cfg, vqa_route=get_task(cfg.task).resolve_route(cfg.vqa_route,
+                                                                              check_path(model_path(cfg))[1]))
     problem = get_task(cfg.task).start_problem(model_path(cfg))
     if problem and not cfg.allow_vqa_finetuned:
         bad(f"{problem}. The study needs a pre-trained start (the task must not be consistent with it by "
@@ -197,6 +200,8 @@ def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
         processor.image_processor.size = {"height": cfg.image_size, "width": cfg.image_size}
     model = load_model(cfg.task, model_path(cfg))
     model.text_decoder.label_smoothing = cfg.label_smoothing     # the run's choice, whatever the checkpoint says
+    if cfg.vqa_route:
+        model.config.vqa_route = cfg.vqa_route                   # likewise (validate resolved "" to the checkpoint's)
     apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), seed=cfg.seed)
     model.to(device)
     trainable, all_params = count_parameters(model)
@@ -354,7 +359,8 @@ def starting_checkpoint(path: str) -> dict:
     if card.is_file():
         import json
         c = json.loads(card.read_text())
-        info["pretrain"] = {"seed": c["config"].get("seed"), "steps": c.get("steps"),
+        info["pretrain"] = {"seed": c["config"].get("seed"), "recipe": c["config"].get("recipe", "blip"),
+                            "steps": c.get("steps"),
                             "consistency": (c.get("world") or {}).get("consistency")}
     return info
 

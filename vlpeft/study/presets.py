@@ -21,7 +21,9 @@ Presets:
          checkpoint (`vlpeft convert-blip`), MSCOCO/VQAv2 under data/coco.
   tiny   the embedded study for a 2-core CPU: per task and PEFT, 3 data ratios at the middle size and 3 sizes
          at the full data, "+ classifier" at the middle size and full data, full fine-tuning at each ratio;
-         three seeds.
+         three seeds. The tiny BLIP is pre-trained with mPLUG's recipe (the paper's model; VQA route mplug).
+  tiny-blip  the same grid from the tiny BLIP pre-trained with BLIP's recipe (VQA route blip): the second
+         family, for the influence of the base model (reports/tiny-blip).
   dial   the consistency dial (beyond the paper): captioning at three consistency levels × two pre-training
          seeds, prompt-tuning, LoRA and full fine-tuning on the tiny ratio and size axes, three seeds.
   smoke  a handful of runs to check that everything is wired (numbers mean nothing).
@@ -103,7 +105,7 @@ SMOKE_BASE = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_s
 # tiny schedule's ratio and size axes
 DIAL_METHODS = ["prompt", "lora"]
 DIAL_SEEDS = [0, 1, 2]
-PRESET_WORLD = {"paper": "real", "tiny": "embedded", "smoke": "smoke", "dial": "dial-*"}
+PRESET_WORLD = {"paper": "real", "tiny": "embedded", "tiny-blip": "embedded-blip", "smoke": "smoke", "dial": "dial-*"}
 
 
 @dataclass
@@ -159,9 +161,12 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
          **overrides) -> list[Cell]:
     """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
     `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs;
-    `image_root` is where the images are when not under `<data root>/images`."""
+    `image_root` is where the images are when not under `<data root>/images`. VQA cells carry the VQA route
+    (`RunConfig.vqa_route`): an override's, else the world's recipe's, else the checkpoint's own; caption cells
+    carry none (it does not apply to them)."""
     if image_root:
         overrides["image_root"] = image_root
+    route = overrides.pop("vqa_route", "")
     from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_world
     if preset not in PRESET_WORLD:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_WORLD)}")
@@ -177,18 +182,20 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
                                 classifier=False, world=w.world)
         return cells
     world = get_world(PRESET_WORLD[preset])
-    where = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
-                 feature_cache=feature_cache)
     args = (study, world.name, runs_root)
     cells: list[Cell] = []
     for task in ("caption", "vqa"):
+        where = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
+                     feature_cache=feature_cache)
+        if task == "vqa" and (route or (world.vqa_route and not model_path)):
+            where["vqa_route"] = route or world.vqa_route
         if preset == "paper":
             for m in PEFT:
                 base = PAPER_BASE[task] | {"lr": PAPER_LR[task][m]} | where | overrides
                 cells += _axis(*args, task, m, PAPER_SIZES[task][m], PAPER_RATIOS[task], [0], [False, True], base)
             base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | where | overrides
             cells += _axis(*args, task, "full", [0], PAPER_RATIOS[task], [0], [False], base)
-        elif preset == "tiny":
+        elif preset in ("tiny", "tiny-blip"):
             cells += _tiny_axes(args, task, PEFT, TINY_SEEDS, where | overrides, classifier=True, world=world.world)
     if preset == "smoke":
         for task, m, size in (("caption", "lora", 4), ("vqa", "prompt", 4), ("vqa", "parallel_adapter", 8)):

@@ -3,7 +3,9 @@
 A preset names its world; the study, the sweep and the notebooks resolve it here, the same way:
 
     smoke     a seconds-long shapes world and a 20-step tiny BLIP (tests, a first look; numbers mean nothing)
-    embedded  the study's shapes world and its pre-trained tiny BLIP (minutes, cached)
+    embedded  the study's shapes world and its tiny BLIP pre-trained with mPLUG's recipe, the paper's model
+              (minutes, cached)
+    embedded-blip  the same world, the tiny BLIP pre-trained with BLIP's recipe (the second family)
     dial-c*-p*  the consistency dial's worlds (one per level) and pre-trained models (one per level and seed)
     real      real BLIP on real MSCOCO/VQAv2 files: nothing is generated, trained or written
 
@@ -47,6 +49,15 @@ class World:
     def model_path(self) -> str:
         return f"{self.model_root}/{{task}}"
 
+    @property
+    def vqa_route(self) -> str:
+        """The VQA route its checkpoints carry: the recipe's for a pre-trained world, "" (the checkpoint's own)
+        for the real one."""
+        if not self.synthetic:
+            return ""
+        from ..config import PretrainConfig
+        return self.pretrain.get("recipe", PretrainConfig.recipe)
+
 
 # The consistency dial (beyond the paper): one world per level, one pre-trained model per level and seed. Level 1
 # with pre-training seed 0 is the embedded world and model themselves (the same configs, so the same folders).
@@ -65,6 +76,7 @@ WORLDS: dict[str, World] = {w.name: w for w in [
     World("smoke", SMOKE_WORLD, dict(steps=20, batch_size=16, zero_shot_eval=0, spec=SMOKE_SPEC),
           "data/smoke", "checkpoints/smoke"),
     World("embedded", WorldConfig(), {}, "data/shapes", "checkpoints/embedded"),
+    World("embedded-blip", WorldConfig(), {"recipe": "blip"}, "data/shapes", "checkpoints/embedded-blip"),
     World("real", None, {}, "data/coco", "checkpoints/blip-base-pretrained"),
     *(dial_world(level, seed) for level in DIAL_LEVELS for seed in DIAL_PRETRAIN_SEEDS),
 ]}

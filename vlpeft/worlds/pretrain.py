@@ -1,15 +1,30 @@
-"""Pre-train the embedded tiny BLIP on the shapes world, so that it starts where BLIP starts.
+"""Pre-train the embedded tiny BLIP on the shapes world, so that it starts where the paper's model starts.
 
-In the spirit of BLIP/mPLUG, one vision encoder, text encoder and text decoder share five objectives:
+One vision encoder, text encoder and text decoder share five objectives. Two *recipes* (`PretrainConfig.recipe`,
+saved in the card and, as the VQA route, in the checkpoint's config.json) differ in the third:
 
 1. LM   — captioning: the decoder, cross-attending to the image, continues the prompt `a picture of`
           (exactly the captioning task's forward; with the consistency dial at 1 this is what makes
-          captioning *consistent*).
+          captioning *consistent*). Both recipes: mPLUG's caption decoder reads the image states alone
+          (`models/model_caption_mplug.py`), as BLIP's does (`models/blip_pretrain.py`).
 2. ITM  — image–text matching: the text encoder, cross-attending to the image, tells a matching caption
-          from a caption of another image in the batch.
-3. ELM  — encoder-conditioned LM: the VQA task's forward with `a picture of` in the question's place and the
-          caption as the answer, so the VQA model starts with a pre-trained encoder → decoder route — yet it
-          has never seen a question.
+          from a caption of another image in the batch. Both recipes (mPLUG's ITM, BLIP's ITM).
+3. mplug — **PrefixLM**, mPLUG's prefix language modelling (the mPLUG paper, arXiv 2205.12005, §3.3; `prefix_task`
+          in its `configs/pretrain_mplug_base.yaml`): each caption is cut at a uniformly random word boundary, at
+          least one word on each side; the text encoder reads `[ENC]` + the prefix over the image, and the decoder
+          *continues* the caption (`[DEC]` + the rest) cross-attending to [image states; fused prefix states] —
+          the route mPLUG's VQA decoder reads (`models/model_vqa_mplug.py`: `torch.cat([image_output,
+          question_output], 1)`), so the decoder's first position learns to produce a content word from fused
+          image + text states. mPLUG's pre-training code is not public; what we chose where its paper is silent:
+          the cut is drawn per caption from the pre-training generator, a one-word caption keeps an empty prefix,
+          the prefix is the encoder's whole input (no prompt before it), and the image half of the memory is the
+          vision tower's states (our text encoder is BLIP's, which does not update the image stream as mPLUG's
+          fusion does).
+   blip — **ELM**, encoder-conditioned LM: the VQA task's forward on BLIP's route (question states only) with
+          `a picture of` in the question's place and the caption as the answer, so the VQA model starts with a
+          pre-trained encoder → decoder route (BLIP's decoder reads the image; BLIP_Pretrain has no such
+          objective, and BLIP's VQA decoder starts from its captioning decoder).
+   Neither ever shows a question–answer pair: VQA stays inconsistent with pre-training.
 4. TLM  — text-only LM on the footing corpus (`shapes.text_corpus`): the decoder, with no image, produces every
           word a downstream caption or answer uses (BLIP's decoder starts from BERT, which has produced
           every word of its vocabulary).
@@ -19,9 +34,10 @@ Every text enters at a random position offset (half the time 0, otherwise up to 
 in), so every position row a prompt or prefix can shift a text onto is trained, as BERT's 512 rows are.
 
 The result is two `save_pretrained` directories, `<out>/caption` and `<out>/vqa`, loaded later by
-`vlpeft.blip.models.load_model` exactly like real BLIP checkpoints, plus `<out>/card.json`: how it was made (its
-config, the world's, corpus sizes, steps, final losses, wall time), the zero-shot metrics, and the
-captioning loss with the text shifted by p positions (what a prompt/prefix of length p costs at the start).
+`vlpeft.blip.models.load_model` exactly like real BLIP checkpoints (their config.json carries `vqa_route`:
+the recipe's), plus `<out>/card.json`: how it was made (its config, recipe included, the world's, corpus sizes,
+steps, final losses, wall time), the zero-shot metrics, and the captioning loss with the text shifted by p
+positions (what a prompt/prefix of length p costs at the start).
 """
 from __future__ import annotations
 
@@ -42,9 +58,10 @@ from ..io import own, progress_bar, write_json
 from ..signals import StopSignals
 from ..methods import count_parameters, unique_parameters
 from ..blip.models import build_processor, build_tokenizer, honour_cross_attention_masks, random_blip, save_model, vision_states
-from ..tasks import CAPTION_PROMPT, TASKS, evaluate
+from ..tasks import CAPTION_PROMPT, TASKS, decoder_targets, evaluate
 
 SHIFTS = (0, 8, 32, 128)  # prompt/prefix lengths whose shift the card prices
+RECIPES = {"mplug": "mplug", "blip": "blip"}  # recipe → the VQA route its checkpoints carry (tasks.VQA_ROUTES)
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) -> Path:
@@ -60,6 +77,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     processor = build_processor(tokenizer, cfg.spec.image_size)
     corpus = Corpus(cfg, paths, tokenizer, processor)                       # 1. the image–text pairs and the text
     vqa = random_blip("vqa", tokenizer, cfg.spec, cfg.seed).train()          # 2. all three towers, trained together
+    vqa.config.vqa_route = RECIPES[cfg.recipe]                                #    (the route travels with it)
     if cfg.share_text_towers:
         share_text_towers(vqa)
     step, losses, wall = _train(cfg, vqa, corpus, tokenizer, progress, out)
@@ -87,6 +105,9 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
 
 def check_pretrain(cfg: PretrainConfig) -> None:
     """Refuse a pre-training that cannot run, naming the field (before anything is written)."""
+    if cfg.recipe not in RECIPES:
+        raise ConfigError(f"--recipe {cfg.recipe!r}: choose one of {', '.join(RECIPES)} (mplug: the paper's model; "
+                          f"blip: BLIP's)")
     for name in ("steps", "batch_size", "warmup"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(cfg, name)}")
@@ -105,7 +126,8 @@ def check_pretrain(cfg: PretrainConfig) -> None:
 
 class Corpus:
     """The pre-training data: image–caption pairs (`dataset_pretrain.json`, through the captioning task's own
-    collation, with `cfg.lm_prompt` before each caption) and the text-only footing sentences, in seeded order."""
+    collation, with `cfg.lm_prompt` before each caption, and the raw captions for PrefixLM) and the text-only
+    footing sentences, in seeded order."""
 
     def __init__(self, cfg: PretrainConfig, paths: Paths, tokenizer, processor):
         self.items = load_karpathy(paths.pretrain, paths.images, "all")
@@ -115,7 +137,8 @@ class Corpus:
         self.g = torch.Generator().manual_seed(cfg.seed)
         self.pairs = torch.utils.data.DataLoader(
             lm.train_examples(self.items, self.images), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-            collate_fn=lambda b: lm.collate(tokenizer, b, cfg.lm_prompt), generator=self.g)
+            collate_fn=lambda b: lm.collate(tokenizer, b, cfg.lm_prompt) | {"captions": [x["target"] for x in b]},
+            generator=self.g)
         self.texts = torch.utils.data.DataLoader(
             sentences, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
             collate_fn=lambda b: tokenizer(b, padding="longest", return_tensors="pt"), generator=self.g)
@@ -140,7 +163,7 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
-    objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, corpus.g)
+    objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, corpus.g, cfg.recipe)
     t0, step, losses = time.time(), 0, {}
     again = (f"an unfinished pre-training keeps nothing: run the same command again to start it over in {out} "
              f"(about {cfg.steps} steps)")
@@ -202,11 +225,26 @@ def offset_positions(mask: torch.Tensor, max_positions: int, g: torch.Generator)
     return start + torch.arange(T)
 
 
-class Objectives:
-    """The five pre-training losses of one step (see the module docstring)."""
+def prefix_lm_batch(tokenizer, captions: list[str], g: torch.Generator) -> dict:
+    """PrefixLM's inputs in the VQA task's batch layout: each caption cut at a uniformly random word boundary
+    k ∈ [1, n-1] (a one-word caption: k = 0, an empty prefix); the prefix is the encoder's text (`[ENC]` w_1..w_k),
+    the rest the decoder's target (`[DEC]` w_k+1..w_n `[SEP]`)."""
+    prefixes, rests = [], []
+    for caption in captions:
+        words = caption.split()
+        k = int(torch.randint(1, len(words), (1,), generator=g)) if len(words) > 1 else 0
+        prefixes.append(" ".join(words[:k]))
+        rests.append(" ".join(words[k:]))
+    ids, mask, labels = decoder_targets(tokenizer, rests)
+    return TASKS["vqa"].question_ids(tokenizer, prefixes) | {"decoder_input_ids": ids, "decoder_attention_mask": mask,
+                                                             "labels": labels}
 
-    def __init__(self, vqa, heads, tokenizer, max_positions: int, g: torch.Generator):
-        self.vqa, self.heads, self.tok, self.max_pos, self.g = vqa, heads, tokenizer, max_positions, g
+
+class Objectives:
+    """The five pre-training losses of one step (see the module docstring); the third is the recipe's."""
+
+    def __init__(self, vqa, heads, tokenizer, max_positions: int, g: torch.Generator, recipe: str = "mplug"):
+        self.vqa, self.heads, self.tok, self.max_pos, self.g, self.recipe = vqa, heads, tokenizer, max_positions, g, recipe
         self.enc_id = tokenizer.convert_tokens_to_ids("[ENC]")
         self.prompt = TASKS["vqa"].question_ids(tokenizer, [CAPTION_PROMPT])  # [ENC] a picture of, as a question
 
@@ -228,12 +266,18 @@ class Objectives:
                                  position_ids=self.pos(both),
                                  encoder_hidden_states=torch.cat([image, image])).last_hidden_state  # (2B, T, d)
         itm = F.cross_entropy(self.heads["itm"](fused[:, 0]), torch.cat([torch.ones(B), torch.zeros(B)]).long())
-        # 3. ELM: the VQA forward, "a picture of" as the question and the caption as the answer
-        q_ids, q_mask = self.prompt["input_ids"].expand(B, -1), self.prompt["attention_mask"].expand(B, -1)
-        elm = TASKS["vqa"].loss(vqa, {"image_embeds": image, "input_ids": q_ids, "attention_mask": q_mask,
-                                      "position_ids": self.pos(q_mask), "decoder_input_ids": ids,
-                                      "decoder_attention_mask": mask, "decoder_position_ids": self.pos(mask),
-                                      "labels": b["labels"]})
+        # 3. the recipe's: the VQA forward on the model's route (mplug: [image; prefix], blip: question only)
+        if self.recipe == "mplug":   # PrefixLM: [ENC] + a caption's prefix → [DEC] + the rest
+            third, p = "prefix_lm", prefix_lm_batch(self.tok, b["captions"], self.g)
+            batch = p | {"position_ids": self.pos(p["attention_mask"]),
+                         "decoder_position_ids": self.pos(p["decoder_attention_mask"])}
+        else:                        # ELM: "a picture of" as the question and the caption as the answer
+            third = "elm"
+            q_ids, q_mask = self.prompt["input_ids"].expand(B, -1), self.prompt["attention_mask"].expand(B, -1)
+            batch = {"input_ids": q_ids, "attention_mask": q_mask, "position_ids": self.pos(q_mask),
+                     "decoder_input_ids": ids, "decoder_attention_mask": mask, "decoder_position_ids": self.pos(mask),
+                     "labels": b["labels"]}
+        conditioned = TASKS["vqa"].loss(vqa, batch | {"image_embeds": image})
         # 4. TLM: the decoder alone on the footing text ([DEC] first, as every decoder text)
         t_ids, t_mask = text["input_ids"].clone(), text["attention_mask"]
         t_ids[:, 0] = self.tok.bos_token_id
@@ -246,7 +290,7 @@ class Objectives:
         m_ids[chosen] = self.tok.mask_token_id
         h = vqa.text_encoder(input_ids=m_ids, attention_mask=t_mask, position_ids=self.pos(t_mask)).last_hidden_state
         mlm = F.cross_entropy(self.heads["mlm"](h[chosen]), text["input_ids"][chosen]) if chosen.any() else h.sum() * 0
-        return {"lm": lm, "itm": itm, "elm": elm, "tlm": tlm, "mlm": mlm}
+        return {"lm": lm, "itm": itm, third: conditioned, "tlm": tlm, "mlm": mlm}
 
 
 def _test_loader(task, items, tokenizer, images, train: bool = False):
