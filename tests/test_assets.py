@@ -14,7 +14,7 @@ from vlpeft.study import engine, executors, presets
 from vlpeft.config import PretrainConfig
 from vlpeft.errors import AssetError
 from vlpeft.io import MARKER, own
-from conftest import SPEC, TINY_WORLD, snapshot, write_real_layout
+from helpers import SPEC, TINY_WORLD, snapshot, write_real_layout
 
 
 def test_a_paper_cell_reads_real_files_and_writes_nothing_there(tmp_path, models, monkeypatch):

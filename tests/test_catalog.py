@@ -14,7 +14,7 @@ from vlpeft.study import engine, executors, presets
 from vlpeft.catalog import METHODS, Method
 from vlpeft.methods import MethodConfig, apply_method, count_parameters, remove_method
 from vlpeft.train import run
-from conftest import smoke_config
+from helpers import smoke_config
 
 TOY = '''
 """A toy method (not the paper's): one learned vector added to every text tower's output."""

@@ -18,7 +18,7 @@ from vlpeft.study import claims
 from vlpeft.study.claims.estimators import cls_gain, ratio_change
 from vlpeft.study.claims.judges import DIAL_NEGLIGIBLE
 
-from scenarios import (FAMILY, RATIOS, SEEDS, SIZES, dial_frame, frame, paper_caption, paper_vqa,  # noqa: F401
+from helpers import (FAMILY, RATIOS, SEEDS, SIZES, dial_frame, frame, paper_caption, paper_vqa,  # noqa: F401
                        variant)
 
 

@@ -16,11 +16,9 @@ import torch.nn.functional as F  # noqa: E402
 from vlpeft.blip.convert import (RECORD, ConvertError, convert_blip, interpolate_pos_embed,  # noqa: E402
                             looks_vqa_finetuned, rename_key, source_key)
 from vlpeft.blip.models import build_processor, build_tokenizer, load_model, load_processor  # noqa: E402
+from helpers import (D, EMBED, H, HEAD_OPTS, HEADS, IMAGE, INTER, LAYERS, MAXPOS, PATCH, TINTER, TLAYERS,  # noqa: E402
+                     WORDS, blip_layout, original_state_dict, save_pth)
 
-D, LAYERS, HEADS, PATCH, IMAGE, INTER = 32, 2, 2, 8, 16, 64      # vision
-H, TLAYERS, TINTER, MAXPOS, EMBED = 32, 2, 48, 40, 16            # text; ITC embedding width
-HEAD_OPTS = dict(vision_heads=HEADS, text_heads=2)
-WORDS = "a picture of question what color is the circle square red blue ? answer :".split()
 
 
 @pytest.fixture(scope="module")
@@ -28,86 +26,6 @@ def tokenizer():
     """A word-level tokenizer laid out as BLIP's `init_tokenizer` lays bert-base-uncased out: [PAD]=0 …, then [DEC]
     (bos) and [ENC] appended as the last two rows; its size is the checkpoint's vocabulary."""
     return blip_layout(WORDS)
-
-
-def blip_layout(words, order=("[DEC]", "[ENC]")):
-    from transformers import BertTokenizer
-    tok = BertTokenizer(vocab={t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])},
-                        do_lower_case=True)
-    for token in order:
-        tok.add_special_tokens({"bos_token": token} if token == "[DEC]" else {"additional_special_tokens": [token]})
-    return tok
-
-
-def original_state_dict(vocab: int, image: int = IMAGE, seed: int = 0, momentum: bool = True) -> dict:
-    """A BLIP_Pretrain-shaped state dict, written out by hand from BLIP's module definitions."""
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape, scale=0.3):
-        return torch.randn(*shape, generator=g) * scale
-
-    def linear(sd, name, out_f, in_f):
-        sd[f"{name}.weight"], sd[f"{name}.bias"] = r(out_f, in_f), r(out_f, scale=0.1)
-
-    def norm(sd, name, width):
-        sd[f"{name}.weight"], sd[f"{name}.bias"] = 1 + r(width, scale=0.1), r(width, scale=0.1)
-
-    def vit(prefix):  # models/vit.py VisionTransformer
-        sd = {f"{prefix}cls_token": r(1, 1, D), f"{prefix}pos_embed": r(1, (image // PATCH) ** 2 + 1, D),
-              f"{prefix}patch_embed.proj.weight": r(D, 3, PATCH, PATCH, scale=0.1),
-              f"{prefix}patch_embed.proj.bias": r(D, scale=0.1)}
-        for i in range(LAYERS):
-            b = f"{prefix}blocks.{i}."
-            norm(sd, b + "norm1", D)
-            linear(sd, b + "attn.qkv", 3 * D, D)
-            linear(sd, b + "attn.proj", D, D)
-            norm(sd, b + "norm2", D)
-            linear(sd, b + "mlp.fc1", INTER, D)
-            linear(sd, b + "mlp.fc2", D, INTER)
-        norm(sd, prefix + "norm", D)
-        return sd
-
-    def bert(prefix):  # models/med.py BertModel(add_pooling_layer=False), add_cross_attention=True
-        sd = {f"{prefix}embeddings.word_embeddings.weight": r(vocab, H),
-              f"{prefix}embeddings.position_embeddings.weight": r(MAXPOS, H),
-              f"{prefix}embeddings.position_ids": torch.arange(MAXPOS).expand(1, -1).clone()}
-        norm(sd, prefix + "embeddings.LayerNorm", H)
-        for i in range(TLAYERS):
-            b = f"{prefix}encoder.layer.{i}."
-            for att, kv_width in (("attention", H), ("crossattention", D)):
-                linear(sd, f"{b}{att}.self.query", H, H)
-                linear(sd, f"{b}{att}.self.key", H, kv_width)
-                linear(sd, f"{b}{att}.self.value", H, kv_width)
-                linear(sd, f"{b}{att}.output.dense", H, H)
-                norm(sd, f"{b}{att}.output.LayerNorm", H)
-            linear(sd, b + "intermediate.dense", TINTER, H)
-            linear(sd, b + "output.dense", H, TINTER)
-            norm(sd, b + "output.LayerNorm", H)
-        return sd
-
-    sd = {**vit("visual_encoder."), **bert("text_encoder."), **bert("text_decoder.bert.")}
-    cls = "text_decoder.cls.predictions."
-    linear(sd, cls + "transform.dense", H, H)
-    norm(sd, cls + "transform.LayerNorm", H)
-    sd[cls + "bias"] = r(vocab, scale=0.1)
-    sd[cls + "decoder.weight"] = sd["text_decoder.bert.embeddings.word_embeddings.weight"].clone()  # tied
-    sd[cls + "decoder.bias"] = sd[cls + "bias"].clone()                                              # tied
-    if momentum:  # what only pre-training needs (blip_pretrain.py)
-        sd |= {k.replace("visual_encoder.", "visual_encoder_m.", 1): v.clone()
-               for k, v in sd.items() if k.startswith("visual_encoder.")}
-        sd |= {k.replace("text_encoder.", "text_encoder_m.", 1): v.clone()
-               for k, v in sd.items() if k.startswith("text_encoder.")}
-        for name, width in (("vision_proj", D), ("text_proj", H), ("vision_proj_m", D), ("text_proj_m", H)):
-            linear(sd, name, EMBED, width)
-        linear(sd, "itm_head", 2, H)
-        sd |= {"temp": torch.tensor(0.07), "image_queue": r(EMBED, 8), "text_queue": r(EMBED, 8),
-               "queue_ptr": torch.zeros(1, dtype=torch.long)}
-    return sd
-
-
-def save_pth(path, sd):
-    torch.save({"model": sd, "epoch": 19, "config": {"image_size": 224, "vit": "base"}}, path)
-    return path
 
 
 @pytest.fixture(scope="module")

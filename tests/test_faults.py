@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from vlpeft import cli
-from conftest import smoke_config, snapshot
-from test_convert import HEAD_OPTS, blip_layout, original_state_dict, save_pth  # noqa: F401 - the converter's sources
+from helpers import smoke_config, snapshot
+from helpers import blip_layout, original_state_dict, save_pth
 
 
 def call(args, capsys) -> tuple[int, str]:
@@ -43,7 +43,7 @@ class Ctx:
 
     def own_world(self) -> Path:
         from vlpeft.worlds.shapes import ensure_world
-        from conftest import TINY_WORLD
+        from helpers import TINY_WORLD
         return ensure_world(self.tmp / "own-world", TINY_WORLD, progress=False)
 
     def file(self, name="a-file", text="not a folder") -> Path:

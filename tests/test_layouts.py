@@ -16,7 +16,7 @@ from vlpeft.errors import DataError
 from vlpeft.io import MARKER
 from vlpeft.layouts import check, detect
 from vlpeft.study import executors, presets
-from conftest import smoke_config, snapshot, write_real_layout
+from helpers import smoke_config, snapshot, write_real_layout
 
 COUNTS = {"train": 5, "restval": 2, "val": 2, "test": 3}
 QPI = 2  # questions per image in the miniature

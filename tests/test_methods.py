@@ -9,11 +9,10 @@ import pytest
 import torch
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering
 
-from vlpeft.config import TinySpec
-from vlpeft.blip.models import random_blip
 from vlpeft.methods import (MethodConfig, MethodError, apply_method, closed_form_count, count_parameters, load_method, lora,
                             remove_method, save_method, trainable_summary)
 from vlpeft.tasks import CAPTION_PROMPT, TASKS, VQA_TEMPLATE, token_logprobs
+from helpers import contextual_model
 
 CASES = [(m, s) for m, sizes in {"prompt": [2, 8], "prefix": [2, 8], "lora": [2, 4], "serial_adapter": [4, 16],
                                  "parallel_adapter": [4, 16]}.items() for s in sizes] + [("full", 0)]
@@ -184,29 +183,6 @@ def test_blip_base_shape_counts(task, cls, method, size):
 # The base weights are perturbed so that predictions depend on context, every method weight is moved off its
 # init, and [SEP] is made unreachable so that every sequence runs its full length.
 N_NEW = 6
-
-
-CONTEXT_SPEC = TinySpec(image_size=16, patch_size=8, hidden=128, layers=3, heads=4, intermediate=256,
-                        max_positions=160)  # the embedded width: the smoke width's random nets just repeat a token
-
-
-def contextual_model(tokenizer, task, method, size, route="blip"):
-    """A perturbed random BLIP with `method` moved off its init; VQA models answer on `route` (tasks.VQA_ROUTES)."""
-    model = random_blip(task, tokenizer, CONTEXT_SPEC, seed=1)
-    model.config.vqa_route = route
-    g = torch.Generator().manual_seed(13)  # a draw whose models vary their tokens (the guard below checks it)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 2 and "word_embeddings" not in name:  # position rows apart and an LM head that is not
-                big = "position_embeddings" in name or "transform.dense" in name   # the identity: no copying
-                p.add_(torch.randn(p.shape, generator=g) * (0.5 if "position" in name else 1.0 if big else 0.05))
-    apply_method(model, MethodConfig(method, size))
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad and method != "full":
-                p.add_(torch.randn(p.shape, generator=g) * 0.3)
-        model.text_decoder.cls.predictions.bias[tokenizer.sep_token_id] = -1e4
-    return model.eval()
 
 
 def teacher_forced(model, task, b, seqs, tokenizer):

@@ -12,7 +12,7 @@ from vlpeft.config import PretrainConfig
 from vlpeft.errors import ModelError
 from vlpeft.blip.models import load_model, load_processor, random_blip, save_model
 from vlpeft.worlds.pretrain import pretrain
-from conftest import SPEC
+from helpers import SPEC
 
 
 @pytest.mark.parametrize("task", ["caption", "vqa"])

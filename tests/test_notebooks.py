@@ -62,7 +62,7 @@ def test_the_notebook_shows_its_checks_and_its_results(executed):
 
 
 def test_the_on_screen_checks_assert_what_they_show(tmp_path, monkeypatch, models, tiny_world):
-    from conftest import smoke_config
+    from helpers import smoke_config
     cfg = smoke_config(models, tiny_world, tmp_path / "run", task="caption", method="serial_adapter", size=4)
     assert nb.identity_check(cfg) == 0.0
     counts = nb.count_check(cfg)

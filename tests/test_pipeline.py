@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from vlpeft.study import engine, executors, presets
 from vlpeft.train import run
-from conftest import smoke_config
+from helpers import smoke_config
 
 KEYS = ("best_val", "best_step", "test", "final_val", "zero_shot_val", "steps", "n_train", "trainable_params")
 

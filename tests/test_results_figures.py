@@ -23,8 +23,8 @@ from vlpeft.study import results
 from vlpeft.catalog import METHODS, family_of, variant
 from vlpeft.study.results import load_curves, load_runs, summarize
 
-from scenarios import METRIC, SIZES, dial_frame, paper_caption, paper_vqa  # noqa: F401
-from scenarios import frame as scenario
+from helpers import METRIC, SIZES, dial_frame, paper_caption, paper_vqa  # noqa: F401
+from helpers import frame as scenario
 
 SEEDS = (0, 1, 2)
 

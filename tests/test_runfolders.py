@@ -13,7 +13,7 @@ import pytest
 from vlpeft import cli
 from vlpeft.errors import RunFolderError
 from vlpeft.train import run
-from conftest import smoke_config, snapshot
+from helpers import smoke_config, snapshot
 
 
 def argv(cfg) -> list[str]:

@@ -15,8 +15,8 @@ from vlpeft.features import ensure_features
 from vlpeft.methods import MethodConfig, apply_method
 from vlpeft.blip.models import build_processor, random_blip, tiny_blip_config, vision_states
 from vlpeft.tasks import TASKS, VQA_ROUTES, evaluate
-from test_methods import contextual_model
-from conftest import write_real_layout
+from helpers import contextual_model
+from helpers import write_real_layout
 
 QUESTIONS = ["what color is the circle ?", "how many ?", "is there a big red square left of the blue circle ?",
              "where is the cross ?", "what shape is the small green object on the left ?"]

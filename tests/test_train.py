@@ -14,7 +14,7 @@ from vlpeft.config import RunConfig
 from vlpeft.errors import ConfigError
 from vlpeft.tasks import TASKS
 from vlpeft.train import run
-from conftest import smoke_config
+from helpers import smoke_config
 
 METHODS = [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4), ("serial_adapter", 8), ("parallel_adapter", 8)]
 

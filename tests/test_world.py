@@ -11,7 +11,7 @@ import torch
 from vlpeft.worlds import shapes as world
 from vlpeft.data import Paths, load_karpathy, load_vqa
 from vlpeft.worlds.pretrain import offset_positions
-from conftest import TINY_WORLD
+from helpers import TINY_WORLD
 
 
 @pytest.fixture(scope="module")
