@@ -13,9 +13,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # as conftest does: nothing downlo
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from vlpeft.blip.convert import (RECORD, ConvertError, convert_blip, interpolate_pos_embed,  # noqa: E402
-                            looks_vqa_finetuned, rename_key, source_key)
-from vlpeft.blip.models import build_processor, build_tokenizer, load_model, load_processor  # noqa: E402
+from vlpeft.blip import target  # noqa: E402
+from vlpeft.blip.checkpoints import RECORD, looks_vqa_finetuned  # noqa: E402
+from vlpeft.blip.convert import convert_blip  # noqa: E402
+from vlpeft.blip.keymap import rename_key, source_key  # noqa: E402
+from vlpeft.blip.models import build_processor, load_model, load_processor  # noqa: E402
+from vlpeft.blip.original import ConvertError, interpolate_pos_embed  # noqa: E402
+from vlpeft.io import MARKER, own  # noqa: E402
 from helpers import (D, EMBED, H, HEAD_OPTS, HEADS, IMAGE, INTER, LAYERS, MAXPOS, PATCH, TINTER, TLAYERS,  # noqa: E402
                      WORDS, blip_layout, original_state_dict, save_pth)
 
@@ -208,7 +212,7 @@ def test_record(converted, source, tokenizer):
         assert group in un, group
     assert sum(un.values()) == sum(1 for k in sd if rename_key(k) is None or
                                    k.split(".")[0] not in ("visual_encoder", "text_encoder", "text_decoder"))
-    assert not (converted / ".conversion-in-progress").exists()
+    assert (converted / MARKER).exists() and (converted / RECORD).exists()  # io.own's "ours, complete"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -259,8 +263,8 @@ def test_heads_not_inferable_refused(tmp_path, source, proc_dir):
 
 
 def test_unequal_widths_refused(tmp_path, tokenizer, proc_dir, monkeypatch):
-    import sys
-    monkeypatch.setattr(sys.modules[__name__], "H", 48)  # a ViT-L-like mismatch: text 48 wide, vision 32
+    import helpers
+    monkeypatch.setattr(helpers, "H", 48)  # a ViT-L-like mismatch: text 48 wide, vision 32 (helpers draws the dict)
     sd = original_state_dict(len(tokenizer), momentum=False)
     with pytest.raises(ConvertError, match="text width 48 differs from vision width 32"):
         convert_blip(save_pth(tmp_path / "m.pth", sd), tmp_path / "out", processor=str(proc_dir),
@@ -308,13 +312,51 @@ def test_cached_rerun_other_source_and_force(tmp_path, tokenizer, source, proc_d
                        torch.load(other)["model"]["visual_encoder.cls_token"])
 
 
-def test_partial_conversion_is_redone(tmp_path, source, proc_dir):
+def test_failed_force_keeps_the_previous_conversion(tmp_path, source, proc_dir):
+    out = convert_blip(source[0], tmp_path / "out", processor=str(proc_dir), **HEAD_OPTS)
+    before = (out / RECORD).read_bytes()
+    with pytest.raises(ConvertError, match="--processor"):  # checked before the folder is taken
+        convert_blip(source[0], out, processor=str(tmp_path / "no-processor"), force=True, **HEAD_OPTS)
+    assert (out / RECORD).read_bytes() == before and load_model("vqa", out / "vqa") is not None
+
+
+def test_refuses_another_kind_of_vlpeft_folder(tmp_path, source, proc_dir):
+    world = tmp_path / "world"
+    own(world, "world", {"seed": 1}, "world.json")
+    for force in (False, True):
+        with pytest.raises(ConvertError, match="is not a conversion made by `vlpeft convert-blip` .it holds a world"):
+            convert_blip(source[0], world, processor=str(proc_dir), force=force, **HEAD_OPTS)
+    assert [p.name for p in world.iterdir()] == [MARKER]
+
+
+def killed_while_writing_vqa(monkeypatch, *args, **kwargs):
+    """A conversion killed after caption/ was written, before vqa/ and the record."""
+    write_task = target.write_task
+
+    def write_or_die(task, *a, **k):
+        if task == "vqa":
+            raise KeyboardInterrupt
+        return write_task(task, *a, **k)
+    with monkeypatch.context() as m:
+        m.setattr(target, "write_task", write_or_die)
+        with pytest.raises(KeyboardInterrupt):
+            convert_blip(*args, **kwargs)
+
+
+def test_partial_conversion_is_redone(tmp_path, source, proc_dir, monkeypatch):
     out = tmp_path / "out"
-    (out / "caption").mkdir(parents=True)
+    killed_while_writing_vqa(monkeypatch, source[0], out, processor=str(proc_dir), **HEAD_OPTS)
+    assert (out / "caption").is_dir() and not (out / RECORD).exists()
     (out / "caption" / "junk").write_text("half written")
-    (out / ".conversion-in-progress").write_text("{}")
     convert_blip(source[0], out, processor=str(proc_dir), **HEAD_OPTS)
     assert (out / RECORD).exists() and not (out / "caption" / "junk").exists()
+
+
+def test_partial_conversion_of_other_options_is_redone_without_force(tmp_path, source, proc_dir, monkeypatch):
+    out = tmp_path / "out"
+    killed_while_writing_vqa(monkeypatch, source[0], out, processor=str(proc_dir), image_size=24, **HEAD_OPTS)
+    convert_blip(source[0], out, processor=str(proc_dir), **HEAD_OPTS)  # nothing complete is lost: no --force
+    assert json.loads((out / RECORD).read_text())["options"]["image_size"] is None
 
 
 # ---------------------------------------------------------------------------------------------------------

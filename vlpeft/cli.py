@@ -103,9 +103,8 @@ def cmd_convert(args):
 
 
 def cmd_train(args):
-    from .blip.checkpoints import check_path
+    from .blip.checkpoints import check_path, looks_vqa_finetuned
     from .config import RunConfig
-    from .blip.convert import looks_vqa_finetuned
     cfg = from_args(RunConfig, args)
     path = cfg.model_path.format(task=cfg.task)
     if not (cfg.task == "vqa" and looks_vqa_finetuned(path)):  # that refusal (in train.validate) says more

@@ -161,23 +161,45 @@ class Owner:
 MARKER = ".vlpeft.json"
 
 
-def own(folder: str | Path, what: str, config: dict, done_file: str) -> bool:
+class FolderRefused(AssetError):
+    """`own` refused a folder; `there` is its marker ({"what", "config"}), or None when it has none (not ours), so
+    a writer with its own words for the refusal can say what the folder holds."""
+
+    def __init__(self, message: str, there: dict | None = None):
+        super().__init__(message)
+        self.there = there
+
+
+def own(folder: str | Path, what: str, config: dict, done_file: str, *, force: bool = False,
+        redo_unfinished: bool = False, dry_run: bool = False) -> bool:
     """Take `folder` for writing a `what` of `config`: True when it already holds that, complete (cached);
-    False when it is empty or holds an unfinished one of the same config (write it); refuse otherwise."""
+    False when it is empty or holds an unfinished one of the same config (write it); refuse otherwise
+    (`FolderRefused`). Complete means `done_file` exists: the writer writes it last, atomically.
+
+    Writers that replace their own outputs widen "write it": `redo_unfinished` also takes an unfinished `what` of
+    another config (nothing complete is lost), `force` any `what` of ours, complete or not, of any config. A folder
+    without the marker, or with another `what`'s, is refused whatever the flags. Taking a folder writes the marker
+    and removes `done_file` first, so a folder being rewritten reads as unfinished until the writer is done; the
+    writer clears its own other outputs. `dry_run`: decide and refuse, write nothing (check a folder before slow
+    work that may still fail, take it after)."""
     folder = Path(folder)
-    marker = folder / MARKER
+    marker, done = folder / MARKER, folder / done_file
     config = json.loads(json.dumps(config, default=str))
     if marker.exists():
         mine = json.loads(marker.read_text())
-        if mine.get("what") != what or mine.get("config") != config:
-            raise AssetError(f"{folder} holds a {mine.get('what', '?')} of another configuration:\n"
-                             f"  there: {json.dumps(mine.get('config'), sort_keys=True)}\n"
-                             f"  asked: {json.dumps(config, sort_keys=True)}\n"
-                             f"Remove the folder, or choose another one for this {what}.")
-        return (folder / done_file).exists()
-    if folder.exists() and any(folder.iterdir()):
-        raise AssetError(f"{folder} is not empty and was not written by vlpeft (no {MARKER}); refusing to write a "
-                         f"{what} there. Choose another folder (an empty or new one).")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(marker, {"what": what, "config": config})
+        ours, same = mine.get("what") == what, mine.get("config") == config
+        if ours and same and not force:
+            return done.exists()
+        if not ours or not (force or (redo_unfinished and not done.exists())):
+            raise FolderRefused(f"{folder} holds a {mine.get('what', '?')} of another configuration:\n"
+                                f"  there: {json.dumps(mine.get('config'), sort_keys=True)}\n"
+                                f"  asked: {json.dumps(config, sort_keys=True)}\n"
+                                f"Remove the folder, or choose another one for this {what}.", there=mine)
+    elif folder.exists() and any(folder.iterdir()):
+        raise FolderRefused(f"{folder} is not empty and was not written by vlpeft (no {MARKER}); refusing to write "
+                            f"a {what} there. Choose another folder (an empty or new one).")
+    if not dry_run:
+        folder.mkdir(parents=True, exist_ok=True)
+        done.unlink(missing_ok=True)
+        write_json(marker, {"what": what, "config": config})
     return False

@@ -259,7 +259,7 @@ class VqaTask(Task):
     def start_problem(self, model_path):
         """A checkpoint already fine-tuned on VQA (e.g. Salesforce/blip-vqa-base, trained on VQAv2 train+val)
         would make VQA consistent with its "pre-training" and score it on its own training questions."""
-        from .blip.convert import looks_vqa_finetuned
+        from .blip.checkpoints import looks_vqa_finetuned
         reason = looks_vqa_finetuned(model_path)
         return f"refusing to start VQA from {model_path!r}: {reason}" if reason else None
 
