@@ -8,7 +8,7 @@ so every claim must come out supported; tests/test_claims.py holds the claim rul
 from __future__ import annotations
 
 import json
-import math
+import re
 from pathlib import Path
 
 import altair as alt
@@ -16,11 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlpeft.study import claims
-from vlpeft.study import figures
-from vlpeft.study import report
-from vlpeft.study import results
-from vlpeft.catalog import METHODS, family_of, variant
+from vlpeft.catalog import METHODS, family_of
+from vlpeft.study import claims, figures, report, results
+from vlpeft.study.claims.judges import KINDS
 from vlpeft.study.results import load_curves, load_runs, summarize
 
 from helpers import METRIC, SIZES, dial_frame, paper_caption, paper_vqa  # noqa: F401
@@ -233,12 +231,58 @@ def test_the_forest_plots_draw_what_the_claims_judged(runs):
     for col in ("estimate", "ci_low", "ci_high", "mark"):
         assert four[col].to_dict() == mine[col].to_dict(), col
     judged = parts[parts.judge != ""]
-    assert (judged.bonferroni_low <= judged.ci_low + 1e-12).all() and (judged.ci_high <= judged.bonferroni_high + 1e-12).all()
+    assert (judged.bonferroni_low <= judged.ci_low + 1e-12).all()
+    assert (judged.ci_high <= judged.bonferroni_high + 1e-12).all()
     for r in judged[judged["mark"] == "yes"].itertuples():
-        lo, hi = figures._yes_region(r.judge, r.margin, -1e9, 1e9)
+        lo, hi = KINDS[r.judge].yes_region(r.margin, -1e9, 1e9)
         assert lo < r.ci_low and r.ci_high < hi, r
     spec = figures.fig_forest(parts, 4, "supported").to_dict()
     assert "Claim 4: supported" in json.dumps(spec["title"])
+
+
+def test_each_kind_of_judge_lives_in_one_place(runs):
+    """Every kind of judge the claims use is an entry of KINDS, and that entry is what the verdict-rules page states
+    and what the forest plots draw: its words and margin in the tooltip, its margin lines (its yes-region: above);
+    a kind that is not there is refused."""
+    parts = claims.parts_table(runs)
+    assert set(parts.judge) - {""} <= set(KINDS)
+    for kind in KINDS.values():
+        assert f"- {kind.rule}" in claims.VERDICT_RULES
+    spec = figures.fig_forest(parts, 10).to_dict()
+    drawn = {r["part"]: r for rows in spec["datasets"].values() for r in rows if "rule" in r}
+    for r in parts[parts.claim.astype(str) == "10"].itertuples():
+        kind = KINDS.get(r.judge)
+        if kind is None:
+            assert drawn[r.part]["rule"] == "reported, not judged"
+            continue
+        assert drawn[r.part]["rule"] == f"{kind.words}, margin {r.margin:g}"
+        at, neg = kind.margin_lines(r.margin)
+        assert drawn[r.part]["margin_at"] == at and drawn[r.part]["margin_neg"] == neg
+    with pytest.raises(ValueError, match="judge kind 'nearly'"):
+        claims.Judge("nearly", 1.0)
+
+
+def test_the_notebook_shows_what_the_page_shows(study, tmp_path, monkeypatch):
+    """One walk, two media: for every section, `show` displays the page's question, as many charts as the page
+    inlines, and the same verdict table."""
+    import IPython.display
+    from pandas.io.formats.style import Styler
+    s = report.Study.load(study)
+    out = report.write_report(s, tmp_path / "report", formats=("svg",))
+    page = (out / "index.html").read_text()
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    for section in report.sections_of(s):
+        shown.clear()
+        report.show(s, section.key)
+        html = page.split(f"<h2 id='{section.key}'>")[1].split("<h2")[0]
+        assert shown[0].data == f"*{section.paper}.* {section.text}"
+        charts = [x for x in shown if isinstance(x, alt.TopLevelMixin)]
+        assert len(charts) == html.count("data:image/svg+xml;base64,") > 0, section.key
+        tables = [x.data for x in shown if isinstance(x, Styler)]
+        assert len(tables) == html.count("<table>") == (1 if section.claims else 0), section.key
+        if section.claims:
+            assert tables[0]["verdict"].tolist() == re.findall(r"<td style='background:#\w+'>([^<]+)</td>", html)
 
 
 def test_write_report_notes_a_task_without_runs(tmp_path):
@@ -249,7 +293,8 @@ def test_write_report_notes_a_task_without_runs(tmp_path):
     assert "The inconsistent task: VQA: no complete runs of its task — the section is left out" in page
     assert "id='inconsistent'" not in page and "id='consistent'" in page
     assert "vqa_cost: not drawn (no complete runs with a cost for task &#x27;vqa&#x27;)" in page
-    assert not (out / "figures" / "vqa_data_ratio.svg").exists() and (out / "figures" / "caption_data_ratio.svg").exists()
+    assert not (out / "figures" / "vqa_data_ratio.svg").exists()
+    assert (out / "figures" / "caption_data_ratio.svg").exists()
     assert "inconclusive" in glance(page)
 
 

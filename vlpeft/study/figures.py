@@ -18,23 +18,25 @@ interactively there, offline); saved as SVG/PNG the charts are static.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
 
-from ..catalog import FAMILY_COLOURS as FAMILY_COLORS
-from ..catalog import METHODS, METRIC_LABEL
-from ..catalog import TASK_INFO
+from ..catalog import FAMILY_COLOURS, METHODS, METRIC_LABEL, TASK_INFO
+from .claims import dial_slopes
+from .claims.judges import KINDS, PROMPT_PCT, REPORTED
 from .results import complete, reference_sizes, summarize
 
 TASK_LABEL = {t.name: t.title for t in TASK_INFO.values()}
 PAPER_FIG = {t.name: t.paper_figure for t in TASK_INFO.values()}
-# embedding methods in blues, layer methods in warm colours, full fine-tuning black: the families read at a glance
 WIDTH, HEIGHT = 360, 260
 
 
-def _method_color(methods) -> alt.Scale:
+def _method_colour(methods) -> alt.Scale:
+    """The catalogue's colour of each method: embedding methods in blues, layer methods in warm colours, full
+    fine-tuning black — the families read at a glance."""
     domain = [m for m in METHODS if m in set(methods)]
     return alt.Scale(domain=domain, range=[METHODS[m].colour for m in domain])
 
@@ -73,15 +75,19 @@ def _faded(on: float = 1.0, off: float = 0.12) -> alt.OpacityValue:
     return alt.condition(alt.param(PICK), alt.value(on), alt.value(off))
 
 
+SEED_TOOLTIP = ["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), "seed",
+                alt.Tooltip("best_val:Q", format=".4f", title="best validation score"), "run_dir"]
+
+
 def _lines(data, x: alt.X, metric: str, tooltip, seed_x: str) -> list:
     """Lines dashed for "+ classifier", a mean ± std band, the means as points and each seed's run as a small
     dot: the layers of Fig. 3/4. `data` holds rows of kind "mean" (the seed summary) and "seed" (one per run).
     The line layer comes first so that the merged colour legend draws strokes rather than the faint band, and it
     carries the legend selection."""
-    color = alt.Color("method:N", scale=_method_color(data["method"]), title="method",
-                      legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1))
+    colour = alt.Color("method:N", scale=_method_colour(data["method"]), title="method",
+                       legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1))
     y = alt.Y("mean:Q", title=metric, scale=alt.Scale(zero=False))
-    base = alt.Chart().encode(x=x, color=color, detail="variant:N")
+    base = alt.Chart().encode(x=x, color=colour, detail="variant:N")
     means = "datum.kind == 'mean'"
     return [
         base.mark_line().encode(y=y, opacity=_faded(), strokeDash=alt.StrokeDash(
@@ -91,13 +97,9 @@ def _lines(data, x: alt.X, metric: str, tooltip, seed_x: str) -> list:
         base.mark_errorband(opacity=0.15).encode(y=alt.Y("lo:Q", title=metric), y2="hi:Q").transform_filter(means),
         base.mark_point(filled=True, size=30).encode(y=y, tooltip=tooltip, opacity=_faded()).transform_filter(means),
         alt.Chart().mark_point(size=10, filled=True).encode(
-            x=alt.X(f"{seed_x}:Q"), y=alt.Y("best_val:Q"), color=color, opacity=_faded(0.35, 0.05),
+            x=alt.X(f"{seed_x}:Q"), y=alt.Y("best_val:Q"), color=colour, opacity=_faded(0.35, 0.05),
             tooltip=SEED_TOOLTIP).transform_filter("datum.kind == 'seed'"),
     ]
-
-
-SEED_TOOLTIP = ["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), "seed",
-                alt.Tooltip("best_val:Q", format=".4f", title="best validation score"), "run_dir"]
 
 
 def _with_seeds(summary: pd.DataFrame, df: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -168,8 +170,8 @@ def fig_cost(df: pd.DataFrame, task: str) -> alt.Chart:
         raise ValueError(f"no complete runs with a cost for task {task!r}")
     d = d[["variant", "method", "family", "size", "data_ratio", "seed", "best_val", "cost", "tune_classifier",
            "trainable_pct", "run_dir"]]
-    families = [f for f in FAMILY_COLORS if f in set(d.family)]
-    scale = alt.Scale(domain=families, range=[FAMILY_COLORS[f] for f in families])
+    families = [f for f in FAMILY_COLOURS if f in set(d.family)]
+    scale = alt.Scale(domain=families, range=[FAMILY_COLOURS[f] for f in families])
     return alt.Chart(d).mark_point(size=60, opacity=0.8).encode(
         x=alt.X("cost:Q", scale=alt.Scale(type="log"), axis=alt.Axis(format="~s"),
                 title="cost = training examples × fine-tunable parameters"),
@@ -213,70 +215,16 @@ def fig_curves(curves: pd.DataFrame, task: str) -> alt.FacetChart:
 
 
 # ---------------------------------------------------------------------------------------------------------
-def save(chart, out_dir, name: str, formats=("png", "svg")) -> list[Path]:
-    """Write `name.png` and `name.svg` (vl-convert: no browser, no network); return the paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = out / f"{name}.{fmt}"
-        chart.save(str(path), format=fmt, **({"ppi": 144} if fmt == "png" else {}))
-        paths.append(path)
-    return paths
-
-
-def fig_dial(df: pd.DataFrame) -> alt.HConcatChart:
-    """The consistency dial (beyond the paper): captioning score vs data ratio at each consistency level (mean
-    over seeds and pre-training seeds, each method at its reference size), and the data-ratio slope of every
-    unit against the level — the prediction declared in advance is that the slope rises as consistency falls."""
-    d = complete(df)
-    d = d[(d.task == "caption") & d.consistency.notna() & ~d.tune_classifier]
-    if d.consistency.nunique() < 2:
-        raise ValueError("the dial needs caption runs at two or more consistency levels")
-    ref = reference_sizes(d)
-    d = d[d["size"] == d["method"].map(ref)]
-    s = d.groupby(["consistency", "method", "data_ratio"], as_index=False)["best_val"].agg(["mean", "std", "count"])
-    x = alt.X("data_ratio:Q", scale=alt.Scale(type="log"), title="data ratio",
-              axis=alt.Axis(format="~%", values=sorted(s.data_ratio.unique())))
-    lines = alt.Chart(s).mark_line(point=True).encode(
-        x=x, y=alt.Y("mean:Q", title="CIDEr", scale=alt.Scale(zero=False)),
-        color=alt.Color("method:N", scale=_method_color(s["method"]), title="method"),
-        tooltip=["consistency", "method", alt.Tooltip("data_ratio:Q", format="~%"),
-                 alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f"), "count"],
-    ).properties(width=WIDTH * 0.55, height=HEIGHT * 0.7).facet(
-        column=alt.Column("consistency:O", sort="descending", title="consistency with pre-training"))
-    from .claims import dial_slopes
-    slopes = dial_slopes(df).rename_axis("unit").reset_index().melt("unit", var_name="consistency", value_name="slope")
-    slope_chart = alt.layer(
-        alt.Chart(slopes).mark_point(opacity=0.5).encode(x=alt.X("consistency:Q", title="consistency"),
-                                                         y=alt.Y("slope:Q", title="CIDEr points per doubling of data"),
-                                                         tooltip=["unit", "consistency", alt.Tooltip("slope:Q", format=".2f")]),
-        alt.Chart(slopes).mark_line(color="black").encode(x="consistency:Q", y="mean(slope):Q"),
-    ).properties(width=WIDTH * 0.7, height=HEIGHT * 0.7, title="data-ratio slope per unit (mean: line)")
-    return alt.hconcat(lines, slope_chart).properties(
-        title=_title("Consistency dial — captioning", "prediction declared in advance: the data-ratio slope "
-                     "rises as consistency falls; mean over seeds × pre-training seeds"))
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The claims, drawn: each part against its margin, and each method's mark
 MARK_COLOURS = {"yes": "#2e7d32", "no": "#c62828", "unclear": "#f9a825", "too few seeds": "#9e9e9e",
                 "too few points": "#9e9e9e", "not judged": "#607d8b"}
-JUDGE_WORDS = {"gain": "rises / helps / beats", "equiv": "flat / comparable", "noninf": "at least as well",
-               "lag": "lags far behind"}
-
-
-def _yes_region(judge: str, margin: float, lo: float, hi: float) -> tuple[float, float]:
-    """Where a part's 90 % interval must lie for 'yes' (clipped to the plot): gain lo > 0 (and estimate ≥ m);
-    equiv inside ±m; noninf above −m; lag below −m."""
-    return {"gain": (0.0, hi), "equiv": (-margin, margin), "noninf": (-margin, hi), "lag": (lo, -margin)}.get(
-        judge, (float("nan"), float("nan")))
 
 
 def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str | None = None) -> alt.LayerChart:
     """One claim's parts (a forest plot): each effect in score points with its 90 % interval (thick) and the
     Bonferroni interval that 'no' is read from (thin), the region where the 90 % interval means 'yes' shaded
-    green, the margin dashed, the mark as colour."""
+    green, the margin dashed, the mark as colour. The region, the margin lines and the rule's words are the part's
+    kind of judge's own (`claims.judges.KINDS`): this draws them."""
     d = parts[parts.claim.astype(str) == str(claim)].copy()
     if d.empty:
         raise ValueError(f"claim {claim}: no parts to draw")
@@ -284,18 +232,18 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
                        + [d.margin, -d.margin]).dropna()
     span = float(bounds.max() - bounds.min()) or 1.0
     lo, hi = float(bounds.min()) - 0.08 * span, float(bounds.max()) + 0.08 * span
-    region = [_yes_region(j, m, lo, hi) for j, m in zip(d.judge, d.margin)]
+    kinds = [KINDS.get(j) for j in d.judge]        # None: a part reported beside the claim, not judged
+    region = [k.yes_region(m, lo, hi) if k else (math.nan, math.nan) for k, m in zip(kinds, d.margin)]
+    lines = [k.margin_lines(m) if k else (None, None) for k, m in zip(kinds, d.margin)]
     d["yes_from"], d["yes_to"] = [r[0] for r in region], [r[1] for r in region]
-    d["rule"] = [f"{JUDGE_WORDS.get(j, 'reported, not judged')}" + (f", margin {m:g}" if m == m else "")
-                 for j, m in zip(d.judge, d.margin)]
-    d["margin_at"] = [(m if j in ("gain",) else -m if j in ("noninf", "lag") else m) if m == m else None
-                      for j, m in zip(d.judge, d.margin)]
-    d["margin_neg"] = [-m if j == "equiv" else None for j, m in zip(d.judge, d.margin)]
+    d["rule"] = [k.label(m) if k else REPORTED for k, m in zip(kinds, d.margin)]
+    d["margin_at"], d["margin_neg"] = [ln[0] for ln in lines], [ln[1] for ln in lines]
     order = list(dict.fromkeys(d.part))
     y = alt.Y("part:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
     x = alt.X("estimate:Q", title="effect (score points)", scale=alt.Scale(domain=[lo, hi], clamp=True))
     marks = [m for m in MARK_COLOURS if m in set(d["mark"])]
-    color = alt.Color("mark:N", scale=alt.Scale(domain=marks, range=[MARK_COLOURS[m] for m in marks]), title="mark")
+    colour = alt.Color("mark:N", scale=alt.Scale(domain=marks, range=[MARK_COLOURS[m] for m in marks]),
+                       title="mark")
     tip = ["part", alt.Tooltip("estimate:Q", format="+.2f"), alt.Tooltip("ci_low:Q", format="+.2f"),
            alt.Tooltip("ci_high:Q", format="+.2f"), "n_units", "k", "rule", "mark"]
     base = alt.Chart(d).encode(y=y)
@@ -305,9 +253,9 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
         alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="#888").encode(x="zero:Q"),
         base.mark_tick(color="#555", strokeDash=[3, 2], thickness=1.5, size=16).encode(x="margin_at:Q"),
         base.mark_tick(color="#555", strokeDash=[3, 2], thickness=1.5, size=16).encode(x="margin_neg:Q"),
-        base.mark_rule(strokeWidth=1).encode(x="bonferroni_low:Q", x2="bonferroni_high:Q", color=color),
-        base.mark_rule(strokeWidth=4).encode(x="ci_low:Q", x2="ci_high:Q", color=color, tooltip=tip),
-        base.mark_point(filled=True, size=70, shape="diamond").encode(x=x, color=color, tooltip=tip),
+        base.mark_rule(strokeWidth=1).encode(x="bonferroni_low:Q", x2="bonferroni_high:Q", color=colour),
+        base.mark_rule(strokeWidth=4).encode(x="ci_low:Q", x2="ci_high:Q", color=colour, tooltip=tip),
+        base.mark_point(filled=True, size=70, shape="diamond").encode(x=x, color=colour, tooltip=tip),
     ]
     title = f"Claim {claim}" if claim != "dial" else "Consistency dial"
     return alt.layer(*layers).properties(
@@ -343,7 +291,6 @@ def fig_marks(per_method: pd.DataFrame) -> alt.LayerChart:
 def fig_budget(df: pd.DataFrame) -> alt.FacetChart:
     """Claim 11: the share of all parameters each PEFT method trains, by its size (plain runs), per task; the
     dashed line is the paper's 0.16 %."""
-    from .claims.judges import PROMPT_PCT
     d = complete(df)
     d = d[(d.method != "full") & ~d.tune_classifier.astype(bool)]
     if d.empty or d["trainable_pct"].isna().all():
@@ -352,7 +299,7 @@ def fig_budget(df: pd.DataFrame) -> alt.FacetChart:
     line = alt.Chart().mark_line(point=True).encode(
         x=alt.X("size:Q", scale=alt.Scale(type="log", base=2), title="size (length / rank / hidden)"),
         y=alt.Y("trainable_pct:Q", scale=alt.Scale(type="log"), title="trainable % of all parameters"),
-        color=alt.Color("method:N", scale=_method_color(d["method"]), title="method"), opacity=_faded(),
+        color=alt.Color("method:N", scale=_method_colour(d["method"]), title="method"), opacity=_faded(),
         tooltip=["method", "size", alt.Tooltip("trainable_pct:Q", format=".4f"),
                  alt.Tooltip("trainable_params:Q", format=",d")]).add_params(_picker())
     rule = alt.Chart().mark_rule(color="black", strokeDash=[5, 3]).encode(y=alt.datum(PROMPT_PCT))
@@ -360,3 +307,51 @@ def fig_budget(df: pd.DataFrame) -> alt.FacetChart:
         column=alt.Column("task:N", title=None)).properties(
         title=_title("Claim 11 — the parameter budget", f"dashed: the paper's {PROMPT_PCT:g} % (prompt-tuning on "
                      "mPLUG-base); a share is the model's, so the tiny model's differ from BLIP-base's"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Beyond the paper
+def fig_dial(df: pd.DataFrame) -> alt.HConcatChart:
+    """The consistency dial (beyond the paper): captioning score vs data ratio at each consistency level (mean
+    over seeds and pre-training seeds, each method at its reference size), and the data-ratio slope of every
+    unit against the level — the prediction declared in advance is that the slope rises as consistency falls."""
+    d = complete(df)
+    d = d[(d.task == "caption") & d.consistency.notna() & ~d.tune_classifier]
+    if d.consistency.nunique() < 2:
+        raise ValueError("the dial needs caption runs at two or more consistency levels")
+    ref = reference_sizes(d)
+    d = d[d["size"] == d["method"].map(ref)]
+    s = d.groupby(["consistency", "method", "data_ratio"], as_index=False)["best_val"].agg(["mean", "std", "count"])
+    x = alt.X("data_ratio:Q", scale=alt.Scale(type="log"), title="data ratio",
+              axis=alt.Axis(format="~%", values=sorted(s.data_ratio.unique())))
+    lines = alt.Chart(s).mark_line(point=True).encode(
+        x=x, y=alt.Y("mean:Q", title="CIDEr", scale=alt.Scale(zero=False)),
+        color=alt.Color("method:N", scale=_method_colour(s["method"]), title="method"),
+        tooltip=["consistency", "method", alt.Tooltip("data_ratio:Q", format="~%"),
+                 alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f"), "count"],
+    ).properties(width=WIDTH * 0.55, height=HEIGHT * 0.7).facet(
+        column=alt.Column("consistency:O", sort="descending", title="consistency with pre-training"))
+    slopes = dial_slopes(df).rename_axis("unit").reset_index().melt("unit", var_name="consistency", value_name="slope")
+    slope_chart = alt.layer(
+        alt.Chart(slopes).mark_point(opacity=0.5).encode(
+            x=alt.X("consistency:Q", title="consistency"),
+            y=alt.Y("slope:Q", title="CIDEr points per doubling of data"),
+            tooltip=["unit", "consistency", alt.Tooltip("slope:Q", format=".2f")]),
+        alt.Chart(slopes).mark_line(color="black").encode(x="consistency:Q", y="mean(slope):Q"),
+    ).properties(width=WIDTH * 0.7, height=HEIGHT * 0.7, title="data-ratio slope per unit (mean: line)")
+    return alt.hconcat(lines, slope_chart).properties(
+        title=_title("Consistency dial — captioning", "prediction declared in advance: the data-ratio slope "
+                     "rises as consistency falls; mean over seeds × pre-training seeds"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+def save(chart, out_dir, name: str, formats=("png", "svg")) -> list[Path]:
+    """Write `name.png` and `name.svg` (vl-convert: no browser, no network); return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        chart.save(str(path), format=fmt, **({"ppi": 144} if fmt == "png" else {}))
+        paths.append(path)
+    return paths

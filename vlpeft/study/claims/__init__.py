@@ -6,11 +6,14 @@ before any data.
     dial_verdict(runs)                                # the consistency dial's prediction (beyond the paper)
     print(VERDICT_RULES)                              # the rules, in words, assembled from the claims' docstrings
 
-The rooms: `stats` (intervals over units), `judges` (margins, marks, verdicts), `estimators` (per-unit effects),
-`parts` (a claim's declared parts and the registry); one module per family of claims — `data_ratio` (1, 4),
-`param_size` (2, 5), `classifier` (3, 6), `families` (7, 8, 10), `cost` (9), `budget` (11) — and `dial`.
+The rooms: `stats` (intervals over units), `judges` (margins, the kinds of judge, marks, verdicts), `estimators`
+(per-unit effects), `parts` (a claim's declared parts and the registry); one module per family of claims —
+`data_ratio` (1, 4), `param_size` (2, 5), `classifier` (3, 6), `families` (7, 8, 10), `cost` (9), `budget` (11) —
+and `dial`.
 """
 from __future__ import annotations
+
+import textwrap
 
 import pandas as pd
 
@@ -18,9 +21,15 @@ from . import budget, classifier, cost, data_ratio, families, param_size  # noqa
 from .dial import TEXT as DIAL_TEXT
 from .dial import dial_slopes, dial_verdict
 from .estimators import EMBEDDING, FAMILIES, LAYER, PEFT, paper_setting
-from .judges import THRESHOLDS, Judge, Mark, Verdict
+from .judges import KINDS, THRESHOLDS, Judge, JudgeKind, Mark, Verdict
 from .parts import CLAIMS, COLUMNS, PART_COLUMNS, PER_METHOD_COLUMNS, Claim, Part
 from .stats import CI_LEVEL, MIN_UNITS, Estimate, seeds_needed, t_interval
+
+__all__ = ["CI_LEVEL", "CLAIMS", "COLUMNS", "DIAL_TEXT", "EMBEDDING", "FAMILIES", "KINDS", "LAYER", "MIN_UNITS",
+           "PART_COLUMNS", "PEFT", "PER_METHOD_COLUMNS", "THRESHOLDS", "VERDICTS", "VERDICT_RULES", "Claim",
+           "Estimate", "Judge", "JudgeKind", "Mark", "Part", "Verdict", "dial_slopes", "dial_verdict",
+           "evaluate_claims", "paper_setting", "parts_table", "per_method_table", "rules_by_claim", "rules_page",
+           "seeds_needed", "t_interval"]
 
 CLAIMS = dict(sorted(CLAIMS.items()))
 VERDICTS = tuple(str(v) for v in Verdict)
@@ -79,11 +88,7 @@ points — the distance PEFT papers call "comparable to full fine-tuning"; LAG_V
 DIAL_NEGLIGIBLE = {DIAL_NEGLIGIBLE:g} CIDEr points per doubling of data.
 
 **Judging one effect** (estimate *e*, {CI_LEVEL:.0%} interval [lo, hi], margin m):
-- *rises / helps / beats* (gain): **yes** when lo > 0 and e ≥ m (= MIN_GAIN of the task); **no** when hi < m.
-- *flat / comparable* (two-sided equivalence, TOST): **yes** when −m < lo and hi < m; **no** when the interval lies
-  wholly outside ±m (lo > m or hi < −m).
-- *at least as well / up to full* (non-inferiority): **yes** when lo > −m; **no** when hi < −m.
-- *lags far behind*: **yes** when hi < −m; **no** when lo > −m.
+{KINDS}
 **Yes** uses the {CI_LEVEL:.0%} interval; a claim needing every one of its parts needs no correction (an
 intersection–union test). **No** uses the Bonferroni interval at level 1 − {ALPHA:.2f}/k when any one of k
 parts can refute the claim, so noise in one of five methods does not refute it by chance.
@@ -99,11 +104,12 @@ when every method present is **yes** and at least MIN_METHODS = {MIN_METHODS} ar
 
 
 def rules_page() -> str:
-    """The verdict rules as Markdown: the general rules, then each claim's and the dial's, from their docstrings."""
-    import textwrap
+    """The verdict rules as Markdown: the general rules (with each kind of judge's, from KINDS), then each claim's
+    and the dial's, from their docstrings."""
     dial = " ".join(textwrap.dedent(dial_verdict.__doc__).split()).format(**THRESHOLDS)
     numbered = "\n".join(f"{n}. {rule}" for n, rule in rules_by_claim().items())
-    return (PREAMBLE.format(**THRESHOLDS, ALPHA=1 - CI_LEVEL) + "\n" + numbered
+    kinds = "\n".join(f"- {k.rule}" for k in KINDS.values())
+    return (PREAMBLE.format(**THRESHOLDS, ALPHA=1 - CI_LEVEL, KINDS=kinds) + "\n" + numbered
             + f"\n\n**Consistency dial** (beyond the paper). {DIAL_TEXT} {dial}\n")
 
 

@@ -1,14 +1,13 @@
 """Claim 11: the parameter budget — how small a share of the model prompt-tuning trains (paper §V-C)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..results import reference_sizes
 from .estimators import PEFT
 from .judges import PROMPT_PCT, Mark, Verdict
-from .parts import claim, result
+from .parts import Part, claim, result
+from .stats import Estimate
 
 NOTE = ("the check speaks for the runs given: the tiny embedded model (d = 128) has other parameter ratios than "
         "BLIP-base / mPLUG-base")
@@ -56,13 +55,12 @@ def prompt_trains_fewest(d):
                          ", ".join(f"{m} {v:.4g}%" for m, v in others.items()) + (" (fewest)" if ok else
                                                                                     " (NOT the fewest)"))
         top = float(p.trainable_pct.max())
-        rows.append({"claim": 11, "method": "prompt", "statistic": f"{task}: largest trainable % (plain runs)",
-                     "estimate": top, "ci_low": math.nan, "ci_high": math.nan, "n_units": len(p),
-                     "mark": str(Mark.YES if top < PROMPT_PCT else Mark.NO), "seeds_needed": math.nan,
-                     "detail": "deterministic; n_units = runs"})
+        part = Part("prompt", Estimate.exact(top, len(p)), mark=Mark.YES if top < PROMPT_PCT else Mark.NO)
+        rows.append(part.method_row(11, "prompt", f"{task}: largest trainable % (plain runs)",
+                                    "deterministic; n_units = runs"))
     verdict = (Verdict.NOT_SUPPORTED if not below or (compared and not fewest) else
                Verdict.SUPPORTED if compared and fewest else Verdict.INCONCLUSIVE)
     text = (f"{len(prompt)} plain prompt runs, largest {worst:.4g}% ({'<' if below else '≥'} {PROMPT_PCT:g}%); "
             + ("; ".join(parts) if parts else "no other PEFT method to compare with") + f"; {NOTE}")
-    row = result(11, statistic + " (n = runs)", None, verdict, text, value_unit=UNIT)
-    return row | {"value": worst, "n": len(prompt)}, rows
+    return result(11, statistic + " (n = runs)", Estimate.exact(worst, len(prompt)), verdict, text,
+                  value_unit=UNIT), rows

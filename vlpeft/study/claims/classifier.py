@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .estimators import LAYER, PEFT, cls_gain, contrast, methods_in, reference_cells, task_runs
-from .judges import COMPARABLE_VQA, Judge, Mark, Verdict, all_parts, every_method, gain
+from .judges import COMPARABLE_VQA, REPORTED, Judge, Mark, Verdict, all_parts, every_method, gain
 from .parts import Part, claim, evidence, result, seed_note
 from .stats import mean_of
 
@@ -20,30 +20,25 @@ def caption_classifier_helps_prompt_hurts_layers(d):
     layer = [m for m in LAYER if m in per]
     k = 1 + len(layer)
     helps = Part("prompt gain", per.get("prompt"), judge, k, label="helps")
-    hurts = {m: Part(f"{m} gain", per[m], judge, k, label="hurts",
-                     mark=judge.mark(-per[m] if per[m] is not None else None, k)) for m in layer}
+    # a layer method's loss (its negated gain) is what is judged, and drawn; the evidence shows the gain, so marked
+    losses = {m: Part(f"{m} loss (− gain)", -per[m] if per[m] is not None else None, judge, k) for m in layer}
+    hurts = {m: Part(f"{m} gain", per[m], judge, k, label="hurts", mark=losses[m].mark) for m in layer}
     marks = [helps.mark, *(p.mark for p in hurts.values())]
     verdict = all_parts(marks) if "prompt" in per and layer else (
         Verdict.NOT_SUPPORTED if Mark.NO in marks else Verdict.INCONCLUSIVE)
     layer_mean = mean_of([per[m] for m in layer])
     value = per["prompt"] - layer_mean if per.get("prompt") is not None and layer_mean is not None else None
-    shown = [helps, *hurts.values()]
-    if "prefix" in per:
-        shown.append(Part("prefix gain", per["prefix"], label="reported, not judged", mark=Mark.NOT_JUDGED))
-    # the seeds that would decide a layer method's loss are counted on the negated gain
-    judged = [helps] + [Part(p.name, -per[m] if per[m] else None, judge, k, mark=p.mark) for m, p in hurts.items()]
-    note, needed = seed_note(judged)
+    prefix = [Part("prefix gain", per["prefix"], label=REPORTED, mark=Mark.NOT_JUDGED)] if "prefix" in per else []
+    note, needed = seed_note([helps, *losses.values()])
+    judged = {"prompt": (helps.mark, "judged: helps")} | {m: (p.mark, "judged: hurts (negated gain)")
+                                                           for m, p in hurts.items()}
     rows = []
     for m in per:
-        part = (Part(m, per[m], judge, k, mark=helps.mark) if m == "prompt" else
-                Part(m, per[m], judge, k, mark=hurts[m].mark) if m in hurts else
-                Part(m, per[m], judge, k, mark=Mark.NOT_JUDGED))
-        rows.append(part.method_row(3, m, STATISTIC, "judged: helps" if m == "prompt" else
-                                    "judged: hurts (negated gain)" if m in hurts else ""))
+        mark, detail = judged.get(m, (Mark.NOT_JUDGED, ""))
+        rows.append(Part(m, per[m], judge, k, mark=mark).method_row(3, m, STATISTIC, detail))
     return result(3, "+cls gain of prompt − mean +cls gain of layer methods (paired)", value, verdict,
-                  evidence(shown) + note, needed,
-                  parts=[helps] + [Part(f"{m} loss (− gain)", -per[m] if per[m] is not None else None, judge, k)
-                                   for m in hurts] + shown[1 + len(hurts):]), rows
+                  evidence([helps, *hurts.values(), *prefix]) + note, needed,
+                  parts=[helps, *losses.values(), *prefix]), rows
 
 
 @claim(6, "VQA: '+ classifier' raises every method, up to or above full fine-tuning.")

@@ -1,10 +1,18 @@
 """How one effect is judged against its margin, and how parts combine into a verdict. The margins are fixed
-here, before any run, in score points (1 point = 0.01 of the metric)."""
+here, before any run, in score points (1 point = 0.01 of the metric).
+
+    Judge("equiv", FLAT_CAPTION).mark(estimate, k)    # yes / no / unclear / too few seeds / too few points
+    KINDS["equiv"]                                    # a kind of judge, whole: its marks, rule, words, yes-region
+
+Each kind of judge (gain, equiv, noninf, lag) is one entry of KINDS: the verdicts (`Judge`), the verdict-rules
+page (`claims.VERDICT_RULES`) and the forest plots (`figures.fig_forest`) all read it there.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import Callable
 
 from .stats import CI_LEVEL, MIN_UNITS, Estimate, seeds_needed
 
@@ -58,12 +66,66 @@ class Verdict(_Text):
     INCONCLUSIVE = "inconclusive"
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The kinds of judge, each in one place: how it marks an effect, its rule in words (the verdict-rules page), and
+# what a forest plot draws for it. A new kind is one more entry of KINDS; the claims and the figures read it there.
+@dataclass(frozen=True)
+class JudgeKind:
+    """One kind of judge. With e the estimate, [lo, hi] its CI_LEVEL interval, [blo, bhi] its Bonferroni interval
+    and m the margin: `yes(e, lo, hi, m)` and `no(blo, bhi, m)` mark the effect; `towards_yes(e, m)` and
+    `boundary(e, m)` name the bound that would decide it (the seeds that would); `yes_region(m, lo, hi)` is where
+    the interval means 'yes' on a plot spanning lo–hi, and `margin_lines(m)` where the plot dashes the margin."""
+    name: str                 # the parts table's `judge`
+    words: str                # how a forest plot names it
+    rule: str                 # the rule as the verdict-rules page lists it (Markdown; a new line, indented two)
+    yes: Callable[..., bool]
+    no: Callable[..., bool]
+    towards_yes: Callable[..., bool]
+    boundary: Callable[..., float]
+    yes_region: Callable[..., tuple[float, float]]
+    margin_lines: Callable[..., tuple[float | None, float | None]]
+
+    def label(self, margin: float) -> str:
+        """The rule as a forest plot's tooltip reads it: the words, and the margin."""
+        return self.words + (f", margin {margin:g}" if margin == margin else "")
+
+
+KINDS = {k.name: k for k in (
+    JudgeKind("gain", "rises / helps / beats",
+              "*rises / helps / beats* (gain): **yes** when lo > 0 and e ≥ m (= MIN_GAIN of the task); **no** when "
+              "hi < m.",
+              yes=lambda e, lo, hi, m: lo > 0 and e >= m, no=lambda blo, bhi, m: bhi < m,
+              towards_yes=lambda e, m: e >= m, boundary=lambda e, m: 0.0 if e >= m else m,
+              yes_region=lambda m, lo, hi: (0.0, hi), margin_lines=lambda m: (m, None)),
+    JudgeKind("equiv", "flat / comparable",
+              "*flat / comparable* (two-sided equivalence, TOST): **yes** when −m < lo and hi < m; **no** when the "
+              "interval lies\n  wholly outside ±m (lo > m or hi < −m).",
+              yes=lambda e, lo, hi, m: -m < lo and hi < m, no=lambda blo, bhi, m: blo > m or bhi < -m,
+              towards_yes=lambda e, m: abs(e) < m, boundary=lambda e, m: math.copysign(m, e),
+              yes_region=lambda m, lo, hi: (-m, m), margin_lines=lambda m: (m, -m)),
+    JudgeKind("noninf", "at least as well",
+              "*at least as well / up to full* (non-inferiority): **yes** when lo > −m; **no** when hi < −m.",
+              yes=lambda e, lo, hi, m: lo > -m, no=lambda blo, bhi, m: bhi < -m,
+              towards_yes=lambda e, m: e > -m, boundary=lambda e, m: -m,
+              yes_region=lambda m, lo, hi: (-m, hi), margin_lines=lambda m: (-m, None)),
+    JudgeKind("lag", "lags far behind",
+              "*lags far behind*: **yes** when hi < −m; **no** when lo > −m.",
+              yes=lambda e, lo, hi, m: hi < -m, no=lambda blo, bhi, m: blo > -m,
+              towards_yes=lambda e, m: e < -m, boundary=lambda e, m: -m,
+              yes_region=lambda m, lo, hi: (lo, -m), margin_lines=lambda m: (-m, None)),
+)}
+REPORTED = "reported, not judged"   # a part shown beside a claim without a judge
+
+
 @dataclass(frozen=True)
 class Judge:
-    """kind: gain (rises/helps/beats), equiv (flat/comparable, ±margin), noninf (at least as well, −margin),
-    lag (far behind, below −margin)."""
+    """A kind of judge (a name in KINDS: gain, equiv, noninf, lag) with its margin in score points."""
     kind: str
     margin: float
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"judge kind {self.kind!r}: not one of {', '.join(KINDS)}")
 
     def mark(self, e: Estimate | None, k: int = 1) -> Mark:
         """'yes' from the CI_LEVEL interval; 'no' from the Bonferroni interval over the k parts that can refute."""
@@ -71,33 +133,18 @@ class Judge:
             return Mark.TOO_FEW_POINTS
         if e.n < MIN_UNITS:
             return Mark.TOO_FEW_SEEDS
-        m, (lo, hi), (blo, bhi) = self.margin, (e.lo, e.hi), e.interval(k)
-        yes, no = {"gain": (lo > 0 and e.est >= m, bhi < m),
-                   "equiv": (-m < lo and hi < m, blo > m or bhi < -m),
-                   "noninf": (lo > -m, bhi < -m),
-                   "lag": (hi < -m, blo > -m)}[self.kind]
-        return Mark.YES if yes else Mark.NO if no else Mark.UNCLEAR
-
-    def boundary(self, e: Estimate) -> float:
-        """The bound the interval must clear to decide the part, seen from the estimate."""
-        m = self.margin
-        if self.kind == "gain":
-            return 0.0 if e.est >= m else m
-        if self.kind == "equiv":
-            return math.copysign(m, e.est)
-        return -m
-
-    def towards_yes(self, e: Estimate) -> bool:
-        """Whether the estimate lies on the side of its boundary that decides 'yes'."""
-        m = self.margin
-        return {"gain": e.est >= m, "equiv": abs(e.est) < m, "noninf": e.est > -m, "lag": e.est < -m}[self.kind]
+        kind, m = KINDS[self.kind], self.margin
+        if kind.yes(e.est, e.lo, e.hi, m):
+            return Mark.YES
+        return Mark.NO if kind.no(*e.interval(k), m) else Mark.UNCLEAR
 
     def needed(self, e: Estimate | None, k: int = 1):
         """Units that would decide the part at the measured spread ('no' is judged at the Bonferroni level)."""
         if e is None or e.n < MIN_UNITS:
             return None
-        level = CI_LEVEL if self.towards_yes(e) else 1 - (1 - CI_LEVEL) / max(k, 1)
-        return seeds_needed(e.est, e.sd, self.boundary(e), level)
+        kind = KINDS[self.kind]
+        level = CI_LEVEL if kind.towards_yes(e.est, self.margin) else 1 - (1 - CI_LEVEL) / max(k, 1)
+        return seeds_needed(e.est, e.sd, kind.boundary(e.est, self.margin), level)
 
 
 def gain(task: str) -> Judge:

@@ -15,6 +15,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .estimators import paper_setting
 from .judges import THRESHOLDS, Judge, Mark, Verdict
 from .stats import MIN_UNITS, Estimate
 
@@ -114,7 +115,6 @@ class Claim:
 
     def __call__(self, df) -> dict:
         """The claim's row of `evaluate_claims` for a runs table."""
-        from .estimators import paper_setting
         row = self.evaluate(paper_setting(df))[0]
         return {k: v for k, v in row.items() if k != "parts"}
 

@@ -51,6 +51,14 @@ class Estimate:
         self.sd = float(self.values.std(ddof=1)) if self.n >= MIN_UNITS else math.nan
         self.lo, self.hi = self.interval()
 
+    @classmethod
+    def exact(cls, value: float, n: int) -> "Estimate":
+        """A value computed, not estimated over units (claim 11's share of parameters): no per-unit values, no
+        spread, no interval; n counts what it was computed from."""
+        e = cls(pd.Series(dtype=float))
+        e.est, e.n = float(value), n
+        return e
+
     def interval(self, k: int = 1) -> tuple[float, float]:
         """t interval at level 1 − (1 − CI_LEVEL)/k (Bonferroni over k parts)."""
         return t_interval(self.values.to_numpy(), 1 - (1 - CI_LEVEL) / max(k, 1))

@@ -1,0 +1,96 @@
+"""A study, loaded once: its runs (from its run folders or from a report folder) and everything the report computes
+from them — the claims, each method's marks, the parts the forest plots draw, and the dial's verdict.
+
+    study = Study.load("runs/tiny")      # run folders; a report folder (its runs.csv, curves.csv); or a bare name
+    study.claims, study.per_method, study.parts, study.dial
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ...errors import VlpeftError
+from ..claims import dial_verdict, evaluate_claims, parts_table, per_method_table
+from ..results import highest_consistency, load_curves, load_runs
+
+
+class StudyError(VlpeftError, FileNotFoundError):
+    """No runs where a study was asked for; the message says which command makes them."""
+
+
+@dataclass
+class Study:
+    name: str
+    source: str                       # the run folders or the report folder it was read from
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    claims: pd.DataFrame = field(init=False)
+    per_method: pd.DataFrame = field(init=False)
+    parts: pd.DataFrame = field(init=False)
+    dial: dict = field(init=False)
+
+    def __post_init__(self):
+        self.claims, self.per_method = evaluate_claims(self.runs), per_method_table(self.runs)
+        self.parts, self.dial = parts_table(self.runs), dial_verdict(self.runs)
+
+    @property
+    def is_dial(self) -> bool:
+        """Runs from models at several consistency levels (a missing level is 1, the embedded model's)."""
+        if "consistency" not in self.runs:
+            return False
+        return pd.to_numeric(self.runs["consistency"], errors="coerce").fillna(1.0).nunique() > 1
+
+    @property
+    def paper_runs(self) -> pd.DataFrame:
+        """The runs the paper's figures use: for a dial study those at the highest consistency level."""
+        return highest_consistency(self.runs) if self.is_dial else self.runs
+
+    @property
+    def paper_curves(self) -> pd.DataFrame:
+        return self.curves[self.curves.run_dir.isin(self.paper_runs.run_dir)]
+
+    @classmethod
+    def load(cls, where: str | Path) -> "Study":
+        """From `runs/<study>` (its run folders), from a report folder (its runs.csv and curves.csv), or from a
+        bare study name: `runs/<name>` when it holds runs, else the committed `reports/<name>`."""
+        where = Path(where)
+        candidates = [where] if where.exists() or len(where.parts) > 1 else [Path("runs") / where,
+                                                                            Path("reports") / where]
+        for folder in candidates:
+            if (folder / "runs.csv").is_file():
+                return cls(folder.name, str(folder), *_read_report(folder))
+            if folder.is_dir() and any(folder.rglob("config.json")):
+                return cls(folder.name, str(folder), load_runs(folder), load_curves(folder))
+        name = where.name
+        raise StudyError(f"no runs of study {name!r} in {' or '.join(map(str, candidates))}. Fill it with "
+                         f"`make study` (the tiny preset), `vlpeft study --preset {name}` or "
+                         f"`vlpeft sweep --preset {name}`.")
+
+    def claim_row(self, claim) -> dict:
+        if claim == "dial":
+            return self.dial | {"claim": "dial"}
+        return self.claims[self.claims.claim == claim].iloc[0].to_dict()
+
+
+def _read_report(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A report folder's runs.csv and curves.csv (no curves: an empty table), refused when not a runs table."""
+    tables = []
+    runs_columns = {"task", "method", "variant", "size", "tune_classifier", "data_ratio", "seed", "status", "best_val",
+                    "error", "run_dir"}
+    for name, needed in (("runs.csv", runs_columns), ("curves.csv", {"run_dir"})):
+        path = folder / name
+        if not path.is_file():
+            tables.append(pd.DataFrame(columns=sorted(needed)))
+            continue
+        try:
+            table = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+            raise StudyError(f"{path}: not a readable table ({str(e).splitlines()[0]}); re-write it with `vlpeft "
+                             f"report --study runs/<study>` from the run folders") from None
+        if not needed <= set(table.columns):
+            raise StudyError(f"{path}: not a vlpeft {name} (no {', '.join(sorted(needed - set(table.columns)))} "
+                             f"column); re-write it with `vlpeft report --study runs/<study>`")
+        tables.append(table)
+    return tables[0], tables[1]

@@ -1,0 +1,57 @@
+"""What the analysis notebook (`99_analysis`) calls: the study, or the command that fills it; every verdict at a
+glance; and one section — the same `walk` the page renders, displayed in the notebook.
+
+    s = load_or_say("tiny")        # None, after printing which command fills the study
+    summary(s)                     # what was loaded, and every verdict
+    show(s, "inconsistent")        # one section: its question, figures, verdict table and forest plots
+"""
+from __future__ import annotations
+
+from ..results import complete
+from .load import Study, StudyError
+from .sections import SECTION, VERDICT_COLOURS, verdict_table
+from .walker import Figure, Note, Question, Verdicts, walk
+
+
+def load_or_say(where) -> Study | None:
+    """`Study.load`, or None after printing which command fills the study (a notebook never trains)."""
+    try:
+        return Study.load(where)
+    except StudyError as e:
+        print(e)
+        return None
+
+
+def _styled(table):
+    """A verdict table as the notebook shows it: no index, text left-aligned and wrapped."""
+    return table.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
+
+
+def summary(study: Study | None):
+    """What was loaded, and every verdict at a glance."""
+    from IPython.display import Markdown, display  # only where a notebook calls it: `vlpeft report` starts faster
+    if study is None:
+        return None
+    done = complete(study.runs)
+    display(Markdown(f"Study **{study.name}** from `{study.source}`: {len(study.runs)} runs, {len(done)} complete."))
+    return _styled(verdict_table(study)).map(
+        lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}" if v in VERDICT_COLOURS else "",
+        subset=["verdict"])
+
+
+def show(study: Study | None, key: str) -> None:
+    """Display one section in a notebook: `walk`'s items — its question, figures, verdict table and forest plots,
+    and a note for what the study cannot show."""
+    from IPython.display import Markdown, display
+    if study is None:
+        return
+    for item in walk(study, SECTION[key]):
+        match item:
+            case Question(section=s):
+                display(Markdown(f"*{s.paper}.* {s.text}"))
+            case Figure(chart=chart):
+                display(chart)
+            case Verdicts(table=table):
+                display(_styled(table))
+            case Note(text=text):
+                display(Markdown(f"*{text}*"))

@@ -1,0 +1,63 @@
+"""The one walk over a section: its items in the order both media show them. The page (`page`) and the analysis
+notebook (`notebook`) each render the same items in their own medium.
+
+    for item in walk(study, SECTION["inconsistent"]):
+        ...   # Question, then per figure a Figure (or a Note: why it is not drawn), Verdicts, a Figure per forest
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import altair as alt
+import pandas as pd
+
+from .load import Study
+from .sections import Section, figure, forest, verdict_table
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the section asks, and where the paper shows it."""
+    section: Section
+
+
+@dataclass(frozen=True, eq=False)
+class Figure:
+    name: str                   # its file name in the report's figures/: "caption_data_ratio", "claim_4"
+    caption: str                # its alternative text on the page
+    chart: alt.TopLevelMixin
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the study cannot show here, and why (a figure its runs cannot draw, a dial it has not)."""
+    text: str
+
+
+@dataclass(frozen=True, eq=False)
+class Verdicts:
+    """The verdict table of the section's claims."""
+    table: pd.DataFrame
+
+
+Item = Question | Figure | Note | Verdicts
+
+
+def walk(study: Study, section: Section) -> Iterator[Item]:
+    """The section's items, in the order both media show them: its question, each figure (or a note of why it is
+    not drawn), the verdict table of its claims, and each claim's forest plot (when any part could be estimated).
+    The dial's section of a study without a dial is one note."""
+    if section.key == "dial" and not study.is_dial:
+        yield Note("Not a dial study: run `make dial` for the consistency dial.")
+        return
+    yield Question(section)
+    for name in section.figures:
+        chart, why = figure(study, name)
+        yield Figure(name, name, chart) if chart is not None else Note(why)
+    if section.claims:
+        yield Verdicts(verdict_table(study, section.claims))
+        for c in section.claims:
+            chart = forest(study, c)
+            if chart is not None:
+                yield Figure(f"claim_{c}", f"claim {c}", chart)
