@@ -32,6 +32,7 @@ def smoke_config(models, world, out, **kw):
     """A seconds-long run on the tiny world."""
     from vlpeft.config import RunConfig
     base = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=6,
+                compile="off",  # eager unless a test is about compiling
                 test_size=6, checkpoint_every=2, lr=1e-3, model_path=str(models / "{task}"), data_root=str(world),
                 out_dir=str(out), threads=1)
     return RunConfig(**(base | kw))

@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from vlpeft.worlds import shapes as world
-from vlpeft.data import (Paths, Pixels, check_images, load_image, load_json, load_karpathy, load_vqa,
-                         nested_subset, split_sizes)
+from vlpeft.data import (Paths, Pixels, check_images, load_image, load_karpathy, load_vqa, nested_subset,
+                         split_sizes)
+from vlpeft.records import load_json
 from vlpeft.errors import DataError
 from vlpeft.tasks import TASKS
 

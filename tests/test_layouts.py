@@ -14,7 +14,8 @@ from vlpeft import cli
 from vlpeft.data import Paths, load_captions, load_vqa
 from vlpeft.errors import DataError
 from vlpeft.io import MARKER
-from vlpeft.layouts import check, detect
+from vlpeft.datacheck import check
+from vlpeft.layouts import detect
 from vlpeft.study import executors, presets
 from helpers import smoke_config, snapshot, write_real_layout
 

@@ -137,3 +137,48 @@ def test_the_route_is_saved_with_the_run_and_separates_run_ids(models, tiny_worl
     assert m["best_val"] is not None and mplug["best_val"] is not None
     ids = {run_id(RunConfig(task="vqa", vqa_route=r)) for r in ("mplug", "blip")}
     assert len(ids) == 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The compiled training step (vlpeft/compiling.py): the same losses as eager, a plan in words, a clean fall-back
+COMPILE_TOLERANCE = 1e-4   # relative, per logged loss: float re-association inside fused kernels, nothing more
+
+
+def test_a_compiled_run_has_the_eager_runs_losses(models, tiny_world, tmp_path):
+    kw = dict(task="vqa", method="lora", size=4, epochs=2, eval_every=2, vqa_route="mplug")
+    eager = run(smoke(models, tiny_world, tmp_path / "eager", **kw), progress=False)
+    compiled = run(smoke(models, tiny_world, tmp_path / "compiled", compile="on",
+                         compile_cache=str(tmp_path / "inductor"), **kw), progress=False)
+    assert (eager["compiled"], compiled["compiled"]) == (False, True), compiled["compile"]
+    curves = [json.loads((tmp_path / name / "curve.json").read_text()) for name in ("eager", "compiled")]
+    losses = [[c["loss"] for c in curve[1:]] for curve in curves]
+    assert len(losses[0]) >= 2 and all(abs(a - b) <= COMPILE_TOLERANCE * abs(a) for a, b in zip(*losses)), losses
+    assert any((tmp_path / "inductor").iterdir())  # the kernels went to the run's cache folder
+
+
+@pytest.mark.parametrize("compile_,steps,compiler,expected", [
+    ("off", 10_000, True, "off"), ("on", 10, True, "compiled"), ("auto", 10_000, True, "compiled"),
+    ("auto", 10, True, "eager: 10 steps, under the"), ("on", 10_000, False, "eager: no C++ compiler"),
+])
+def test_the_compile_plan_says_why(monkeypatch, compile_, steps, compiler, expected):
+    import torch
+    from vlpeft import compiling
+    if not compiler:
+        monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
+    on, why = compiling.plan(RunConfig(compile=compile_), steps, torch.device("cpu"))
+    assert why.startswith(expected) and on == (expected == "compiled")
+
+
+def test_a_compile_failure_falls_back_to_eager_with_one_line(monkeypatch, capsys):
+    import torch
+    from vlpeft import compiling
+
+    def broken(module):
+        def call(batch):
+            raise torch._dynamo.exc.BackendCompilerFailed(broken, RuntimeError("g++: not found"), None)
+        return call
+    monkeypatch.setattr(torch, "compile", broken)
+    loss = compiling.CompiledLoss(torch.nn.Linear(2, 1))
+    x = torch.ones(1, 2)
+    assert torch.equal(loss(x), loss.eager(x)) and loss.failed is not None
+    assert "continues eager" in capsys.readouterr().err

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import MethodError
+
 
 @dataclass(frozen=True)
 class Method:
@@ -38,7 +40,6 @@ FAMILY_COLOURS = {"embedding": "#4c78a8", "layer": "#e45756", "full": "black"}
 
 
 def method(name: str) -> Method:
-    from .errors import MethodError
     if name not in METHODS:
         raise MethodError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     return METHODS[name]

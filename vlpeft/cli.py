@@ -154,7 +154,7 @@ def cmd_report(args):
 
 def cmd_data(args):
     """`vlpeft data check`: Table I as the root gives it, and every problem; exit 0 only when a study can start."""
-    from .layouts import check
+    from .datacheck import check
     found = check(args.data_root, args.image_root, decode=args.decode)
     print(found)
     if not found.ok:

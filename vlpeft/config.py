@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -51,8 +52,22 @@ class RunConfig:
     checkpoint_every: int = 50            # steps between resumable checkpoints (0: never)
     cache_images: bool = True             # keep decoded images in memory (the small embedded world)
     feature_cache: str = ""               # a folder for the frozen vision tower's outputs ("": compute them)
+    compile: str = "auto"                 # torch.compile the training step: auto (where a compiler works and the run
+                                          #   is long enough to earn it back, compiling.COMPILE_MIN_STEPS) | on | off
+    compile_cache: str = ""               # a folder for inductor's compiled kernels, shared by a study's runs ("":
+                                          #   torch's default)
     allow_vqa_finetuned: bool = False     # start VQA from a checkpoint already fine-tuned on VQA (normally refused)
     fault: str = ""                       # tests: nan:K | crash:K | kill:K | interrupt:K (see faults.py)
+
+    @property
+    def checkpoint(self) -> str:
+        """The task's checkpoint: `model_path` with {task} filled in."""
+        return self.model_path.format(task=self.task)
+
+    @property
+    def model_root(self) -> str:
+        """The folder of every task's checkpoint (where the embedded model's card.json lies beside them)."""
+        return str(Path(self.model_path.format(task="caption")).parent)
 
 
 @dataclass

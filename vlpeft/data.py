@@ -22,57 +22,20 @@ subset. `check_images` looks for every image before training, so a missing file 
 """
 from __future__ import annotations
 
-import functools
-import json
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from . import layouts
 from .errors import DataError
-from .io import read_json
-
-
-# ---------------------------------------------------------------------------------------------------------
-# JSON files
-@functools.lru_cache(maxsize=8)
-def _parse(path: str, mtime_ns: int, size: int):
-    """One parse per file version: a VQA run reads the Karpathy index and val2014 for several splits, and the
-    real files are hundreds of MB. Callers only read the result."""
-    return read_json(path, DataError, "annotation file", hint="; re-download or regenerate the file")
-
-
-def load_json(path: str | Path, required: tuple[str, ...] = ()) -> dict:
-    """An annotation file, parsed once per version (`io.read_json`), with the top-level keys it must have."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found. Check --data-root (run `vlpeft world --out DIR` for the "
-                        f"embedded world, or see the README for the real MSCOCO/VQAv2 layouts).")
-    stat = path.stat()
-    obj = _parse(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
-    if missing:
-        raise DataError(f"{path}: missing top-level key(s) {missing}; is this the right file?")
-    return obj
-
-
-def _no_duplicates(ids: list, path: Path, what: str) -> None:
-    """Refuse a file in which one id names two entries (they would be merged or scored once, silently)."""
-    from collections import Counter
-    twice = [i for i, n in Counter(ids).items() if n > 1]
-    if twice:
-        more = f" (and {len(twice) - 1} more)" if len(twice) > 1 else ""
-        raise DataError(f"{path}: {what} {twice[0]!r} appears {Counter(ids)[twice[0]]} times{more}; ids must be "
-                        f"unique — fix the file or drop the duplicates")
-
-
-def _require(entry: dict, keys: tuple[str, ...], path: Path, what: str) -> None:
-    missing = [k for k in keys if k not in entry]
-    if missing:
-        raise DataError(f"{path}: {what} {json.dumps(entry)[:120]}… is missing key(s) {missing}")
+from .metrics import vqa_accuracy_one
+from .records import (KARPATHY_SPLITS, N_ANSWERS, VQA_SPLITS, CaptionItem, VqaItem, load_json, no_duplicates,
+                      require)
 
 
 @dataclass(frozen=True)
@@ -81,6 +44,11 @@ class Paths:
     (`<root>/images` unless an image root is given: wherever COCO's train2014/ and val2014/ were unpacked)."""
     root: Path
     image_root: Path | None = None
+
+    @classmethod
+    def of(cls, cfg) -> "Paths":
+        """A run's roots (`RunConfig.data_root`, `RunConfig.image_root`)."""
+        return cls(Path(cfg.data_root), Path(cfg.image_root) if cfg.image_root else None)
 
     @property
     def annotations_dir(self) -> Path: return Path(self.root) / "annotations"
@@ -98,31 +66,7 @@ class Paths:
     @property
     def layout(self) -> str:
         """The annotation layout (`layouts.detect`; a root with only the caption files is enough to read those)."""
-        from .layouts import detect
-        return detect(self.annotations_dir, complete=False)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Records
-@dataclass(frozen=True)
-class CaptionItem:
-    image_id: int
-    image: Path
-    captions: tuple[str, ...]
-    split: str = ""  # the Karpathy split as written (train, restval, val, test)
-
-
-@dataclass(frozen=True)
-class VqaItem:
-    question_id: int
-    image_id: int
-    image: Path
-    question: str
-    answers: tuple[str, ...]   # the 10 human answers
-    answer: str                # multiple_choice_answer: the training target
-
-
-KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",), "all": None}
+        return layouts.detect(self.annotations_dir, complete=False)
 
 
 def load_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> list[CaptionItem]:
@@ -133,11 +77,11 @@ def load_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> 
     images = load_json(json_path, required=("images",))["images"]
     keep = KARPATHY_SPLITS[split]
     items = []
-    _no_duplicates([e.get("cocoid") for e in images], json_path, "image cocoid")
-    _no_duplicates([c.get("sentid") for e in images for c in e.get("sentences", []) if "sentid" in c], json_path,
+    no_duplicates([e.get("cocoid") for e in images], json_path, "image cocoid")
+    no_duplicates([c.get("sentid") for e in images for c in e.get("sentences", []) if "sentid" in c], json_path,
                    "caption sentid")
     for e in images:
-        _require(e, ("filepath", "filename", "cocoid", "split", "sentences"), json_path, "image entry")
+        require(e, ("filepath", "filename", "cocoid", "split", "sentences"), json_path, "image entry")
         if not e["sentences"]:
             raise DataError(f"{json_path}: image cocoid {e['cocoid']} has no captions; every Karpathy image has "
                             f"reference captions (CIDEr needs them) — fix or drop the entry")
@@ -155,8 +99,7 @@ def load_captions(paths: Paths, split: str) -> list[CaptionItem]:
     if split not in ("train", "val", "test"):
         raise DataError(f"unknown caption split {split!r}; choose one of train, val, test")
     if paths.layout == "blip":
-        from .layouts import blip_captions
-        return blip_captions(paths.annotations_dir, paths.images, split)
+        return layouts.blip_captions(paths.annotations_dir, paths.images, split)
     return load_karpathy(paths.karpathy, paths.images, split)
 
 
@@ -169,8 +112,6 @@ def karpathy_index(paths: Paths) -> dict[int, tuple[Path, str]]:
 
 
 VQA_FILES = ("train2014", "val2014")
-VQA_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",)}
-N_ANSWERS = 10  # VQAv2: ten human answers per question; the official accuracy is defined over ten
 
 
 def load_vqa(paths: Paths, split: str) -> list[VqaItem]:
@@ -179,11 +120,10 @@ def load_vqa(paths: Paths, split: str) -> list[VqaItem]:
         raise DataError(f"unknown VQA split {split!r}; choose one of {sorted(VQA_SPLITS)}")
     index = karpathy_index(paths)
     if paths.layout == "blip":
-        from .layouts import blip_vqa
-        items = blip_vqa(paths.annotations_dir, paths.images, split, index)
+        items = layouts.blip_vqa(paths.annotations_dir, paths.images, split, index)
     else:
         items = [it for subset in VQA_FILES for it in _vqa_items(paths, subset, index, VQA_SPLITS[split])]
-    _no_duplicates([it.question_id for it in items], paths.annotations_dir / "*", "question_id")  # across files
+    no_duplicates([it.question_id for it in items], paths.annotations_dir / "*", "question_id")  # across files
     if not items:
         raise DataError(f"{paths.questions('*')}: no questions on Karpathy {'/'.join(VQA_SPLITS[split])} images "
                         f"(VQA split {split!r})")
@@ -194,15 +134,15 @@ def _vqa_items(paths: Paths, subset: str, index: dict, keep: tuple[str, ...]) ->
     qpath, apath = paths.questions(subset), paths.annotations(subset)
     questions = load_json(qpath, required=("questions",))["questions"]
     annotations = load_json(apath, required=("annotations",))["annotations"]
-    _no_duplicates([q.get("question_id") for q in questions], qpath, "question_id")
-    _no_duplicates([a.get("question_id") for a in annotations], apath, "annotation question_id")
+    no_duplicates([q.get("question_id") for q in questions], qpath, "question_id")
+    no_duplicates([a.get("question_id") for a in annotations], apath, "annotation question_id")
     by_qid = {}
     for a in annotations:
-        _require(a, ("question_id", "image_id", "answers", "multiple_choice_answer"), apath, "annotation")
+        require(a, ("question_id", "image_id", "answers", "multiple_choice_answer"), apath, "annotation")
         by_qid[a["question_id"]] = a
     items = []
     for q in questions:
-        _require(q, ("question_id", "image_id", "question"), qpath, "question")
+        require(q, ("question_id", "image_id", "question"), qpath, "question")
         if q["image_id"] not in index:
             continue  # an image outside the Karpathy index (e.g. COCO test images): not part of any split
         image, ksplit = index[q["image_id"]]
@@ -225,10 +165,9 @@ def vqa_orphans(paths: Paths) -> int:
     """Questions whose image is not in the Karpathy index (in no split; VQAv2 train/val should have none)."""
     index = karpathy_index(paths)
     if paths.layout == "blip":
-        from .layouts import blip_list, image_id
         entries = [e for name in ("vqa_train.json", "vqa_val.json")
-                   for e in blip_list(paths.annotations_dir / name, "questions")]
-        return sum(image_id(e.get("image", "0.jpg")) not in index for e in entries)
+                   for e in layouts.blip_list(paths.annotations_dir / name, "questions")]
+        return sum(layouts.image_id(e.get("image", "0.jpg")) not in index for e in entries)
     return sum(q.get("image_id") not in index for subset in VQA_FILES
                for q in load_json(paths.questions(subset), required=("questions",))["questions"])
 
@@ -246,16 +185,18 @@ def split_sizes(paths: Paths) -> dict:
 
 # ---------------------------------------------------------------------------------------------------------
 # Nested data-ratio subsets
-def check_ratio(ratio: float) -> float:
+def ratio_problem(ratio) -> str | None:
+    """What is wrong with a data ratio (None: it is in (0, 1])."""
     if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
-        raise DataError(f"data ratio must be in (0, 1], got {ratio!r} (e.g. 0.1 for 10 % of the training data)")
-    return float(ratio)
+        return f"data ratio must be in (0, 1], got {ratio!r} (e.g. 0.1 for 10 % of the training data)"
+    return None
 
 
 def nested_subset(items: list, ratio: float, seed: int) -> list:
     """The first ceil(ratio·n) items of one seeded permutation: so for one seed the 10 % subset lies inside
     the 20 % subset, and a data-size effect is not confounded with *which* examples were drawn."""
-    check_ratio(ratio)
+    if (problem := ratio_problem(ratio)) is not None:
+        raise DataError(problem)
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
     k = math.ceil(ratio * len(items))
     if k == 0:
@@ -367,8 +308,6 @@ def question_prior(train: list[VqaItem], test: list[VqaItem], words: int = 3) ->
     """The official VQA accuracy on `test` of a guesser that reads only the question's first `words` words (its
     type) and answers the most frequent training answer of that type: (overall, {type: accuracy}). VQAv2 was
     balanced against it (about 0.31); a task it answers well measures the prior, not the image."""
-    from collections import Counter
-    from .metrics import vqa_accuracy_one
 
     def kind(q: str) -> str:
         return " ".join(q.lower().replace("?", " ").split()[:words])

@@ -29,14 +29,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import Examples, Pixels, stack_images
-from .io import write_json
-from .blip.models import vision_states
+from filelock import FileLock
+
+from .blip.models import load_model, load_processor, vision_states
+from .catalog import METHODS
+from .data import Examples, Paths, Pixels, stack_images
+from .devices import autocast_dtype, resolve_device
+from .io import progress_bar, write_json
+from .parallel import Ranks
+from .tasks import TASKS
 
 DTYPES = {"float32": (np.float32, torch.float32), "bfloat16": (np.uint16, torch.bfloat16),
           "float16": (np.float16, torch.float16)}
@@ -132,8 +139,6 @@ class FeatureStore:
 def ensure_features(model, processor, image_paths, root: str | Path, dtype: torch.dtype = torch.float32,
                     device="cpu", batch_size: int = 64, num_workers: int = 0, progress: bool = True) -> FeatureStore:
     """The store holding every image of `image_paths`, computing it (once, under a lock) when needed."""
-    from filelock import FileLock
-    from .io import progress_bar
     key, ingredients = cache_key(model, processor, dtype)
     folder = Path(root) / key
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,7 +150,6 @@ def ensure_features(model, processor, image_paths, root: str | Path, dtype: torc
             if problem is None and all(p in store for p in paths):
                 return store
             if problem is not None:
-                import sys
                 print(f"vision feature cache {folder}: {problem}; recomputing it", file=sys.stderr, flush=True)
             paths = sorted(set(paths) | set(store.rows))  # a wider request: recompute the union
         loader = torch.utils.data.DataLoader(
@@ -191,15 +195,10 @@ def prepare_features(configs, progress: bool = True) -> None:
     """Compute the frozen vision features of every (model, data, image size, cache) that PEFT runs of `configs`
     (RunConfigs) use, once, before the runs start (each run then only reads them). Full fine-tuning never uses
     the cache."""
-    from .catalog import METHODS
-    from .blip.models import load_model, load_processor
-    from .parallel import Ranks
-    from .tasks import TASKS
-    from .train import autocast_dtype, data_paths, model_path, resolve_device
     groups = {}
     for cfg in configs:
         if cfg.feature_cache and METHODS[cfg.method].family != "full":
-            groups.setdefault((model_path(cfg), cfg.data_root, cfg.image_root, cfg.image_size, cfg.feature_cache,
+            groups.setdefault((cfg.checkpoint, cfg.data_root, cfg.image_root, cfg.image_size, cfg.feature_cache,
                                cfg.task), cfg)
     for (path, _, _, image_size, cache, task), cfg in groups.items():
         device = resolve_device(cfg, Ranks())
@@ -207,6 +206,6 @@ def prepare_features(configs, progress: bool = True) -> None:
         if image_size:
             processor.image_processor.size = {"height": image_size, "width": image_size}
         model = load_model(task, path)
-        images = [p for split in TASKS[task].splits(data_paths(cfg)) for p in TASKS[task].image_paths(split)]
+        images = [p for split in TASKS[task].splits(Paths.of(cfg)) for p in TASKS[task].image_paths(split)]
         ensure_features(model.to(device), processor, images, cache, dtype=autocast_dtype(cfg, device) or torch.float32,
                         device=device, progress=progress)

@@ -1,6 +1,6 @@
-"""The annotation layouts researchers have, detected from the files, each giving the same records and Table I's
-splits (`data.load_captions`, `data.load_vqa`); and `vlpeft data check`, which says what a data root holds
-before a GPU-hour is spent on it.
+"""The annotation layouts researchers have, detected from the files, each giving the same records
+(`vlpeft.records`) and so Table I's splits (`data.load_captions`, `data.load_vqa`); `vlpeft data check`
+(`vlpeft.datacheck`) says what a data root holds before a GPU-hour is spent on it.
 
     karpathy  <root>/annotations/dataset_coco.json                     Karpathy's split file (caption_datasets.zip,
                                                                        cs.stanford.edu/people/karpathy/deepimagesent)
@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
+from .records import N_ANSWERS, VQA_SPLITS, CaptionItem, VqaItem, load_json, no_duplicates
 
 KARPATHY_FILES = ("dataset_coco.json", "v2_OpenEnded_mscoco_train2014_questions.json",
                   "v2_OpenEnded_mscoco_val2014_questions.json", "v2_mscoco_train2014_annotations.json",
@@ -37,12 +37,6 @@ KARPATHY_FILES = ("dataset_coco.json", "v2_OpenEnded_mscoco_train2014_questions.
 BLIP_FILES = ("coco_karpathy_train.json", "coco_karpathy_val.json", "coco_karpathy_test.json", "vqa_train.json",
               "vqa_val.json")
 LAYOUTS = {"karpathy": KARPATHY_FILES, "blip": BLIP_FILES}
-# Table I of the paper: (images, examples) per split and task
-PAPER_TABLE_I = {("caption", "train"): (113_200, 566_800), ("caption", "val"): (5_000, 5_000),
-                 ("caption", "test"): (5_000, 5_000), ("vqa", "train"): (113_200, 605_100),
-                 ("vqa", "val"): (5_000, 26_700), ("vqa", "test"): (5_000, 26_300)}  # as printed (val/test: images)
-
-
 CAPTION_FILES = {"karpathy": KARPATHY_FILES[:1], "blip": BLIP_FILES[:3]}   # what captioning alone needs
 
 
@@ -74,7 +68,6 @@ def image_id(path: str) -> int:
 
 def blip_list(path: Path, what: str) -> list:
     """A BLIP/LAVIS annotation file: a JSON list (of caption entries or questions), or a DataError naming it."""
-    from .data import load_json
     entries = load_json(path)
     if not isinstance(entries, list):
         raise DataError(f"{path}: expected a list of {what} (BLIP's {path.name})")
@@ -83,7 +76,6 @@ def blip_list(path: Path, what: str) -> list:
 
 def blip_captions(annotations: Path, image_root: Path, split: str):
     """BLIP/LAVIS caption files → CaptionItems of one Karpathy split (train already holds restval)."""
-    from .data import CaptionItem, _no_duplicates
     path = annotations / f"coco_karpathy_{split}.json"
     entries = blip_list(path, "entries")
     by_image: dict[int, list[str]] = {}
@@ -96,7 +88,7 @@ def blip_captions(annotations: Path, image_root: Path, split: str):
         captions = e["caption"] if isinstance(e["caption"], list) else [e["caption"]]
         by_image.setdefault(i, []).extend(c.strip() for c in captions)
     if split != "train":  # one entry per image there: a repeated one is a duplicate, not more captions
-        _no_duplicates([image_id(e["image"]) for e in entries], path, "image")
+        no_duplicates([image_id(e["image"]) for e in entries], path, "image")
     empty = [i for i, caps in by_image.items() if not caps]
     if empty:
         raise DataError(f"{path}: image {empty[0]} has no captions (CIDEr needs them) — fix or drop the entry")
@@ -105,12 +97,11 @@ def blip_captions(annotations: Path, image_root: Path, split: str):
 
 def blip_vqa(annotations: Path, image_root: Path, split: str, index: dict[int, tuple[Path, str]]):
     """BLIP/LAVIS VQA files → VqaItems of one split, each question assigned by its image's Karpathy split."""
-    from .data import N_ANSWERS, VQA_SPLITS, VqaItem, _no_duplicates
     items = []
     for name in ("vqa_train.json", "vqa_val.json"):
         path = annotations / name
         entries = blip_list(path, "questions")
-        _no_duplicates([e.get("question_id") for e in entries], path, "question_id")
+        no_duplicates([e.get("question_id") for e in entries], path, "question_id")
         for e in entries:
             missing = [k for k in ("question_id", "question", "answer", "image") if k not in e]
             if missing:
@@ -125,90 +116,3 @@ def blip_vqa(annotations: Path, image_root: Path, split: str, index: dict[int, t
             target = Counter(answers).most_common(1)[0][0]
             items.append(VqaItem(e["question_id"], i, index[i][0], e["question"], answers, target))
     return items
-
-
-# ---------------------------------------------------------------------------------------------------------
-# vlpeft data check
-@dataclass
-class Check:
-    """What a data root gives: its layout, Table I as it gives it, and every problem found."""
-    root: Path
-    images: Path
-    layout: str = ""
-    table: list[dict] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)     # each blocks a study
-    warnings: list[str] = field(default_factory=list)     # said, but a study can start
-    n_images: int = 0
-    n_present: int = 0
-    n_decoded: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def __str__(self) -> str:
-        lines = [f"data root {self.root}: layout {self.layout or '—'}; images under {self.images}"]
-        if self.table:
-            lines.append("Table I, this root | the paper:")
-            for r in self.table:
-                pi, pe = PAPER_TABLE_I[(r["task"], r["split"])]
-                unit = "pairs" if r["task"] == "caption" else "QA"
-                lines.append(f"  {r['task']:<8}{r['split']:<6}{r['images']:>9,d} images {r['examples']:>9,d} {unit:<5}"
-                             f" | {pi / 1000:.1f}K images, {pe / 1000:.1f}K {unit}")
-        lines.append(f"image files: {self.n_present:,d} of {self.n_images:,d} present"
-                     + (f"; {self.n_decoded} sampled and decoded" if self.n_decoded else ""))
-        lines += [f"warning: {w}" for w in self.warnings] + [f"problem: {p}" for p in self.problems]
-        lines.append("→ a study can start" if self.ok else "→ a study cannot start: fix the problems above")
-        return "\n".join(lines)
-
-
-def check(root: str | Path, image_root: str | Path | None = None, decode: int = 32, progress: bool = True,
-          seed: int = 0) -> Check:
-    """Read the annotation files, apply Table I's splits, look for every image file (with a progress bar) and
-    decode a seeded sample of `decode` of them; collect every problem instead of stopping at the first."""
-    import random
-    from .data import Paths, load_captions, load_image, load_vqa, vqa_orphans
-    from .io import progress_bar
-    paths = Paths(Path(root), Path(image_root) if image_root else None)
-    out = Check(paths.root, paths.images)
-    try:
-        out.layout = detect(paths.root / "annotations")
-    except DataError as e:
-        out.problems.append(str(e))
-        return out
-    images = set()
-    for task, load in (("caption", load_captions), ("vqa", load_vqa)):
-        for split in ("train", "val", "test"):
-            try:
-                items = load(paths, split)
-            except DataError as e:
-                out.problems.append(str(e))
-                continue
-            n_examples = sum(len(it.captions) for it in items) if task == "caption" else len(items)
-            out.table.append({"task": task, "split": split, "images": len({it.image_id for it in items}),
-                              "examples": n_examples})
-            images |= {it.image for it in items}
-    try:
-        orphans = vqa_orphans(paths)
-        if orphans:
-            out.warnings.append(f"{orphans:,d} questions are on images outside the Karpathy index (no split: left "
-                                f"out)")
-    except DataError as e:
-        out.problems.append(str(e))
-    files = sorted(images)
-    out.n_images = len(files)
-    missing = [p for p in progress_bar(iterable=files, desc="image files", unit="file", disable=not progress)
-               if not Path(p).is_file()]
-    out.n_present = len(files) - len(missing)
-    if missing:
-        out.problems.append(f"{len(missing):,d} image files are missing, e.g. {missing[0]}; check --image-root "
-                            f"(COCO's train2014/ and val2014/ must be under it)")
-    gone = set(missing)
-    present = [p for p in files if p not in gone] if decode else []
-    for p in random.Random(seed).sample(present, min(decode, len(present))):
-        try:
-            load_image(p)
-            out.n_decoded += 1
-        except DataError as e:
-            out.problems.append(str(e))
-    return out

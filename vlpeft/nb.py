@@ -15,6 +15,14 @@ import os
 from pathlib import Path
 
 from .catalog import METHODS
+from .config import RunConfig
+from .errors import user_error
+from .rundir import run_id
+from .worlds.assets import get_world, prepare
+
+# The run-side imports (torch, transformers, the model and training code) sit inside the functions that need them,
+# for start-up speed: `99_analysis` imports this module for its offline charts and never trains, and starts without
+# torch (benchmarks/pipeline.py measures `import vlpeft.nb`).
 
 SMOKE_BANNER = ("**Smoke world — a wiring check.** A 16-px world of 54 images and a 20-step model: the run takes "
                 "seconds and its numbers mean nothing. The study's answer is in `reports/tiny/` (and "
@@ -66,7 +74,6 @@ def _one_line_errors() -> None:
     shell = get_ipython()
     if shell is None or os.environ.get("VLPEFT_DEBUG") == "1":
         return
-    from .errors import user_error
 
     def show(shell, etype, value, tb, tb_offset=None):
         error = user_error(value)
@@ -92,15 +99,13 @@ def run_config(config: dict, world: str = "smoke", progress: bool = True):
     """The notebook's RunConfig: its world's assets prepared (cached; `real` prepares nothing), the world's
     data root and model unless the config names others, and — when the config names no `out_dir` — a run
     folder derived from the parameters, so that changing a parameter runs that configuration."""
-    from .worlds.assets import get_world, prepare
-    from .rundir import run_id
-    from .train import RunConfig, validate
+    from .train import validate
     repo_root_cwd()
     w = get_world(world)
     fields = {"data_root": w.data_root, "model_path": w.model_path} | dict(config)
-    model_root = str(Path(fields["model_path"].format(task="caption")).parent)
-    prepare(w, fields["data_root"], model_root, progress=progress)
-    cfg = validate(RunConfig(**fields))
+    requested = RunConfig(**fields)
+    prepare(w, requested.data_root, requested.model_root, progress=progress)
+    cfg = validate(requested)
     if "out_dir" not in config:
         cfg.out_dir = f"runs/notebooks/{cfg.task}/{cfg.method}/{run_id(cfg)}"
     return cfg
@@ -143,13 +148,12 @@ def source(obj, contains: str | None = None, context: int = 0):
 def _first_items(cfg, split: str, n: int, teacher_forced: bool):
     """The task, the first `n` items of a split and their batch — as training sees them (teacher-forced
     targets) or as evaluation does — and the tokenizer."""
-    from .data import Pixels
     from .blip.models import load_processor
+    from .data import Paths, Pixels
     from .tasks import get_task
-    from .train import data_paths, model_path
     task = get_task(cfg.task)
-    items = task.splits(data_paths(cfg))[("train", "val", "test").index(split)][:n]
-    processor = load_processor(model_path(cfg))
+    items = task.splits(Paths.of(cfg))[("train", "val", "test").index(split)][:n]
+    processor = load_processor(cfg.checkpoint)
     make = task.train_examples if teacher_forced else task.eval_examples
     data = make(items, Pixels(processor.image_processor))
     batch = task.collate(processor.tokenizer, [data[i] for i in range(min(n, len(data)))])
@@ -160,10 +164,9 @@ def identity_check(cfg) -> float:
     """max |Δlogits| between the model with the method injected (at its initialisation) and the base model, on
     validation examples; LoRA and the adapters must start *equal* to the base model (asserted)."""
     import torch
-    from .methods import MethodConfig, apply_method
     from .blip.models import load_model
-    from .train import model_path
-    base = load_model(cfg.task, model_path(cfg))
+    from .methods import MethodConfig, apply_method
+    base = load_model(cfg.task, cfg.checkpoint)
     injected = apply_method(copy.deepcopy(base), MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), cfg.seed)
     task, _, batch, _ = _first_items(cfg, "val", 4, teacher_forced=True)
     with torch.no_grad():
@@ -189,13 +192,12 @@ def count_check(cfg):
     import pandas as pd
     import torch
     from transformers import BlipConfig
-    from .methods import MethodConfig, apply_method, available_towers, closed_form_count, count_parameters
     from .blip.models import TASK_CLASSES, load_model
-    from .train import model_path
+    from .methods import MethodConfig, apply_method, available_towers, closed_form_count, count_parameters
     rows = []
     for shape in ("this model", "BLIP-base shape"):
         if shape == "this model":
-            model = load_model(cfg.task, model_path(cfg))
+            model = load_model(cfg.task, cfg.checkpoint)
         else:
             with torch.device("meta"):
                 model = TASK_CLASSES[cfg.task](BlipConfig())
@@ -214,10 +216,9 @@ def count_check(cfg):
 
 def show_method(cfg) -> str:
     """The trainable count (peft's format) and what the method adds to the text decoder — only that."""
-    from .methods import MethodConfig, apply_method, trainable_summary
     from .blip.models import load_model
-    from .train import model_path
-    model = load_model(cfg.task, model_path(cfg))
+    from .methods import MethodConfig, apply_method, trainable_summary
+    model = load_model(cfg.task, cfg.checkpoint)
     apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), seed=cfg.seed)
     tower = model.text_decoder.bert
     added = [(n, tuple(p.shape)) for n, p in tower.named_parameters() if p.requires_grad]
@@ -233,11 +234,10 @@ def examples(cfg, n: int = 4):
     """Generated captions/answers of the run's saved method weights on test examples, beside the references."""
     import pandas as pd
     import torch
-    from .methods import load_method
     from .blip.models import load_model
-    from .train import model_path
+    from .methods import load_method
     task, items, batch, tokenizer = _first_items(cfg, "test", n, teacher_forced=False)
-    model = load_method(load_model(cfg.task, model_path(cfg)), Path(cfg.out_dir) / "method", cfg.seed)
+    model = load_method(load_model(cfg.task, cfg.checkpoint), Path(cfg.out_dir) / "method", cfg.seed)
     with torch.no_grad():
         preds = task.predict(model, batch, tokenizer)
     rows = [({"question": it.question} if hasattr(it, "question") else {})

@@ -25,13 +25,15 @@ import shutil
 import time
 from pathlib import Path
 
+from .catalog import variant
 from .errors import RunFolderError
 from .io import Owner, config_hash, provenance, read_json, write_json
 
 # RunConfig fields that change how a run is carried out, not what it computes (a cached run equals an uncached
 # one; any number of workers gives the same batches; evaluation does not depend on its batch size)
 HOW_FIELDS = frozenset({"out_dir", "threads", "num_workers", "eval_batch_size", "checkpoint_every", "fault",
-                        "cache_images", "feature_cache", "image_root"})  # image_root: where the same images lie
+                        "cache_images", "feature_cache", "image_root",   # image_root: where the same images lie
+                        "compile", "compile_cache"})  # compiled ≡ eager within float rounding (tests/test_train.py)
 PROJECT_FILES = ("config.json", "provenance.json", "curve.json", "train.log", "metrics.json", "best.safetensors",
                  "method", "checkpoint", "run.ipynb", "failed.json")
 BESIDE_A_RUN = ("run.lock", "sweep.lock", "run.ipynb", "failed.json")  # a sweep's files, and the locks
@@ -49,7 +51,6 @@ def run_hash(config: dict) -> str:
 def run_id(cfg) -> str:
     """A run's folder name: readable (variant, size, data ratio, seed) and a hash of everything that changes its
     results, so two configurations never share a folder: `lora+cls_s8_r0.3_seed1-3fa9c2`."""
-    from .catalog import variant
     return (f"{variant(cfg.method, cfg.tune_classifier)}_s{cfg.size}_r{cfg.data_ratio:g}_seed{cfg.seed}"
             f"-{run_hash(config_dict(cfg))}")
 

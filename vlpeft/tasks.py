@@ -43,6 +43,7 @@ from .catalog import TASK_INFO
 from .catalog import TaskInfo
 from .data import Examples, Paths, load_captions, load_vqa, stack_images
 from .errors import ConfigError
+from .io import progress_bar
 from .blip.models import vision_states
 
 CAPTION_PROMPT = "a picture of"                # paper §IV: the caption prompt
@@ -364,7 +365,6 @@ class TaskModel(nn.Module):
 @torch.no_grad()
 def evaluate(model, task: Task, tokenizer, loader, items, device="cpu", progress: bool = False) -> tuple[float, dict]:
     """Generate for every example of `loader` and score against `items`: (score, id → text)."""
-    from .io import progress_bar
     model.eval()
     preds = {}
     for batch in progress_bar(iterable=loader, desc=f"generate {task.name}", disable=not progress, leave=False):

@@ -21,115 +21,88 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
-from . import faults
-from .catalog import METHODS, variant
-from .config import RunConfig
-from .data import Paths, Pixels, StepBatches, check_images, check_ratio, nested_subset
-from .errors import ConfigError, DataError, Interrupted, MetricError, Preempted
-from .io import progress_bar
-from .methods import (MethodConfig, apply_method, count_parameters, save_method, size_problem, trainable_parameters,
-                      trainable_state_dict)
+from . import compiling, faults
 from .blip.checkpoints import check_path
 from .blip.models import load_model, load_processor
+from .catalog import METHODS, variant
+from .config import RunConfig
+from .data import Paths, Pixels, StepBatches, check_images, nested_subset, ratio_problem
+from .devices import PRECISIONS, autocast_dtype, device_problem, resolve_device
+from .errors import ConfigError, Interrupted, MetricError, Preempted
+from .features import ensure_features
+from .io import progress_bar, provenance, write_json
+from .methods import (MethodConfig, apply_method, count_parameters, save_method, size_problem, trainable_parameters,
+                      trainable_state_dict)
 from .parallel import Ranks, ranks
 from .rundir import RunFolder, config_dict
 from .signals import StopSignals
 from .tasks import TaskModel, evaluate, get_task, to_device
 
 
-DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+POSITIVE = ("batch_size", "steps", "epochs", "eval_batch_size")
+NON_NEGATIVE = ("warmup_steps", "warmup_per_ratio", "eval_every", "eval_size", "test_size", "threads",
+                "checkpoint_every", "image_size")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Refuse a config before any work, with the field and what to do; returns it with defaults filled in."""
-    def bad(msg):
-        raise ConfigError(msg)
-    get_task(cfg.task)
+    """Refuse a config before any work, with the field and what to do; returns it with defaults filled in (the
+    method's default size, the checkpoint's own VQA route)."""
+    task = get_task(cfg.task)
     if cfg.method not in METHODS:
-        bad(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     entry = METHODS[cfg.method]
     if entry.family != "full" and cfg.size == 0:
         cfg = dataclasses.replace(cfg, size=entry.default_size)
-    if (problem := size_problem(cfg.method, cfg.size)) is not None:
-        bad(problem)
-    try:
-        check_ratio(cfg.data_ratio)
-    except DataError as e:
-        bad(str(e))
+    problem = next((p for p in field_problems(cfg) if p is not None), None)
+    if problem is not None:
+        raise ConfigError(problem)
+    if (problem := task.tool_problem()) is not None:
+        raise MetricError(problem)
+    if (problem := task.start_problem(cfg.checkpoint)) and not cfg.allow_vqa_finetuned:
+        raise ConfigError(f"{problem}. The study needs a pre-trained start (the task must not be consistent with it "
+                          f"by accident): convert BLIP's pre-training checkpoint with `vlpeft convert-blip`, or pass "
+                          f"--allow-vqa-finetuned if you mean it.")
+    return dataclasses.replace(cfg, vqa_route=task.resolve_route(cfg.vqa_route, check_path(cfg.checkpoint)[1]))
+
+
+def field_problems(cfg: RunConfig):
+    """What is wrong with each field, in the order a user would fix them: None for a field that is fine."""
+    yield size_problem(cfg.method, cfg.size)
+    yield ratio_problem(cfg.data_ratio)
     for name in ("lr", "weight_decay"):
         value = getattr(cfg, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value)) or value < 0 or (name == "lr" and value == 0):
-            bad(f"{name} must be a finite {'positive' if name == 'lr' else 'non-negative'} number, got {value}")
+            yield f"{name} must be a finite {'positive' if name == 'lr' else 'non-negative'} number, got {value}"
     if not (isinstance(cfg.label_smoothing, (int, float)) and 0.0 <= cfg.label_smoothing < 1.0):
-        bad(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing} (0.0: the paper's loss, 0.1: BLIP's)")
-    for name in ("batch_size", "steps", "epochs", "eval_batch_size"):
-        if getattr(cfg, name) <= 0:
-            bad(f"{name} must be positive, got {getattr(cfg, name)}")
-    for name in ("warmup_steps", "warmup_per_ratio", "eval_every", "eval_size", "test_size", "threads",
-                 "checkpoint_every", "image_size"):
-        if getattr(cfg, name) < 0:
-            bad(f"{name} must be 0 or more, got {getattr(cfg, name)}")
+        yield f"label_smoothing must be in [0, 1), got {cfg.label_smoothing} (0.0: the paper's loss, 0.1: BLIP's)"
+    yield from (f"{name} must be positive, got {getattr(cfg, name)}" for name in POSITIVE if getattr(cfg, name) <= 0)
+    yield from (f"{name} must be 0 or more, got {getattr(cfg, name)}" for name in NON_NEGATIVE if getattr(cfg, name) < 0)
     if cfg.num_workers < -1:
-        bad(f"num_workers must be -1 (auto) or 0 or more, got {cfg.num_workers}")
-    if not DEVICE.match(cfg.device):
-        bad(f"unknown device {cfg.device!r}; choose auto, cpu, cuda, cuda:N or mps")
-    if (problem := device_problem(cfg.device)) is not None:
-        bad(problem)
+        yield f"num_workers must be -1 (auto) or 0 or more, got {cfg.num_workers}"
+    yield device_problem(cfg.device)
     for name, what in (("out_dir", "run folder"), ("feature_cache", "feature-cache folder")):
         value = getattr(cfg, name)
         if value and Path(value).exists() and not Path(value).is_dir():
-            bad(f"--{name.replace('_', '-')} {value} is a file, not a folder; the {what} must be a folder "
-                f"(new or vlpeft's own)")
-    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
-        bad(f"unknown precision {cfg.precision!r}; choose auto, fp32, bf16 or fp16")
-    if (problem := faults.check(cfg.fault)) is not None:
-        bad(problem)
+            yield (f"--{name.replace('_', '-')} {value} is a file, not a folder; the {what} must be a folder "
+                   f"(new or vlpeft's own)")
+    if cfg.compile not in compiling.COMPILE_CHOICES:
+        yield f"unknown --compile {cfg.compile!r}; choose auto (where it pays), on or off"
+    if cfg.precision not in PRECISIONS:
+        yield f"unknown precision {cfg.precision!r}; choose {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}"
+    yield faults.check(cfg.fault)
     if not (Path(cfg.data_root) / "annotations").is_dir():
-        bad(f"data root {cfg.data_root!r} has no annotations/ folder; run `vlpeft world --out {cfg.data_root}` "
-            f"or point --data-root at real MSCOCO/VQAv2 files (see the README)")
-    if (problem := get_task(cfg.task).tool_problem()) is not None:
-        raise MetricError(problem)
-    cfg = dataclasses.replace(cfg, vqa_route=get_task(cfg.task).resolve_route(cfg.vqa_route,
-                                                                              check_path(model_path(cfg))[1]))
-    problem = get_task(cfg.task).start_problem(model_path(cfg))
-    if problem and not cfg.allow_vqa_finetuned:
-        bad(f"{problem}. The study needs a pre-trained start (the task must not be consistent with it by "
-            f"accident): convert BLIP's pre-training checkpoint with `vlpeft convert-blip`, or pass "
-            f"--allow-vqa-finetuned if you mean it.")
-    return cfg
-
-
-def device_problem(device: str) -> str | None:
-    """Why `device` cannot run here (None: it can): a CUDA device on a build or machine without one, an index
-    past the last GPU, MPS off a Mac."""
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            return (f"--device {device}: this torch ({torch.__version__}) sees no CUDA device; use --device auto or "
-                    f"cpu, or install a CUDA build of torch on a GPU node (`make TORCH_SPEC=torch …`)")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            return f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 …)"
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        return "--device mps: no Apple-silicon GPU here; use --device auto or cpu"
-    return None
-
-
-def data_paths(cfg: RunConfig) -> Paths:
-    """The run's annotation and image roots."""
-    return Paths(Path(cfg.data_root), Path(cfg.image_root) if cfg.image_root else None)
-
-
-def model_path(cfg: RunConfig) -> str:
-    return cfg.model_path.format(task=cfg.task)
+        yield (f"data root {cfg.data_root!r} has no annotations/ folder; run `vlpeft world --out {cfg.data_root}` "
+               f"or point --data-root at real MSCOCO/VQAv2 files (see the README)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -143,7 +116,7 @@ class Setup:
     task: object
     tokenizer: object
     model: torch.nn.Module
-    loss_module: torch.nn.Module        # the task's loss, wrapped in DDP when there are several ranks
+    loss_module: torch.nn.Module        # the task's loss (compiled where it pays; in DDP when there are several ranks)
     params: list
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -153,6 +126,7 @@ class Setup:
     total: int
     trainable: int
     all_params: int
+    compiled: str                       # whether the training step is compiled, and why (compiling.plan)
     features: str | None = None         # the feature-cache key the run read its image states from
 
     def autocast(self):
@@ -162,43 +136,32 @@ class Setup:
         """Batches of steps start..total-1 (the sampler replays the seeded order from any step)."""
         sampler = StepBatches(len(self.train_set), self.cfg.batch_size, self.cfg.seed, start, self.total,
                               self.dp.rank, self.dp.world)
-        return self.loader(self.train_set, batch_sampler=sampler)
-
-    def loader(self, dataset, **kw):
-        workers = self.cfg.num_workers if self.cfg.num_workers >= 0 else (
-            0 if self.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) // 2)))
-        return torch.utils.data.DataLoader(
-            dataset, num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
-            prefetch_factor=4 if workers else None, collate_fn=functools.partial(self.task.collate, self.tokenizer),
-            **kw)
+        return make_loader(self.cfg, self.device, self.task, self.tokenizer, self.train_set, batch_sampler=sampler)
 
 
-def resolve_device(cfg: RunConfig, dp: Ranks) -> torch.device:
-    if cfg.device == "auto":
-        return dp.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
-
-
-def autocast_dtype(cfg: RunConfig, device: torch.device):
-    if device.type != "cuda" or cfg.precision == "fp32":
-        return None
-    return torch.float16 if cfg.precision == "fp16" else torch.bfloat16  # auto / bf16
+def make_loader(cfg: RunConfig, device: torch.device, task, tokenizer, dataset, **kw):
+    """A DataLoader with the task's collation: in-process on the CPU, up to 8 pinned-memory workers on CUDA."""
+    workers = cfg.num_workers if cfg.num_workers >= 0 else (
+        0 if device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) // 2)))
+    return torch.utils.data.DataLoader(
+        dataset, num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        prefetch_factor=4 if workers else None, collate_fn=functools.partial(task.collate, tokenizer), **kw)
 
 
 def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
     """Data first (a bad image or annotation is found before anything is written), then model and method."""
     task = get_task(cfg.task)
-    train_items, val_items, test_items = task.splits(data_paths(cfg))
+    train_items, val_items, test_items = task.splits(Paths.of(cfg))
     train_items = nested_subset(train_items, cfg.data_ratio, cfg.seed)
     val_items = val_items[:cfg.eval_size] if cfg.eval_size else val_items
     test_items = test_items[:cfg.test_size] if cfg.test_size else test_items
     check_images(task.image_paths(train_items + val_items + test_items))
 
     device = resolve_device(cfg, dp)
-    processor = load_processor(model_path(cfg))
+    processor = load_processor(cfg.checkpoint)
     if cfg.image_size:
         processor.image_processor.size = {"height": cfg.image_size, "width": cfg.image_size}
-    model = load_model(cfg.task, model_path(cfg))
+    model = load_model(cfg.task, cfg.checkpoint)
     model.text_decoder.label_smoothing = cfg.label_smoothing     # the run's choice, whatever the checkpoint says
     if cfg.vqa_route:
         model.config.vqa_route = cfg.vqa_route                   # likewise (validate resolved "" to the checkpoint's)
@@ -210,7 +173,6 @@ def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
     images = Pixels(processor.image_processor, keep=cfg.cache_images)
     vision_frozen = not any(p.requires_grad for p in model.vision_model.parameters())
     if cfg.feature_cache and vision_frozen:  # full fine-tuning trains the tower: never cached
-        from .features import ensure_features
         images = ensure_features(model, processor, task.image_paths(train_items + val_items + test_items),
                                  cfg.feature_cache, dtype=amp or torch.float32, device=device, progress=progress)
 
@@ -221,14 +183,23 @@ def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
         raise ConfigError(f"the warm-up ({warmup} steps) is not shorter than the run ({total} steps): the LR "
                           f"would never reach its peak; shorten the warm-up or train longer")
     params = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, task.lr_lambda(cfg, total))
-    setup = Setup(cfg, dp, device, amp, task, processor.tokenizer, model, dp.wrap(TaskModel(model, task)), params,
-                  optimizer, scheduler, train_set, (None, val_items), (None, test_items), total, trainable, all_params,
-                  getattr(images, "folder", Path("")).name or None)
-    setup.val = (setup.loader(task.eval_examples(val_items, images), batch_size=cfg.eval_batch_size), val_items)
-    setup.test = (setup.loader(task.eval_examples(test_items, images), batch_size=cfg.eval_batch_size), test_items)
-    return setup
+    # fused AdamW (one kernel over every tensor) where the device has it: the same update, ~5 % faster a step
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type in ("cpu", "cuda") or None)
+    loss_module = dp.wrap(TaskModel(model, task))
+    compile_it, why = compiling.plan(cfg, total, device)
+    if compile_it:
+        loss_module = compiling.CompiledLoss(loss_module, cfg.compile_cache)
+
+    def loader(items):
+        return make_loader(cfg, device, task, processor.tokenizer, task.eval_examples(items, images),
+                           batch_size=cfg.eval_batch_size)
+    return Setup(cfg=cfg, dp=dp, device=device, amp=amp, task=task, tokenizer=processor.tokenizer, model=model,
+                 loss_module=loss_module, params=params, optimizer=optimizer,
+                 scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, task.lr_lambda(cfg, total)),
+                 train_set=train_set, val=(loader(val_items), val_items), test=(loader(test_items), test_items),
+                 total=total, trainable=trainable, all_params=all_params, compiled=why,
+                 features=getattr(images, "folder", Path("")).name or None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -272,7 +243,6 @@ def evaluate_if_due(s: Setup, state: RunState, folder: RunFolder, log) -> None:
     step = state.step
     if not s.dp.main or not ((s.cfg.eval_every and step % s.cfg.eval_every == 0) or step == s.total):
         return
-    from safetensors.torch import save_file
     t0 = time.time()
     val = validate_now(s)
     state.eval_s += time.time() - t0
@@ -285,7 +255,6 @@ def evaluate_if_due(s: Setup, state: RunState, folder: RunFolder, log) -> None:
     if state.best_val is None or val > state.best_val:
         state.best_val, state.best_step = val, step
         save_file(trainable_state_dict(s.model), folder.best_path)
-    from .io import write_json
     write_json(folder.path / "curve.json", state.curve)
 
 
@@ -318,7 +287,6 @@ def resume_or_start(s: Setup, folder: RunFolder, saved) -> RunState:
 
 def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: float) -> dict:
     """Test metric of the best validation checkpoint, the method's weights from it, metrics.json last."""
-    from safetensors.torch import load_file
     test, test_s = None, 0.0
     if status == "complete":
         if state.best_step != state.step and folder.best_path.exists():
@@ -328,7 +296,6 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
             test = evaluate(s.model, s.task, s.tokenizer, *s.test, s.device)[0]
         test_s = time.time() - t0
         save_method(s.model, folder.path / "method")
-    from .io import provenance, write_json
     write_json(folder.path / "curve.json", state.curve)
     cfg = s.cfg
     metrics = {
@@ -345,8 +312,10 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
         "samples_per_s": state.samples / max(state.train_s, 1e-9),
         "peak_memory_mb": torch.cuda.max_memory_allocated(s.device) / 2**20 if s.device.type == "cuda" else None,
         "device": str(s.device), "vision_features": s.features,
+        "compiled": s.compiled.startswith("compiled") and getattr(s.loss_module, "failed", "") is None,
+        "compile": s.compiled if getattr(s.loss_module, "failed", None) is None else f"eager: {s.loss_module.failed}",
         "error": None if status == "complete" else "non-finite loss",
-        "start": starting_checkpoint(model_path(cfg)), "provenance": provenance(),
+        "start": starting_checkpoint(cfg.checkpoint), "provenance": provenance(),
     }
     return folder.finish(metrics)
 
@@ -357,7 +326,6 @@ def starting_checkpoint(path: str) -> dict:
     info = {"path": path}
     card = Path(path).parent / "card.json"
     if card.is_file():
-        import json
         c = json.loads(card.read_text())
         info["pretrain"] = {"seed": c["config"].get("seed"), "recipe": c["config"].get("recipe", "blip"),
                             "steps": c.get("steps"),

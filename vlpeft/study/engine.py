@@ -14,8 +14,10 @@ import os
 import traceback
 from pathlib import Path
 
-from .presets import Cell
+from ..errors import RunFolderError
+from ..io import Owner
 from ..rundir import config_dict
+from .presets import Cell
 
 
 def notebook_parameters(cell: Cell) -> dict:
@@ -83,8 +85,6 @@ def _register_engine():
 def run_cell(cell: Cell) -> dict:
     """Execute one cell; never raises: returns {status, error, path}."""
     import papermill as pm
-    from ..errors import RunFolderError
-    from ..io import Owner
     out = cell.out_dir
     if (out / "metrics.json").exists():
         return {"status": "skipped", "error": None, "path": str(out)}

@@ -12,8 +12,13 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .engine import WarmKernel, reason, run_cell, run_cell_once
+from ..datacheck import check
+from ..errors import DataError
 from ..features import prepare_features
+from ..io import progress_bar
+from ..worlds.assets import get_world, prepare
+from ..worlds.shapes import ensure_world
+from .engine import WarmKernel, reason, run_cell, run_cell_once
 from .presets import Cell
 
 
@@ -56,8 +61,6 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
 def check_data(cells: list[Cell], progress: bool = True) -> None:
     """`vlpeft data check` (without decoding) on every data root the cells read, before the first cell: a wrong
     split or a missing image stops the sweep here, not inside its hundredth GPU-hour."""
-    from ..errors import DataError
-    from ..layouts import check
     for data_root, image_root in sorted({(c.config.data_root, c.config.image_root) for c in cells}):
         found = check(data_root, image_root or None, decode=0, progress=progress)
         if not found.ok:
@@ -69,10 +72,7 @@ def prepare_assets(cells: list[Cell], progress: bool = True, workers: int = 2) -
     """Each world the cells use, through the one route (`vlpeft.worlds.assets`; `real` prepares nothing), said aloud.
     Several pre-trainings (the dial) run `workers` at a time, one CPU thread each: the tiny model's small matrix
     products gain almost nothing from a second thread, so two at once take half the time."""
-    from ..worlds.assets import get_world, prepare
-    from ..worlds.shapes import ensure_world
-    todo = sorted({(c.world, c.config.data_root, str(Path(c.config.model_path.format(task="caption")).parent))
-                   for c in cells})
+    todo = sorted({(c.world, c.config.data_root, c.config.model_root) for c in cells})
     for world, data_root in sorted({(w, d) for w, d, _ in todo}):  # the worlds first: several models share one
         if get_world(world).synthetic:
             ensure_world(data_root, get_world(world).world, progress)
@@ -89,7 +89,6 @@ def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> li
     if not cells:
         return []
     import torch
-    from ..io import progress_bar
     n_gpu = torch.cuda.device_count()
     workers = max(1, min(workers, len(cells), n_gpu or workers))
     ctx = mp.get_context("spawn")
@@ -136,7 +135,6 @@ def _execute_slurm(cells: list[Cell], opts: dict) -> list[dict]:
     if not cells:
         return []
     import submitit
-    from ..io import progress_bar
     ex = submitit.AutoExecutor(folder=opts.get("slurm_dir", "runs/slurm_logs"), cluster=opts.get("cluster"))
     ex.update_parameters(timeout_min=opts.get("time", 240), gpus_per_node=opts.get("gpus", 1),
                          slurm_partition=opts.get("partition"), slurm_array_parallelism=opts.get("parallel", 64))

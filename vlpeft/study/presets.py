@@ -37,6 +37,7 @@ from ..catalog import METHODS, peft_methods, variant
 from ..errors import ConfigError
 from ..rundir import config_dict, run_id
 from ..config import RunConfig
+from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_world
 from ..worlds.shapes import CAPTIONS_PER_IMAGE
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -167,7 +168,6 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
     if image_root:
         overrides["image_root"] = image_root
     route = overrides.pop("vqa_route", "")
-    from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_world
     if preset not in PRESET_WORLD:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_WORLD)}")
     study = study or preset
@@ -183,23 +183,26 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
         return cells
     world = get_world(PRESET_WORLD[preset])
     args = (study, world.name, runs_root)
-    cells: list[Cell] = []
-    for task in ("caption", "vqa"):
-        where = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
+
+    def where(task: str) -> dict:
+        paths = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
                      feature_cache=feature_cache)
         if task == "vqa" and (route or (world.vqa_route and not model_path)):
-            where["vqa_route"] = route or world.vqa_route
+            paths["vqa_route"] = route or world.vqa_route
+        return paths | overrides
+    cells: list[Cell] = []
+    for task in ("caption", "vqa"):
         if preset == "paper":
             for m in PEFT:
-                base = PAPER_BASE[task] | {"lr": PAPER_LR[task][m]} | where | overrides
+                base = PAPER_BASE[task] | {"lr": PAPER_LR[task][m]} | where(task)
                 cells += _axis(*args, task, m, PAPER_SIZES[task][m], PAPER_RATIOS[task], [0], [False, True], base)
-            base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | where | overrides
+            base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | where(task)
             cells += _axis(*args, task, "full", [0], PAPER_RATIOS[task], [0], [False], base)
         elif preset in ("tiny", "tiny-blip"):
-            cells += _tiny_axes(args, task, PEFT, TINY_SEEDS, where | overrides, classifier=True, world=world.world)
+            cells += _tiny_axes(args, task, PEFT, TINY_SEEDS, where(task), classifier=True, world=world.world)
     if preset == "smoke":
         for task, m, size in (("caption", "lora", 4), ("vqa", "prompt", 4), ("vqa", "parallel_adapter", 8)):
-            cells += _axis(*args, task, m, [size], [0.5], [0], [False], SMOKE_BASE | where | overrides)
+            cells += _axis(*args, task, m, [size], [0.5], [0], [False], SMOKE_BASE | where(task))
     return cells
 
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import PretrainConfig, TinySpec
 from ..errors import AssetError
-from ..config import TinySpec
-from .shapes import WorldConfig
+from .shapes import WorldConfig, ensure_world
 
 SMOKE_SPEC = TinySpec(image_size=16, patch_size=8, hidden=32, layers=2, heads=2, intermediate=64, max_positions=160)
 SMOKE_WORLD = WorldConfig(seed=3, image_size=16, n_train=40, n_restval=4, n_val=10, n_test=10, n_pretrain_extra=20,
@@ -55,7 +55,6 @@ class World:
         for the real one."""
         if not self.synthetic:
             return ""
-        from ..config import PretrainConfig
         return self.pretrain.get("recipe", PretrainConfig.recipe)
 
 
@@ -105,8 +104,7 @@ def prepare(world: str | World, data_root: str | None = None, model_root: str | 
     data_root, model_root = data_root or w.data_root, model_root or w.model_root
     if w.synthetic:
         from filelock import FileLock
-        from .pretrain import PretrainConfig, pretrain
-        from .shapes import ensure_world
+        from .pretrain import pretrain  # torch and transformers: only when a model is pre-trained (start-up speed)
         Path(model_root).parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{str(Path(model_root)).rstrip('/')}.lock"):  # concurrent notebooks wait for each other
             ensure_world(data_root, w.world, progress)

@@ -41,6 +41,7 @@ positions (what a prompt/prefix of length p costs at the start).
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -52,7 +53,8 @@ from transformers import BlipForConditionalGeneration
 
 from . import shapes
 from ..config import PretrainConfig
-from ..data import Paths, Pixels, load_json, load_karpathy
+from ..data import Paths, Pixels, load_karpathy
+from ..records import load_json
 from ..errors import ConfigError, Interrupted, Preempted
 from ..io import own, progress_bar, write_json
 from ..signals import StopSignals
@@ -202,7 +204,7 @@ def share_text_towers(vqa) -> None:
 
 def untie_text_towers(vqa) -> None:
     """Give the decoder its own copies again (BLIP's released checkpoints store both towers in full)."""
-    import copy
+
     enc, dec = vqa.text_encoder, vqa.text_decoder
     dec.bert.embeddings = copy.deepcopy(enc.embeddings)
     for d in dec.bert.encoder.layer:

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ..errors import ConfigError
 from ..io import own, progress_bar, write_json
 
 
@@ -398,7 +400,6 @@ def world_record(cfg: WorldConfig) -> dict:
 
 def check_world(cfg: WorldConfig) -> WorldConfig:
     """Refuse a world that cannot be drawn, naming the field (before anything is written)."""
-    from ..errors import ConfigError
     rules = {"n_train": 1, "n_val": 1, "n_test": 1, "n_restval": 0, "n_pretrain_extra": 0, "questions_per_image": 1,
              "n_text": 1, "noise": 0}
     for name, least in rules.items():

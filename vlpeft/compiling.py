@@ -1,0 +1,82 @@
+"""Compiling the training step (`torch.compile`, inductor) where it pays, and falling back to eager where it cannot.
+
+The embedded model's matrices are small (M ≈ 400, K = N = 128): a step spends about a third of its time outside any
+op (Python and dispatch through BLIP's modules and our hooks) and a quarter in elementwise ops and copies, which
+inductor fuses. `benchmarks/step_time.py` measures what it gives (eager vs compiled ms a step, per method) and
+what it costs (compiling a step cold and with inductor's on-disk cache warm); `COMPILE_MIN_STEPS` is the rule taken
+from those figures: a run compiles when it is long enough to earn its compile back with the cache warm, which it
+is in a study whose runs share one cache folder (`RunConfig.compile_cache`, beside the feature cache).
+
+What is compiled is the loss module (forward and, through AOTAutograd, backward); the optimiser step, evaluation and
+decoding stay eager, so generate ≡ forward and resume ≡ uninterrupted hold as before (tests/test_train.py holds a
+compiled and an eager run to the same losses). A run records whether it ran compiled (`metrics.json`: `compiled`).
+
+    loss_module, why = compiled(TaskModel(model, task), cfg, total_steps, device)
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+COMPILE_MIN_STEPS = 500   # benchmarks/step_time.py: the warm compile (~3 s) is earned back within ~300 steps
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def compiler_problem(device: torch.device) -> str | None:
+    """Why inductor cannot compile for `device` here (None: it can): CPU code needs a C++ compiler."""
+    if device.type == "cpu":
+        cxx = os.environ.get("CXX", "g++")
+        if not any(shutil.which(c) for c in (cxx, "g++", "c++", "clang++")):
+            return "no C++ compiler on PATH (inductor's CPU code needs g++ or clang++)"
+    elif device.type not in ("cuda",):
+        return f"torch.compile is not used on {device.type}"
+    return None
+
+
+def plan(cfg, total_steps: int, device: torch.device) -> tuple[bool, str]:
+    """Whether a run compiles its training step, and why in words (for the run's metrics and log)."""
+    if cfg.compile == "off":
+        return False, "off (--compile off)"
+    if (problem := compiler_problem(device)) is not None:
+        return False, f"eager: {problem}"
+    if cfg.compile == "auto" and total_steps < COMPILE_MIN_STEPS:
+        return False, f"eager: {total_steps} steps, under the {COMPILE_MIN_STEPS} a compile earns back"
+    return True, "compiled (inductor)"
+
+
+class CompiledLoss(torch.nn.Module):
+    """The loss module compiled by inductor; if compiling fails at the first call (a missing header, an
+    unsupported op on this platform), one line says so and the run goes on eager — the step is recomputed."""
+
+    def __init__(self, module: torch.nn.Module, cache: str = ""):
+        super().__init__()
+        if cache:  # every run of a study shares the compiled kernels (read when inductor first compiles)
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache).resolve())
+        torch._dynamo.reset()   # a warm kernel runs many cells: a new run must not count against the last's graphs
+        self.eager = module
+        self.compiled = torch.compile(module)
+        self.failed: str | None = None
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        if self.failed is None:
+            try:
+                return self.compiled(batch)
+            except (torch._dynamo.exc.TorchDynamoException, RuntimeError) as e:
+                if not _is_compile_error(e):
+                    raise
+                self.failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
+                print(f"vlpeft: torch.compile failed ({self.failed}); this run continues eager", file=sys.stderr,
+                      flush=True)
+        return self.eager(batch)
+
+
+def _is_compile_error(e: BaseException) -> bool:
+    """A failure of the compiler (dynamo, inductor, the C++ toolchain), not of the model or the data."""
+    names = {type(c).__name__ for c in (e, e.__cause__, e.__context__) if c is not None}
+    return bool(names & {"BackendCompilerFailed", "InductorError", "CppCompileError", "InternalTorchDynamoError",
+                         "TorchRuntimeError", "Unsupported"}) or "torch._inductor" in str(e)[:2000]
