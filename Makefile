@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (Python 3.10+ and Java on PATH):
 #   make study   the whole study on the embedded default, ending in reports/tiny/index.html
-#   make test    the test suite
+#   make test    the linter (ruff, configured in pyproject.toml) and the test suite
 # (make dial: the consistency dial, ending in reports/dial/index.html)
 # Both create (or reuse) the virtual environment .venv by themselves.
 PYTHON ?= python3
@@ -30,6 +30,7 @@ dial: setup
 	$(BIN)/vlpeft study --preset dial --workers $(WORKERS)
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2 --dist loadfile tests
 	$(BIN)/pytest -q -n 2 --dist loadfile --nbval-lax notebooks
 

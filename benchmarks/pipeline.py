@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vlpeft.blip.models import honour_cross_attention_masks, vision_states
 from vlpeft.data import Examples, Pixels, stack_images
 from vlpeft.methods import MethodConfig, apply_method
-from vlpeft.blip.models import honour_cross_attention_masks, vision_states
 from vlpeft.tasks import TASKS
 
 METHODS = [("full", 0), ("prompt", 8), ("prefix", 8), ("lora", 8), ("serial_adapter", 16), ("parallel_adapter", 16)]
@@ -66,17 +66,18 @@ def blip_base(task: str):
 
 
 def embedded(task: str):
-    from vlpeft.worlds import shapes as world
-    from vlpeft.config import TinySpec
     from vlpeft.blip.models import build_tokenizer, random_blip
+    from vlpeft.config import TinySpec
+    from vlpeft.worlds import shapes as world
     return random_blip(task, build_tokenizer(world.vocabulary()), TinySpec())
 
 
 def batch_for(task: str, B: int, px: int, vocab: int, cached_from=None) -> dict:
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(7, vocab, (B, 20), generator=g)
-    b = {"pixel_values": torch.randn(B, 3, px, px, generator=g), "input_ids": ids, "attention_mask": torch.ones_like(ids),
-         "labels": ids, "decoder_input_ids": ids[:, :6], "decoder_attention_mask": torch.ones_like(ids[:, :6])}
+    b = {"pixel_values": torch.randn(B, 3, px, px, generator=g), "input_ids": ids,
+         "attention_mask": torch.ones_like(ids), "labels": ids, "decoder_input_ids": ids[:, :6],
+         "decoder_attention_mask": torch.ones_like(ids[:, :6])}
     if task == "vqa":
         b["labels"] = ids[:, :6]
     if cached_from is not None:
@@ -103,9 +104,9 @@ def papermill_overhead(tmp: Path) -> dict:
     """Seconds per smoke cell: run() here, a fresh kernel per notebook, the sweep's warm kernel."""
     import subprocess
     os.chdir(tmp)
-    from vlpeft.study import engine, executors, presets
-    from vlpeft.worlds.assets import prepare
+    from vlpeft.study import engine, presets
     from vlpeft.train import run
+    from vlpeft.worlds.assets import prepare
     prepare("smoke", progress=False)
     cells = presets.grid("smoke", "bench", runs_root="runs", feature_cache="")
     c = cells[0]
@@ -143,6 +144,7 @@ def main() -> None:
         tmp = Path(tmp)
         # 1. loader
         from types import SimpleNamespace
+
         from transformers import BlipImageProcessorPil
         folder = tmp / "jpeg"
         folder.mkdir()

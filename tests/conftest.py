@@ -10,9 +10,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # tests run in parallel workers; one thread each avoids oversubscription
 
-from vlpeft.worlds import shapes as world  # noqa: E402
-from vlpeft.blip.models import build_processor, build_tokenizer, random_blip  # noqa: E402
 from helpers import SPEC, TINY_WORLD  # noqa: E402
+from vlpeft.blip.models import build_processor, build_tokenizer, random_blip  # noqa: E402
+from vlpeft.worlds import shapes as world  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def tokenizer():

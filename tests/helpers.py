@@ -13,13 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vlpeft.blip.models import random_blip
 from vlpeft.catalog import family_of, variant
 from vlpeft.config import TinySpec
 from vlpeft.methods import MethodConfig, apply_method
-from vlpeft.blip.models import random_blip
 from vlpeft.worlds import shapes as world
 from vlpeft.worlds.assets import SMOKE_SPEC
-
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. A tiny world and model, a seconds-long run, a snapshot of files
@@ -53,6 +52,7 @@ def write_real_layout(root, counts=None, questions_per_image=2, image_size=20):
     counts it wrote, per Karpathy split."""
     import json
     from pathlib import Path
+
     from PIL import Image
     root = Path(root)
     counts = counts or {"train": 5, "restval": 2, "val": 2, "test": 3}
@@ -78,7 +78,8 @@ def write_real_layout(root, counts=None, questions_per_image=2, image_size=20):
                 questions[folder].append({"image_id": image_id, "question": f"What is it {k}?", "question_id": qid})
                 annotations[folder].append({"image_id": image_id, "question_id": qid, "question_type": "what",
                                             "answer_type": "other", "multiple_choice_answer": answer,
-                                            "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": i + 1}
+                                            "answers": [{"answer": answer, "answer_confidence": "yes",
+                                                         "answer_id": i + 1}
                                                         for i in range(10)]})
     (root / "annotations" / "dataset_coco.json").write_text(json.dumps({"dataset": "coco", "images": images}))
     for folder in ("train2014", "val2014"):
@@ -208,7 +209,7 @@ def save_pth(path, sd):
 # ---------------------------------------------------------------------------------------------------------
 # 4. Synthetic studies whose answer is known
 #Synthetic studies whose answer is known, shared by the claims, results, figures and report tests.
-# 
+#
 # A scenario is a score function per task, `score(method, size_index, classifier, data_ratio)` (metric units:
 # CIDEr ~1, accuracy ~0.5), laid out on the tiny preset's design (3 data ratios at the middle size with and without
 # "+ classifier", 3 sizes at the full data, full fine-tuning at every ratio) over several seeds, with seed-level

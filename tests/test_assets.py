@@ -8,13 +8,13 @@ import shutil
 
 import pytest
 
+from helpers import SPEC, TINY_WORLD, snapshot, write_real_layout
 from vlpeft import cli
-from vlpeft.worlds import assets
-from vlpeft.study import engine, executors, presets
 from vlpeft.config import PretrainConfig
 from vlpeft.errors import AssetError
 from vlpeft.io import MARKER, own
-from helpers import SPEC, TINY_WORLD, snapshot, write_real_layout
+from vlpeft.study import executors, presets
+from vlpeft.worlds import assets
 
 
 def test_a_paper_cell_reads_real_files_and_writes_nothing_there(tmp_path, models, monkeypatch):

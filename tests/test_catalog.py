@@ -7,14 +7,12 @@ import textwrap
 
 import pytest
 
+from helpers import smoke_config
 from vlpeft import catalog
-from vlpeft.study import claims
-from vlpeft.study import results
-from vlpeft.study import engine, executors, presets
 from vlpeft.catalog import METHODS, Method
 from vlpeft.methods import MethodConfig, apply_method, count_parameters, remove_method
+from vlpeft.study import claims, presets, results
 from vlpeft.train import run
-from helpers import smoke_config
 
 TOY = '''
 """A toy method (not the paper's): one learned vector added to every text tower's output."""

@@ -1,10 +1,7 @@
 """claims: verdicts on synthetic studies whose answer is known, interval coverage by simulation, the dial.
 
-A scenario is a score function per task, `score(method, size_index, classifier, data_ratio)` (metric units:
-CIDEr ~1, accuracy ~0.5), laid out on the tiny preset's design (3 data ratios at the middle size with and without
-"+ classifier", 3 sizes at the full data, full fine-tuning at every ratio) over several seeds, with seed-level
-random effects (an offset per seed and one per (seed, data ratio), shared by every run of that seed / subset) and
-run noise. `PAPER` behaves as the paper says, so every claim must come out supported; CASES bend one part at a time.
+The scenarios are helpers.py's (section 4): `paper_caption` and `paper_vqa` behave as the paper says, so every claim
+must come out supported; CASES bend one part at a time.
 """
 from __future__ import annotations
 
@@ -14,12 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import FAMILY, RATIOS, SEEDS, SIZES, dial_frame, frame, paper_caption, paper_vqa, variant  # noqa: F401
 from vlpeft.study import claims
 from vlpeft.study.claims.estimators import cls_gain, ratio_change
 from vlpeft.study.claims.judges import DIAL_NEGLIGIBLE
-
-from helpers import (FAMILY, RATIOS, SEEDS, SIZES, dial_frame, frame, paper_caption, paper_vqa,  # noqa: F401
-                       variant)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -351,6 +346,7 @@ def test_the_committed_claims_are_what_the_rules_give_on_the_committed_runs(stud
     """claims.csv and claims_per_method.csv recomputed from the committed runs.csv equal the committed files,
     cell for cell: text exactly, numbers to 1e-9 (a CSV round trip moves the last bits of a float)."""
     from pathlib import Path
+
     from vlpeft.study import report
     folder = Path(__file__).resolve().parent.parent / "reports" / study
     s = report.Study.load(folder)

@@ -13,6 +13,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # as conftest does: nothing downlo
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from helpers import (  # noqa: E402
+    EMBED,
+    HEAD_OPTS,
+    HEADS,
+    IMAGE,
+    INTER,
+    LAYERS,
+    MAXPOS,
+    PATCH,
+    TINTER,
+    TLAYERS,
+    WORDS,
+    D,
+    H,
+    blip_layout,
+    original_state_dict,
+    save_pth,
+)
 from vlpeft.blip import target  # noqa: E402
 from vlpeft.blip.checkpoints import RECORD, looks_vqa_finetuned  # noqa: E402
 from vlpeft.blip.convert import convert_blip  # noqa: E402
@@ -20,9 +38,6 @@ from vlpeft.blip.keymap import rename_key, source_key  # noqa: E402
 from vlpeft.blip.models import build_processor, load_model, load_processor  # noqa: E402
 from vlpeft.blip.original import ConvertError, interpolate_pos_embed  # noqa: E402
 from vlpeft.io import MARKER, own  # noqa: E402
-from helpers import (D, EMBED, H, HEAD_OPTS, HEADS, IMAGE, INTER, LAYERS, MAXPOS, PATCH, TINTER, TLAYERS,  # noqa: E402
-                     WORDS, blip_layout, original_state_dict, save_pth)
-
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vlpeft.worlds import shapes as world
-from vlpeft.data import (Paths, Pixels, check_images, load_image, load_karpathy, load_vqa, nested_subset,
-                         split_sizes)
-from vlpeft.records import load_json
+from vlpeft.data import Paths, Pixels, load_image, load_karpathy, load_vqa, nested_subset
 from vlpeft.errors import DataError
+from vlpeft.records import load_json
 from vlpeft.tasks import TASKS
+from vlpeft.worlds import shapes as world
 
 
 def test_world_is_deterministic_and_loads(tiny_world, tmp_path):

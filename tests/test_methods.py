@@ -9,10 +9,20 @@ import pytest
 import torch
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering
 
-from vlpeft.methods import (MethodConfig, MethodError, apply_method, closed_form_count, count_parameters, load_method, lora,
-                            remove_method, save_method, trainable_summary)
-from vlpeft.tasks import CAPTION_PROMPT, TASKS, VQA_TEMPLATE, token_logprobs
 from helpers import contextual_model
+from vlpeft.methods import (
+    MethodConfig,
+    MethodError,
+    apply_method,
+    closed_form_count,
+    count_parameters,
+    load_method,
+    lora,
+    remove_method,
+    save_method,
+    trainable_summary,
+)
+from vlpeft.tasks import CAPTION_PROMPT, TASKS, VQA_TEMPLATE, token_logprobs
 
 CASES = [(m, s) for m, sizes in {"prompt": [2, 8], "prefix": [2, 8], "lora": [2, 4], "serial_adapter": [4, 16],
                                  "parallel_adapter": [4, 16]}.items() for s in sizes] + [("full", 0)]

@@ -8,11 +8,11 @@ import time
 import pytest
 import torch
 
+from helpers import SPEC
+from vlpeft.blip.models import load_model, load_processor, random_blip, save_model
 from vlpeft.config import PretrainConfig
 from vlpeft.errors import ModelError
-from vlpeft.blip.models import load_model, load_processor, random_blip, save_model
 from vlpeft.worlds.pretrain import pretrain
-from helpers import SPEC
 
 
 @pytest.mark.parametrize("task", ["caption", "vqa"])
@@ -84,7 +84,9 @@ def test_the_blip_call_signatures_the_hooks_rely_on():
     """The tower hooks (methods/tower_hook.py), the cross-attention mask shim (models.honour_cross_attention_masks)
     and vision_states rely on these BLIP names in transformers (pinned in pyproject.toml); fail loudly if they move."""
     import inspect
-    from transformers.models.blip import modeling_blip as mb, modeling_blip_text as mt
+
+    from transformers.models.blip import modeling_blip as mb
+    from transformers.models.blip import modeling_blip_text as mt
     assert {"input_ids", "attention_mask", "position_ids", "inputs_embeds", "encoder_hidden_states",
             "encoder_attention_mask", "cache"} <= set(inspect.signature(mt.BlipTextModel.forward).parameters)
     assert {"attention_mask", "encoder_hidden_states", "encoder_attention_mask", "cache"} <= set(
@@ -99,7 +101,9 @@ def test_the_blip_call_signatures_the_hooks_rely_on():
 def test_prefix_lm_cuts_a_caption_at_a_word_with_a_word_on_each_side(tokenizer, caption):
     from vlpeft.worlds.pretrain import prefix_lm_batch
     words, seen = caption.split(), set()
-    text = lambda ids: " ".join(t for t in tokenizer.convert_ids_to_tokens(ids) if t not in tokenizer.all_special_tokens)  # noqa: E731
+
+    def text(ids):
+        return " ".join(t for t in tokenizer.convert_ids_to_tokens(ids) if t not in tokenizer.all_special_tokens)
     for seed in range(40):
         b = prefix_lm_batch(tokenizer, [caption], torch.Generator().manual_seed(seed))
         prefix, rest = text(b["input_ids"][0]), text(b["decoder_input_ids"][0])

@@ -22,6 +22,7 @@ CDN = re.compile(r"cdn\.|jsdelivr|unpkg|cdnjs|<script[^>]+src=\"?https?:", re.I)
 def executed(tmp_path_factory):
     """04_lora executed by papermill on the smoke world, with every proxy pointing nowhere."""
     import os
+
     import papermill as pm
     tmp = tmp_path_factory.mktemp("nb")
     saved = {k: os.environ.get(k) for k in BLOCKED}
@@ -91,6 +92,7 @@ def test_the_committed_notebooks_are_the_generators_and_open_unmodified():
     preset), and its metadata is what JupyterLab writes when the kernel connects, so opening it does not mark it
     modified (checked by hand in JupyterLab; here against the installed ipykernel)."""
     import importlib.util
+
     import nbformat
     from ipykernel.ipkernel import IPythonKernel
     spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")

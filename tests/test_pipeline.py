@@ -9,9 +9,9 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from vlpeft.study import engine, executors, presets
-from vlpeft.train import run
 from helpers import smoke_config
+from vlpeft.study import executors, presets
+from vlpeft.train import run
 
 KEYS = ("best_val", "best_step", "test", "final_val", "zero_shot_val", "steps", "n_train", "trainable_params")
 

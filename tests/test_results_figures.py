@@ -16,13 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import METRIC, SIZES, dial_frame, paper_caption, paper_vqa  # noqa: F401
+from helpers import frame as scenario
 from vlpeft.catalog import METHODS, family_of
 from vlpeft.study import claims, figures, report, results
 from vlpeft.study.claims.judges import KINDS
 from vlpeft.study.results import load_curves, load_runs, summarize
-
-from helpers import METRIC, SIZES, dial_frame, paper_caption, paper_vqa  # noqa: F401
-from helpers import frame as scenario
 
 SEEDS = (0, 1, 2)
 

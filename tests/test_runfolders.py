@@ -10,10 +10,9 @@ import time
 
 import pytest
 
-from vlpeft import cli
-from vlpeft.errors import RunFolderError
-from vlpeft.train import run
 from helpers import smoke_config, snapshot
+from vlpeft import cli
+from vlpeft.train import run
 
 
 def argv(cfg) -> list[str]:
@@ -55,7 +54,8 @@ def three_answers(world):
 
 
 def no_answers_on_a_test_question(world):
-    index = {e["cocoid"]: e["split"] for e in json.loads((world / "annotations" / "dataset_coco.json").read_text())["images"]}
+    karpathy = json.loads((world / "annotations" / "dataset_coco.json").read_text())
+    index = {e["cocoid"]: e["split"] for e in karpathy["images"]}
     path = world / "annotations" / "v2_mscoco_val2014_annotations.json"
     d = json.loads(path.read_text())
     next(a for a in d["annotations"] if index[a["image_id"]] == "test")["answers"] = []
@@ -91,11 +91,13 @@ CASES = [
                                                                       "exactly 10", 1),
     ("test question without answers", dict(task="vqa"), lambda w, m, t: no_answers_on_a_test_question(w),
      "has 0 answers", 1),
-    ("corrupt model config", dict(), lambda w, m, t: {"model_path": str(broken_model(m, t, "corrupt config") / "{task}")},
+    ("corrupt model config", dict(),
+     lambda w, m, t: {"model_path": str(broken_model(m, t, "corrupt config") / "{task}")},
      "config.json: not valid JSON", 1),
     ("no model config", dict(), lambda w, m, t: {"model_path": str(broken_model(m, t, "no config") / "{task}")},
      "no config.json — not a transformers checkpoint directory", 1),
-    ("truncated weights", dict(), lambda w, m, t: {"model_path": str(broken_model(m, t, "truncated weights") / "{task}")},
+    ("truncated weights", dict(),
+     lambda w, m, t: {"model_path": str(broken_model(m, t, "truncated weights") / "{task}")},
      "model.safetensors: the weights file is corrupt or truncated", 1),
     ("vqa-finetuned start", dict(task="vqa", model_path="Salesforce/blip-vqa-base"), None,
      "refusing to start VQA from 'Salesforce/blip-vqa-base'", 2),
@@ -203,7 +205,7 @@ def test_two_processes_never_train_one_folder(models, tiny_world, tmp_path, caps
 
 
 def test_a_sweep_skips_a_cell_another_sweep_runs(tmp_path, monkeypatch):
-    from vlpeft.study import engine, executors, presets
+    from vlpeft.study import engine, presets
     monkeypatch.chdir(tmp_path)
     cell = presets.grid("smoke")[0]
     owner = hold(cell.out_dir, "sweep.lock")
@@ -236,14 +238,14 @@ def test_sweep_and_study_take_paths(capsys):
     code, _ = call(["sweep", "--preset", "paper", "--data-root", "/mnt/coco", "--model-path", "/ckpt/{task}",
                     "--runs-root", "/scratch/runs", "--methods", "lora", "--dry-run"], capsys)
     assert code == 0
-    from vlpeft.study import engine, executors, presets
+    from vlpeft.study import presets
     cell = presets.grid("paper", data_root="/mnt/coco", model_path="/ckpt/{task}", runs_root="/scratch/runs")[0]
     assert cell.config.data_root == "/mnt/coco" and cell.config.model_path == "/ckpt/{task}"
     assert cell.config.out_dir.startswith("/scratch/runs/paper/")
 
 
 def test_run_ids_differ_when_results_relevant_fields_differ():
-    from vlpeft.study import engine, executors, presets
+    from vlpeft.study import presets
     a = presets.grid("tiny")[0]
     b = presets.make_cell(a.study, a.world, "runs", **(vars(a.config) | {"lr": a.config.lr * 2}))
     c = presets.make_cell(a.study, a.world, "runs", **(vars(a.config) | {"num_workers": 3, "threads": 1}))
@@ -266,7 +268,7 @@ def test_help_is_fast_and_explains_sizes():
 
 
 def test_a_dead_kernel_is_reported_with_the_runs_log(tmp_path, monkeypatch):
-    from vlpeft.study import engine, executors, presets
+    from vlpeft.study import engine, presets
     monkeypatch.chdir(tmp_path)
     cell = presets.grid("smoke")[0]
     killed = presets.make_cell(cell.study, cell.world, "runs", **(vars(cell.config) | {"fault": "kill:3"}))

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from vlpeft.study import engine, executors, presets
 from vlpeft.catalog import METHODS
+from vlpeft.study import executors, presets
 
 # Table II written out by hand: (task, method) → (#data ratios, #sizes)
 TABLE_II = {

@@ -9,14 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import contextual_model, write_real_layout
+from vlpeft.blip.models import build_processor, random_blip, tiny_blip_config, vision_states
 from vlpeft.config import TinySpec
 from vlpeft.data import Paths, Pixels, load_vqa, split_sizes
 from vlpeft.features import ensure_features
 from vlpeft.methods import MethodConfig, apply_method
-from vlpeft.blip.models import build_processor, random_blip, tiny_blip_config, vision_states
 from vlpeft.tasks import TASKS, VQA_ROUTES, evaluate
-from helpers import contextual_model
-from helpers import write_real_layout
 
 QUESTIONS = ["what color is the circle ?", "how many ?", "is there a big red square left of the blue circle ?",
              "where is the cross ?", "what shape is the small green object on the left ?"]
@@ -37,8 +36,9 @@ def test_a_vqa_answer_does_not_depend_on_its_batch_mates(tokenizer, method, size
     task = TASKS["vqa"]
     together = vqa_batch(tokenizer, QUESTIONS)
     assert (together["attention_mask"] == 0).any()  # padded: the questions differ in length
-    alone = [task.predict(model, vqa_batch(tokenizer, [q], seed=0) | {"pixel_values": together["pixel_values"][i:i + 1]},
-                          tokenizer)[0] for i, q in enumerate(QUESTIONS)]          # each at its own length
+    alone = [task.predict(model, vqa_batch(tokenizer, [q], seed=0)                   # each at its own length
+                          | {"pixel_values": together["pixel_values"][i:i + 1]}, tokenizer)[0]
+             for i, q in enumerate(QUESTIONS)]
     assert task.predict(model, together, tokenizer) == alone
     for order in ([4, 0, 3, 1, 2], [2, 3]):  # other batch-mates, another order
         sub = {k: v[order] if torch.is_tensor(v) else [v[i] for i in order] for k, v in together.items()}

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 
+from helpers import smoke_config
 from vlpeft.cli import to_args
 from vlpeft.config import RunConfig
 from vlpeft.errors import ConfigError
 from vlpeft.tasks import TASKS
 from vlpeft.train import run
-from helpers import smoke_config
 
 METHODS = [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4), ("serial_adapter", 8), ("parallel_adapter", 8)]
 
@@ -109,6 +109,7 @@ def test_data_parallel_under_accelerate_launch(models, tiny_world, tmp_path):
     """Two CPU processes (gloo) under `accelerate launch`: each trains on half of every global batch with the
     gradients averaged, so the result tracks a single-process run of the same config closely."""
     import shutil
+
     from safetensors.torch import load_file
     kw = dict(task="vqa", method="lora", size=4, epochs=2, eval_every=3)
     single = run(smoke(models, tiny_world, tmp_path / "one", **kw), progress=False)
@@ -162,6 +163,7 @@ def test_a_compiled_run_has_the_eager_runs_losses(models, tiny_world, tmp_path):
 ])
 def test_the_compile_plan_says_why(monkeypatch, compile_, steps, compiler, expected):
     import torch
+
     from vlpeft import compiling
     if not compiler:
         monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
@@ -171,6 +173,7 @@ def test_the_compile_plan_says_why(monkeypatch, compile_, steps, compiler, expec
 
 def test_a_compile_failure_falls_back_to_eager_with_one_line(monkeypatch, capsys):
     import torch
+
     from vlpeft import compiling
 
     def broken(module):

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from vlpeft.worlds import shapes as world
-from vlpeft.data import Paths, load_karpathy, load_vqa
-from vlpeft.worlds.pretrain import offset_positions
 from helpers import TINY_WORLD
+from vlpeft.data import Paths, load_karpathy, load_vqa
+from vlpeft.worlds import shapes as world
+from vlpeft.worlds.pretrain import offset_positions
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,7 @@ def test_the_vqa_is_not_answerable_from_the_question_alone(tmp_path):
     training answer of each question type scores at most 0.33 on the test split (VQAv2: about 0.31), and within
     every type no answer holds more than its fair share by much."""
     from collections import Counter
+
     from vlpeft.data import question_prior
     root = world.write_world(tmp_path, dataclasses.replace(world.WorldConfig(), n_pretrain_extra=0), progress=False)
     train, test = load_vqa(Paths(root), "train"), load_vqa(Paths(root), "test")

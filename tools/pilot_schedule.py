@@ -34,8 +34,8 @@ def reference_size(method: str) -> int:
 def config(task: str, method: str, epochs: int) -> RunConfig:
     world = get_world(WORLD)
     base = tiny_base(world.world, epochs)[task]
-    total = base["steps"] if task == "caption" else epochs * -(-(world.world.n_train + world.world.n_restval)
-                                                                 * world.world.questions_per_image // base["batch_size"])
+    questions = (world.world.n_train + world.world.n_restval) * world.world.questions_per_image
+    total = base["steps"] if task == "caption" else epochs * -(-questions // base["batch_size"])
     out = ROOT / task / (f"e{epochs}" if task == "vqa" else f"s{base['steps']}") / method
     return RunConfig(**(base | dict(task=task, method=method, size=reference_size(method), data_ratio=1.0,
                                     seed=PILOT_SEED, lr=EMBEDDED_LR[task][method], eval_size=0,
@@ -55,12 +55,14 @@ def last_fifth_gain(curve: list[dict], total: int) -> float:
 
 def table():
     import pandas as pd
+
     from vlpeft.data import Paths, load_vqa, question_prior
     rows = []
     for metrics in sorted(ROOT.rglob("metrics.json")):
         m = json.loads(metrics.read_text())
         curve = json.loads((metrics.parent / "curve.json").read_text())
-        rows.append({"task": m["task"], "schedule": metrics.parent.parent.name, "method": m["method"], "size": m["size"],
+        rows.append({"task": m["task"], "schedule": metrics.parent.parent.name, "method": m["method"],
+                     "size": m["size"],
                      "steps": m["steps"], "best_val": m["best_val"], "final_val": m["final_val"],
                      "last_fifth_gain_pts": round(last_fifth_gain(curve, m["steps"]), 2),
                      "curve": " ".join(f"{c['val']:.2f}" for c in curve), "wall_s": round(m["wall_s"]),
@@ -88,6 +90,7 @@ def decide():
 def figure(out: str):
     import altair as alt
     import pandas as pd
+
     from vlpeft.study.figures import save
     rows = []
     for metrics in sorted(ROOT.rglob("metrics.json")):

@@ -9,7 +9,6 @@ Each run prints its validation curve; `summary` prints every finished run as one
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 from vlpeft.config import PretrainConfig, RunConfig, TinySpec
@@ -70,8 +69,9 @@ elif a.cmd == "run":
                     model_path=f"checkpoints/pilot/{a.name}/{{task}}", data_root=a.data_root,
                     out_dir=f"runs/pilot/{a.name}/{a.task}/{a.method}{'+cls' if a.cls else ''}_s{a.size}_lr{a.lr:g}"
                             f"_e{a.epochs}_r{a.ratio:g}{a.tag}"
-                            + (f"_{a.towers}" if a.towers else "") + (f"_{a.lora_targets.replace('|', '')}"
-                                                                     if a.lora_targets != "query|key" else ""), threads=a.threads, checkpoint_every=0,
+                            + (f"_{a.towers}" if a.towers else "")
+                            + (f"_{a.lora_targets.replace('|', '')}" if a.lora_targets != "query|key" else ""),
+                    threads=a.threads, checkpoint_every=0,
                     feature_cache="cache/features")
     m = run(cfg, progress=False)
     curve = json.loads((Path(cfg.out_dir) / "curve.json").read_text())

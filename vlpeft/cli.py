@@ -25,7 +25,17 @@ import time
 import typing
 from pathlib import Path
 
+from .blip.checkpoints import check_path, looks_vqa_finetuned
+from .blip.convert import add_arguments, main_cmd
 from .catalog import METHODS, TASK_INFO
+from .config import PretrainConfig, RunConfig
+from .errors import REPORT_A_BUG, ConfigError, Interrupted, user_error
+from .study.presets import grid, print_grid, select
+from .worlds.shapes import WorldConfig, ensure_world
+
+# torch, transformers, pandas and altair load inside the commands that need them (the data, training, sweep, report
+# and pre-training modules), for start-up speed: `vlpeft --help` and `sweep --dry-run` answer in well under a second
+# (tests/test_runfolders.py: test_help_is_fast_and_explains_sizes).
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (),
@@ -82,7 +92,6 @@ TRAIN_HELP = {
 
 # ---------------------------------------------------------------------------------------------------------
 def cmd_world(args):
-    from .worlds.shapes import WorldConfig, ensure_world
     from .data import Paths, load_vqa, question_prior
     out = ensure_world(args.out, from_args(WorldConfig, args))
     prior, _ = question_prior(load_vqa(Paths(out), "train"), load_vqa(Paths(out), "test"))
@@ -90,7 +99,6 @@ def cmd_world(args):
 
 
 def cmd_pretrain(args):
-    from .config import PretrainConfig
     from .worlds.pretrain import pretrain
     out = pretrain(from_args(PretrainConfig, args), force=args.force)
     card = json.loads((out / "card.json").read_text())
@@ -98,13 +106,10 @@ def cmd_pretrain(args):
 
 
 def cmd_convert(args):
-    from .blip.convert import main_cmd
     main_cmd(args)
 
 
 def cmd_train(args):
-    from .blip.checkpoints import check_path, looks_vqa_finetuned
-    from .config import RunConfig
     cfg = from_args(RunConfig, args)
     path = cfg.model_path.format(task=cfg.task)
     if not (cfg.task == "vqa" and looks_vqa_finetuned(path)):  # that refusal (in train.validate) says more
@@ -117,13 +122,11 @@ def cmd_train(args):
 
 def folder_arg(path: str | None, flag: str) -> None:
     """Refuse a folder argument that names a file (before any work)."""
-    from .errors import ConfigError
     if path and Path(path).exists() and not Path(path).is_dir():
         raise ConfigError(f"{flag} {path} is a file, not a folder; choose a folder (new or vlpeft's own)")
 
 
 def _cells(args, preset: str):
-    from .study.presets import grid, select
     folder_arg(args.runs_root, "--runs-root")
     folder_arg(args.feature_cache, "--feature-cache")
     route = {"vqa_route": args.vqa_route} if args.vqa_route else {}
@@ -134,12 +137,11 @@ def _cells(args, preset: str):
 
 
 def cmd_sweep(args):
-    from .study.presets import print_grid
     cells = _cells(args, args.preset)
     if args.dry_run:
         print_grid(cells)
         return
-    from .study.executors import execute   # torch and the engine only for a real sweep
+    from .study.executors import execute  # torch and the engine only for a real sweep
     failures = execute(cells, executor=args.executor, workers=args.workers, slurm=vars(args))
     sys.exit(1 if failures and args.strict else 0)
 
@@ -212,14 +214,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    from .config import PretrainConfig, RunConfig
     p = Parser(prog="vlpeft", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("world", help="write the synthetic shapes world in MSCOCO/VQAv2 formats")
     s.add_argument("--out", default="data/shapes", help="an empty or new folder, or an earlier world of this config")
-    from .worlds.shapes import WorldConfig  # numpy + PIL: still fast
     add_dataclass_args(s, WorldConfig)
     s.set_defaults(fn=cmd_world)
 
@@ -229,7 +229,6 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_pretrain)
 
     s = sub.add_parser("convert-blip", help="BLIP's original pre-training checkpoint → transformers folders")
-    from .blip.convert import add_arguments
     add_arguments(s)
     s.set_defaults(fn=cmd_convert)
 
@@ -278,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run a command; a user's mistake or the machine's refusal is one or two lines and an exit code (2 for usage),
     a bug keeps its traceback with a line saying so. `--debug` shows every traceback."""
     import traceback
-    from .errors import REPORT_A_BUG, Interrupted, user_error
+
     args = parser().parse_args(argv)
     debug = args.debug or os.environ.get("VLPEFT_DEBUG") == "1"
     try:

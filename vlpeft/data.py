@@ -34,8 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from . import layouts
 from .errors import DataError
 from .metrics import vqa_accuracy_one
-from .records import (KARPATHY_SPLITS, N_ANSWERS, VQA_SPLITS, CaptionItem, VqaItem, load_json, no_duplicates,
-                      require)
+from .records import KARPATHY_SPLITS, N_ANSWERS, VQA_SPLITS, CaptionItem, VqaItem, load_json, no_duplicates, require
 
 
 @dataclass(frozen=True)
@@ -274,12 +273,6 @@ def stack_images(batch: list[dict]) -> dict:
 # of DataLoader workers, and any number of data-parallel ranks) sees exactly the batches of an uninterrupted one
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-
-
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """The examples of global step `step`."""
-    epoch, k = divmod(step, math.ceil(n / batch_size))
-    return epoch_order(n, seed, epoch)[k * batch_size:(k + 1) * batch_size].tolist()
 
 
 class StepBatches(torch.utils.data.Sampler):

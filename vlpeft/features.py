@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from filelock import FileLock
 
 from .blip.models import load_model, load_processor, vision_states

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import socket
 import subprocess
 import time
@@ -57,6 +58,7 @@ def progress_bar(**kw):
     """tqdm (notebook-aware), redrawn at most every 5 s when stderr is not a terminal (a log file would
     otherwise fill with redraws)."""
     import sys
+
     from tqdm.auto import tqdm
     return tqdm(**{"mininterval": 0.1 if sys.stderr.isatty() else 5.0, "dynamic_ncols": True} | kw)
 
@@ -88,7 +90,7 @@ def provenance() -> dict:
         except PackageNotFoundError:
             return None
     return {"vlpeft": v("vlpeft"), "git_commit": git_commit(), "torch": v("torch"),
-            "transformers": v("transformers"), "peft": v("peft"), "python": ".".join(map(str, __import__("sys").version_info[:3])),
+            "transformers": v("transformers"), "peft": v("peft"), "python": platform.python_version(),
             "host": socket.gethostname()}
 
 

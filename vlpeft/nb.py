@@ -164,6 +164,7 @@ def identity_check(cfg) -> float:
     """max |Δlogits| between the model with the method injected (at its initialisation) and the base model, on
     validation examples; LoRA and the adapters must start *equal* to the base model (asserted)."""
     import torch
+
     from .blip.models import load_model
     from .methods import MethodConfig, apply_method
     base = load_model(cfg.task, cfg.checkpoint)
@@ -192,6 +193,7 @@ def count_check(cfg):
     import pandas as pd
     import torch
     from transformers import BlipConfig
+
     from .blip.models import TASK_CLASSES, load_model
     from .methods import MethodConfig, apply_method, available_towers, closed_form_count, count_parameters
     rows = []
@@ -234,6 +236,7 @@ def examples(cfg, n: int = 4):
     """Generated captions/answers of the run's saved method weights on test examples, beside the references."""
     import pandas as pd
     import torch
+
     from .blip.models import load_model
     from .methods import load_method
     task, items, batch, tokenizer = _first_items(cfg, "test", n, teacher_forced=False)

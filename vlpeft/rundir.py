@@ -145,7 +145,7 @@ class RunFolder:
         ckpt = self.checkpoint_dir
         ckpt.mkdir(exist_ok=True)
         (ckpt / "state.json").unlink(missing_ok=True)
-        import torch                                   # here, not at import: run ids and folders need no torch
+        import torch  # here, not at import: run ids and folders need no torch
         from safetensors.torch import save_file
         save_file(trainable, ckpt / "trainable.safetensors")
         rng = {"cpu": torch.get_rng_state()}

@@ -39,12 +39,12 @@ import torch
 from torch import nn
 
 from . import metrics
-from .catalog import TASK_INFO
-from .catalog import TaskInfo
+from .blip.checkpoints import looks_vqa_finetuned
+from .blip.models import vision_states
+from .catalog import TASK_INFO, TaskInfo
 from .data import Examples, Paths, load_captions, load_vqa, stack_images
 from .errors import ConfigError
 from .io import progress_bar
-from .blip.models import vision_states
 
 CAPTION_PROMPT = "a picture of"                # paper §IV: the caption prompt
 VQA_TEMPLATE = "question: {question} answer:"  # paper §IV: "Question: {question} Answer:" (lower-cased tokenizer)
@@ -260,7 +260,6 @@ class VqaTask(Task):
     def start_problem(self, model_path):
         """A checkpoint already fine-tuned on VQA (e.g. Salesforce/blip-vqa-base, trained on VQAv2 train+val)
         would make VQA consistent with its "pre-training" and score it on its own training questions."""
-        from .blip.checkpoints import looks_vqa_finetuned
         reason = looks_vqa_finetuned(model_path)
         return f"refusing to start VQA from {model_path!r}: {reason}" if reason else None
 

@@ -41,13 +41,19 @@ from .devices import PRECISIONS, autocast_dtype, device_problem, resolve_device
 from .errors import ConfigError, Interrupted, MetricError, Preempted
 from .features import ensure_features
 from .io import progress_bar, provenance, write_json
-from .methods import (MethodConfig, apply_method, count_parameters, save_method, size_problem, trainable_parameters,
-                      trainable_state_dict)
+from .methods import (
+    MethodConfig,
+    apply_method,
+    count_parameters,
+    save_method,
+    size_problem,
+    trainable_parameters,
+    trainable_state_dict,
+)
 from .parallel import Ranks, ranks
 from .rundir import RunFolder, config_dict
 from .signals import StopSignals
 from .tasks import TaskModel, evaluate, get_task, to_device
-
 
 POSITIVE = ("batch_size", "steps", "epochs", "eval_batch_size")
 NON_NEGATIVE = ("warmup_steps", "warmup_per_ratio", "eval_every", "eval_size", "test_size", "threads",
@@ -86,7 +92,8 @@ def field_problems(cfg: RunConfig):
     if not (isinstance(cfg.label_smoothing, (int, float)) and 0.0 <= cfg.label_smoothing < 1.0):
         yield f"label_smoothing must be in [0, 1), got {cfg.label_smoothing} (0.0: the paper's loss, 0.1: BLIP's)"
     yield from (f"{name} must be positive, got {getattr(cfg, name)}" for name in POSITIVE if getattr(cfg, name) <= 0)
-    yield from (f"{name} must be 0 or more, got {getattr(cfg, name)}" for name in NON_NEGATIVE if getattr(cfg, name) < 0)
+    yield from (f"{name} must be 0 or more, got {getattr(cfg, name)}" for name in NON_NEGATIVE
+                if getattr(cfg, name) < 0)
     if cfg.num_workers < -1:
         yield f"num_workers must be -1 (auto) or 0 or more, got {cfg.num_workers}"
     yield device_problem(cfg.device)
@@ -356,7 +363,8 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
         started, status = time.time(), "complete"
         state = resume_or_start(s, folder, saved)
         bar = progress_bar(total=s.total, initial=state.step, disable=not (progress and dp.main),
-                           desc=f"{cfg.task} {variant(cfg.method, cfg.tune_classifier)} s={cfg.size} r={cfg.data_ratio}")
+                           desc=f"{cfg.task} {variant(cfg.method, cfg.tune_classifier)} s={cfg.size} "
+                                f"r={cfg.data_ratio}")
         log = (folder.path / "train.log").open("a") if dp.main else open(os.devnull, "w")
         s.model.train()
         with bar, log, StopSignals() as stop:

@@ -11,12 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering,
-                          BlipProcessor)
+from transformers import (
+    BertTokenizer,
+    BlipConfig,
+    BlipForConditionalGeneration,
+    BlipForQuestionAnswering,
+    BlipProcessor,
+)
 from transformers.utils import logging as hf_logging
 
 from ..config import TinySpec
 from ..errors import ModelError
+from ..io import write_json
 from .checkpoints import check_path as _check_path
 
 # Nothing downloads at run or test time (vlpeft/__init__.py sets HF_HUB_OFFLINE before transformers is imported;
@@ -157,7 +163,6 @@ def save_model(model, processor, out: str | Path, card: dict | None = None) -> P
     model.save_pretrained(out)
     processor.save_pretrained(out)
     if card is not None:
-        from ..io import write_json
         write_json(out / "card.json", card)
     return out
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..catalog import METHODS, method as catalogue_entry
+from ..catalog import METHODS
+from ..catalog import method as catalogue_entry
 from ..errors import MethodError
 
 TOWER_PATHS = {"text_encoder": "text_encoder", "text_decoder": "text_decoder.bert"}
@@ -146,7 +147,8 @@ def print_trainable_parameters(model) -> None:
     print(trainable_summary(model))
 
 
-def closed_form_count(method: str, size: int, text_config, towers: int, tune_classifier: bool = False) -> tuple[int, str]:
+def closed_form_count(method: str, size: int, text_config, towers: int,
+                      tune_classifier: bool = False) -> tuple[int, str]:
     """The method's trainable parameters from the shapes alone, and the formula in words: what
     `count_parameters` must find (tests and the read-along notebooks check it)."""
     d, L, V, e = (text_config.hidden_size, text_config.num_hidden_layers, text_config.vocab_size,
@@ -154,10 +156,14 @@ def closed_form_count(method: str, size: int, text_config, towers: int, tune_cla
     sites = 3  # every BLIP text block: self-attention, cross-attention, FFN
     per_tower = {
         "prompt": (size * d, "p·d"),
-        "prefix": (size * d + (d * d + d) + (d * 2 * L * d + 2 * L * d), "p·d + (d² + d) + (d·2Ld + 2Ld)  [P′ and the MLP d → d → 2Ld]"),
-        "lora": (L * size * (6 * d + e + d), "L·r·(2·2d + 2d + (d_enc + d))  [A and B on q, k of self- and cross-attention]"),
-        "serial_adapter": (L * sites * (2 * d * size + size + d), "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"),
-        "parallel_adapter": (L * sites * (2 * d * size + size + d), "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"),
+        "prefix": (size * d + (d * d + d) + (d * 2 * L * d + 2 * L * d),
+                   "p·d + (d² + d) + (d·2Ld + 2Ld)  [P′ and the MLP d → d → 2Ld]"),
+        "lora": (L * size * (6 * d + e + d),
+                 "L·r·(2·2d + 2d + (d_enc + d))  [A and B on q, k of self- and cross-attention]"),
+        "serial_adapter": (L * sites * (2 * d * size + size + d),
+                           "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"),
+        "parallel_adapter": (L * sites * (2 * d * size + size + d),
+                             "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"),
     }
     if method not in per_tower:
         raise MethodError(f"no closed form for {method!r}")
@@ -221,6 +227,7 @@ def load_method(model, path: str | Path, seed: int = 0):
     return model
 
 
-__all__ = ["METHODS", "MethodConfig", "size_problem", "available_towers", "closed_form_count", "MethodError", "apply_method", "remove_method", "applied", "count_parameters",
+__all__ = ["METHODS", "MethodConfig", "size_problem", "available_towers", "closed_form_count", "MethodError",
+           "apply_method", "remove_method", "applied", "count_parameters",
            "trainable_parameters", "trainable_summary", "print_trainable_parameters", "save_method", "load_method",
            "method_state_dict", "trainable_state_dict", "unique_parameters"]

@@ -102,8 +102,8 @@ def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> li
         if not c.config.threads and not n_gpu:
             c.config.threads = cpu_threads
     results = []
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, cpu_threads)) as pool, \
-            progress_bar(total=len(cells), desc="sweep", unit="run", disable=not progress) as bar:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, cpu_threads))
+    with pool, progress_bar(total=len(cells), desc="sweep", unit="run", disable=not progress) as bar:
         futures = [pool.submit(run_cell, c) for c in cells]
         for fut in as_completed(futures):
             results.append(fut.result())

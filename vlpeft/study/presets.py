@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import METHODS, peft_methods, variant
+from ..config import RunConfig
 from ..errors import ConfigError
 from ..rundir import config_dict, run_id
-from ..config import RunConfig
 from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_world
 from ..worlds.shapes import CAPTIONS_PER_IMAGE
 
@@ -101,7 +101,8 @@ TINY_RATIOS = [0.1, 0.3, 1.0]
 TINY_SEEDS = [0, 1, 2]
 SMOKE_BASE = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=8,
                   test_size=8, lr=1e-3)
-# The consistency dial (beyond the paper; README, "The consistency dial"): captioning at every level × pre-training seed of
+# The consistency dial (beyond the paper; README, "The consistency dial"): captioning at every level × pre-training
+# seed of
 # `assets.DIAL_LEVELS` × `assets.DIAL_PRETRAIN_SEEDS`, for one method of each family and full fine-tuning, on the
 # tiny schedule's ratio and size axes
 DIAL_METHODS = ["prompt", "lora"]

@@ -104,6 +104,7 @@ def prepare(world: str | World, data_root: str | None = None, model_root: str | 
     data_root, model_root = data_root or w.data_root, model_root or w.model_root
     if w.synthetic:
         from filelock import FileLock
+
         from .pretrain import pretrain  # torch and transformers: only when a model is pre-trained (start-up speed)
         Path(model_root).parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{str(Path(model_root)).rstrip('/')}.lock"):  # concurrent notebooks wait for each other

@@ -51,16 +51,23 @@ import torch
 import torch.nn.functional as F
 from transformers import BlipForConditionalGeneration
 
-from . import shapes
+from ..blip.models import (
+    build_processor,
+    build_tokenizer,
+    honour_cross_attention_masks,
+    random_blip,
+    save_model,
+    vision_states,
+)
 from ..config import PretrainConfig
 from ..data import Paths, Pixels, load_karpathy
-from ..records import load_json
 from ..errors import ConfigError, Interrupted, Preempted
 from ..io import own, progress_bar, write_json
-from ..signals import StopSignals
 from ..methods import count_parameters, unique_parameters
-from ..blip.models import build_processor, build_tokenizer, honour_cross_attention_masks, random_blip, save_model, vision_states
+from ..records import load_json
+from ..signals import StopSignals
 from ..tasks import CAPTION_PROMPT, TASKS, decoder_targets, evaluate
+from . import shapes
 
 SHIFTS = (0, 8, 32, 128)  # prompt/prefix lengths whose shift the card prices
 RECIPES = {"mplug": "mplug", "blip": "blip"}  # recipe → the VQA route its checkpoints carry (tasks.VQA_ROUTES)
@@ -119,8 +126,8 @@ def check_pretrain(cfg: PretrainConfig) -> None:
     for name in ("lr", "weight_decay"):
         value = getattr(cfg, name)
         if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-            raise ConfigError(f"--{name.replace('_', '-')} must be a finite {'positive' if name == 'lr' else 'non-negative'} "
-                              f"number, got {value}")
+            kind = "positive" if name == "lr" else "non-negative"
+            raise ConfigError(f"--{name.replace('_', '-')} must be a finite {kind} number, got {value}")
     if not (Path(cfg.data_root) / "annotations").is_dir():
         raise ConfigError(f"--data-root {cfg.data_root}: no annotations/ folder; write the shapes world first "
                           f"(`vlpeft world --out {cfg.data_root}`)")
@@ -246,7 +253,8 @@ class Objectives:
     """The five pre-training losses of one step (see the module docstring); the third is the recipe's."""
 
     def __init__(self, vqa, heads, tokenizer, max_positions: int, g: torch.Generator, recipe: str = "mplug"):
-        self.vqa, self.heads, self.tok, self.max_pos, self.g, self.recipe = vqa, heads, tokenizer, max_positions, g, recipe
+        self.vqa, self.heads, self.tok, self.max_pos, self.g = vqa, heads, tokenizer, max_positions, g
+        self.recipe = recipe
         self.enc_id = tokenizer.convert_tokens_to_ids("[ENC]")
         self.prompt = TASKS["vqa"].question_ids(tokenizer, [CAPTION_PROMPT])  # [ENC] a picture of, as a question
 

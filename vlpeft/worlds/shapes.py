@@ -195,7 +195,8 @@ def text_corpus(rng: random.Random, n: int, cfg: "WorldConfig") -> list[str]:
         out.append(rng.choice([
             f"there are {len(objs)} objects",
             f"{d} {o.colour} {SHAPE_PLURAL[o.shape] if d != 1 else o.shape}",
-            f"{sum(p.colour == o.colour for p in objs)} {o.colour} shapes and {rng.randint(0, 9)} {SHAPE_PLURAL[o.shape]}",
+            f"{sum(p.colour == o.colour for p in objs)} {o.colour} shapes and {rng.randint(0, 9)} "
+            f"{SHAPE_PLURAL[o.shape]}",
             f"yes , this is a {size} {o.colour} {shape}",
             f"no , this is not a {other} {shape}",
             f"the color of the {shape} is {o.colour}",

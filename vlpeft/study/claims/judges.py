@@ -87,7 +87,7 @@ class JudgeKind:
 
     def label(self, margin: float) -> str:
         """The rule as a forest plot's tooltip reads it: the words, and the margin."""
-        return self.words + (f", margin {margin:g}" if margin == margin else "")
+        return self.words + (f", margin {margin:g}" if not math.isnan(margin) else "")
 
 
 KINDS = {k.name: k for k in (
