@@ -25,6 +25,8 @@ setup: $(BIN)/.installed
 
 study: setup
 	$(BIN)/vlpeft study --preset $(PRESET) --workers $(WORKERS)
+	if [ "$(PRESET)" = tiny ] && [ -f reports/tiny-blip/runs.csv ]; then \
+		$(BIN)/vlpeft compare reports/tiny reports/tiny-blip --out reports/families; fi
 
 dial: setup
 	$(BIN)/vlpeft study --preset dial --workers $(WORKERS)

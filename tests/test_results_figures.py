@@ -337,3 +337,33 @@ def test_a_dial_study_reports_its_verdict_and_figure(tmp_path):
     assert list(table.claim) == [str(c) for c in range(1, 12)] + ["dial"]         # the dial's verdict is a row too
     assert table.set_index("claim").loc["dial", "verdict"] == "supported"
     assert "| dial |" in (out / "claims.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Two pre-training recipes side by side (report/families.py)
+def vqa_with_lora_lifted(m, i, cls, r):
+    return paper_vqa(m, i, cls, r) + (0.2 if m == "lora" else 0.0)
+
+
+def test_two_recipes_side_by_side_say_what_the_recipe_changes(tmp_path):
+    from vlpeft.study.report import families
+    no_curves = pd.DataFrame(columns=["run_dir"])
+    a = report.Study("a", "memory", scenario(), no_curves)
+    b = report.Study("b", "memory", scenario(vqa=vqa_with_lora_lifted), no_curves)   # the same noise draws
+    verdicts = families.verdicts_side_by_side({"a": a, "b": b})
+    for name, s in (("a", a), ("b", b)):                       # each study judged by its own rules
+        assert verdicts[f"{name}: verdict"].tolist() == report.verdict_table(s)["verdict"].tolist()
+    scores = families.scores_side_by_side({"a": a, "b": b})
+    diff = scores.set_index(["task", "method"])["difference"]
+    assert diff[("vqa", "LoRA")] == pytest.approx(-20.0, abs=1e-6)           # a − b in points, paired by seed
+    assert diff.drop(("vqa", "LoRA")).abs().max() < 1e-6
+    changes = families.what_changes(verdicts, scores, ["a", "b"])
+    assert [c for c in changes if not c.startswith("claim")] == [c for c in changes if c.startswith("vqa, LoRA")]
+    assert len([c for c in changes if c.startswith("vqa, LoRA")]) == 1
+    same = {"a": a, "a again": a}
+    assert families.what_changes(families.verdicts_side_by_side(same), families.scores_side_by_side(same),
+                                 list(same)) == ["no verdict and no reference-size score differs beyond its interval"]
+    out = report.write_families({"a": a, "b": b}, tmp_path / "families", formats=("svg",))
+    page = (out / "index.html").read_text()
+    assert "<script" not in page and "vqa, LoRA" in page and (out / "figures" / "scores.svg").is_file()
+    assert pd.read_csv(out / "verdicts.csv").shape[0] == 11

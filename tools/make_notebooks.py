@@ -222,12 +222,24 @@ def pretrain_notebook():
         md("""# Pre-training the embedded VLP
 The study needs a vision-language model that was pre-trained on image–text pairs, so that captioning is
 *consistent* with pre-training and VQA is not. The embedded world uses a tiny BLIP (transformers' own BLIP
-classes) pre-trained here on the synthetic shapes world with five objectives (`vlpeft/worlds/pretrain.py`):
-captioning with the prompt `a picture of` (LM), image–text matching (ITM), captioning from the text encoder's
-states (the route VQA uses), and — the footing BERT gives BLIP — language modelling and masked language
-modelling on a text-only corpus holding every word a caption or answer uses, at random position offsets. It
-never sees a question."""),
-        code("""world = "smoke"            # smoke (seconds) | embedded (the study's model, a few minutes, cached)""",
+classes) pre-trained here on the synthetic shapes world with five objectives (`vlpeft/worlds/pretrain.py`). Four
+are shared by both recipes: captioning with the prompt `a picture of` (LM), image–text matching (ITM), and — the
+footing BERT gives BLIP — language modelling and masked language modelling on a text-only corpus holding every word
+a caption or answer uses, at random position offsets. It never sees a question.
+
+**Two recipes, the paper's model and BLIP.** The paper fine-tunes **mPLUG** (§IV-A); our stand-in is built from
+BLIP's classes. The recipes differ in the third objective and in what the VQA answer decoder reads:
+
+| | mPLUG's recipe (`embedded`, the study's default) | BLIP's recipe (`embedded-blip`, the second family) |
+|---|---|---|
+| third objective | **PrefixLM** (the mPLUG paper's prefix language modelling): a caption is cut at a random word; the text encoder reads the prefix over the image, the decoder *continues* the caption | **ELM**: the decoder produces the caption from the text encoder's states of `a picture of` (BLIP's decoder starts a sentence) |
+| VQA answer decoder reads | the image states *and* the question states, `[image; question]` (mPLUG's `model_vqa_mplug.py`) | the question states only (BLIP's `blip_vqa.py`) |
+
+The route travels with the checkpoint (its `config.json` says `vqa_route`), so fine-tuning, decoding and every
+evaluation read what pre-training trained. The same study run from both (`make study`, and `vlpeft study --preset
+tiny-blip`) answers the paper's own open question, the influence of the base model (`reports/families`)."""),
+        code("""world = "smoke"            # smoke (seconds) | embedded (mPLUG's recipe: the study's model, a few minutes,
+                           # cached) | embedded-blip (BLIP's recipe)""",
              tags=["parameters"]),
         code("""import json
 from pathlib import Path
@@ -238,7 +250,9 @@ from vlpeft.worlds import assets
 nb.repo_root_cwd()
 ready = assets.prepare(world)
 card = json.loads((Path(ready.model_path.format(task="caption")).parent / "card.json").read_text())
+vqa_config = json.loads(Path(ready.model_path.format(task="vqa"), "config.json").read_text())
 display(nb.banner(world))
+print(f"recipe: {card['config']['recipe']}; the VQA checkpoint's answer-decoder route: {vqa_config['vqa_route']}")
 {k: card[k] for k in ("corpus_images", "corpus_pairs", "text_sentences", "steps", "wall_s", "params",
                       "final_losses", "zero_shot", "shift_loss")}"""),
         md("The zero-shot numbers (before any fine-tuning) are the point of the exercise: captioning should "
@@ -262,6 +276,7 @@ committed report, `reports/<study>/runs.csv`. In a live JupyterLab kernel the ch
 name each run and seed, and a click on a method in a legend picks it — with no network; executed headless they are
 static SVG and PNG."""),
         code("""study = "tiny"     # tiny (make study) | dial (make dial) | paper (GPU nodes) | smoke | a runs/… or reports/… folder
+beside = "tiny-blip"  # the same grid from the other pre-training recipe, shown beside it at the end ("": none)
 out_dir = ""       # write the HTML report there too (e.g. "reports/mine"); "" writes nothing""",
              tags=["parameters"]),
         code("""from IPython.display import Markdown, display
@@ -276,6 +291,14 @@ report.summary(s)"""),
     for sec in SECTIONS:
         cells += [md(f"## {sec.title}"), code(f'report.show(s, "{sec.key}")')]
     cells += [
+        md("## The base model: two pre-training recipes (beyond the paper)\nThe paper leaves \"the influence of "
+           "the base model\" to future work. The same grid run from the tiny BLIP pre-trained with mPLUG's recipe "
+           "and with BLIP's (`00_pretrain`): what the recipe changes, the eleven verdicts side by side, and each "
+           "method's score at its reference size and 100 % data (`vlpeft compare` writes the same as "
+           "`reports/families`)."),
+        code("""other = report.load_or_say(beside) if beside and s is not None else None
+if other is not None:
+    report.show_families({report.label_of(s): s, report.label_of(other): other})"""),
         md("## Verdict rules (declared before the runs)\nEach claim's rule is its function's docstring in "
            "`vlpeft/study/claims/`; the general rules come first."),
         code("display(Markdown(claims.VERDICT_RULES))"),

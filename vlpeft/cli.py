@@ -8,6 +8,7 @@ inside the commands, so `--help` answers at once.
     vlpeft sweep        --preset tiny [--dry-run]         a grid of runs through the method notebooks
     vlpeft data check   --data-root data/coco             a data root's layout, Table I and missing images
     vlpeft report       --study runs/tiny                 figures + claims table + index.html
+    vlpeft compare      reports/tiny reports/tiny-blip    the two pre-training recipes side by side
     vlpeft study        --preset tiny                     world → pre-training → sweep → report (`make study`)
 
 A user's mistake (a bad config, bad data, a bad model folder, a busy run folder) prints one or two lines
@@ -154,6 +155,18 @@ def cmd_report(args):
     print(f"report: {Path(out) / 'index.html'} ({len(study.runs)} runs from {study.source})")
 
 
+def cmd_compare(args):
+    """`vlpeft compare`: two studies (two pre-training recipes) side by side → reports/families."""
+    from .study.report import Study, label_of, write_families
+    folder_arg(args.out, "--out")
+    studies = [Study.load(s) for s in args.studies]
+    labels = args.labels or [label_of(s) for s in studies]
+    if len(set(labels)) < 2:
+        labels = [s.name for s in studies]
+    out = write_families(dict(zip(labels, studies)), args.out)
+    print(f"two recipes side by side: {Path(out) / 'index.html'} ({' vs '.join(labels)})")
+
+
 def cmd_data(args):
     """`vlpeft data check`: Table I as the root gives it, and every problem; exit 0 only when a study can start."""
     from .datacheck import check
@@ -255,6 +268,16 @@ def parser() -> argparse.ArgumentParser:
                    "runs.csv), or a study name")
     s.add_argument("--out", help="default: reports/<study name>")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("compare", help="one study from two pre-training recipes, side by side (beyond the paper)",
+                       description="The eleven verdicts and each method's scores of two studies of the same grid — "
+                                   "the tiny BLIP pre-trained with mPLUG's recipe and with BLIP's — side by side, "
+                                   "with what the recipe changes.")
+    s.add_argument("studies", nargs=2, metavar="STUDY", help="run folders (runs/tiny) or report folders "
+                   "(reports/tiny-blip), or study names")
+    s.add_argument("--labels", nargs=2, help="what to call them (default: the recipe their runs record)")
+    s.add_argument("--out", default="reports/families", help="the page's folder (default: reports/families)")
+    s.set_defaults(fn=cmd_compare)
 
     s = sub.add_parser("data", help="check a data root: its layout, Table I as it gives it, missing images",
                        description="Read the annotation files (Karpathy's dataset_coco.json with the VQAv2 files, or "

@@ -24,11 +24,11 @@ from ..catalog import family_of, variant
 from ..io import read_json
 
 RUN_FILES = ("config.json", "metrics.json", "failed.json")
-KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
+KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed", "vqa_route"]
 COLUMNS = ["study", "task", "method", "variant", "family", "size", "tune_classifier", "data_ratio", "seed",
            "metric", "best_val", "best_step", "test", "final_val", "zero_shot_val", "trainable_params",
            "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s", "samples_per_s",
-           "pretrain_seed", "consistency", "status", "error", "run_dir"]
+           "pretrain_seed", "consistency", "recipe", "vqa_route", "status", "error", "run_dir"]
 NUMERIC = ["size", "data_ratio", "seed", "best_val", "best_step", "test", "final_val", "zero_shot_val",
            "trainable_params", "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s",
            "samples_per_s", "pretrain_seed", "consistency"]
@@ -63,7 +63,8 @@ def _row(run_dir: Path, study: str) -> dict:
             return row | {"status": "corrupt", "error": "metrics.json: no status"}
         row |= {k: v for k, v in metrics.items() if k in COLUMNS}
         start = (metrics.get("start") or {}).get("pretrain") or {}   # the embedded model's card (dial levels)
-        row |= {"pretrain_seed": start.get("seed"), "consistency": start.get("consistency")}
+        row |= {"pretrain_seed": start.get("seed"), "consistency": start.get("consistency"),
+                "recipe": start.get("recipe", "blip") if start else None}  # a card before #29: BLIP's recipe
     elif failed is not None:
         row |= {"status": "failed", "error": failed.get("error")}
     else:

@@ -16,13 +16,15 @@ same sections, from the same walk.
 The rooms: `load` (a study: its runs and everything computed from them, once), `sections` (the sections, their
 figures and the verdict table), `walker` (`walk`: a section's items, in order, that both media show), `page` (the
 report folder: tables, figures and index.html, rendering `walk`'s items), `notebook` (what `99_analysis` calls;
-`show` displays `walk`'s items).
+`show` displays `walk`'s items), `families` (beyond the paper: the same study from two pre-training recipes side
+by side, `vlpeft compare` → reports/families).
 """
+from .families import label_of, write_families
 from .load import Study, StudyError
-from .notebook import load_or_say, show, summary
+from .notebook import load_or_say, show, show_families, summary
 from .page import write_report
 from .sections import SECTION, SECTIONS, Section, sections_of, verdict_table
 from .walker import walk
 
-__all__ = ["SECTION", "SECTIONS", "Section", "Study", "StudyError", "load_or_say", "sections_of", "show", "summary",
-           "verdict_table", "walk", "write_report"]
+__all__ = ["SECTION", "SECTIONS", "Section", "Study", "StudyError", "label_of", "load_or_say", "sections_of", "show",
+           "show_families", "summary", "verdict_table", "walk", "write_families", "write_report"]

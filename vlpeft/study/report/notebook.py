@@ -8,6 +8,7 @@ glance; and one section — the same `walk` the page renders, displayed in the n
 from __future__ import annotations
 
 from ..results import complete
+from .families import scores_chart, scores_for_page, scores_side_by_side, verdicts_side_by_side, what_changes
 from .load import Study, StudyError
 from .sections import SECTION, VERDICT_COLOURS, verdict_table
 from .walker import Figure, Note, Question, Verdicts, walk
@@ -37,6 +38,20 @@ def summary(study: Study | None):
     return _styled(verdict_table(study)).map(
         lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}" if v in VERDICT_COLOURS else "",
         subset=["verdict"])
+
+
+def show_families(studies: dict[str, Study | None]) -> None:
+    """The two pre-training recipes side by side (`families`): what the recipe changes, the verdicts, the scores."""
+    from IPython.display import Markdown, display
+    if any(s is None for s in studies.values()):
+        return
+    names = list(studies)
+    verdicts, scores = verdicts_side_by_side(studies), scores_side_by_side(studies)
+    display(Markdown("**What the recipe changes**\n\n" + "".join(f"- {c}\n" for c in
+                                                                  what_changes(verdicts, scores, names))))
+    display(_styled(verdicts))
+    display(scores_chart(scores, names))
+    display(_styled(scores_for_page(scores, names)))
 
 
 def show(study: Study | None, key: str) -> None:
