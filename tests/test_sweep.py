@@ -93,3 +93,17 @@ def test_slurm_executor_through_submitit_local(in_tmp):
     assert failures == []
     assert json.loads((cells[0].out_dir / "metrics.json").read_text())["status"] == "complete"
     assert list((in_tmp / "slurm_logs").iterdir())
+
+
+def test_the_sweep_runs_the_longest_cells_first(tiny_world):
+    """Longest planned work first (vlpeft/study/executors.longest_first): full fine-tuning weighs twice a PEFT step,
+    VQA's steps grow with the data ratio, captioning's are fixed."""
+    def cell(task, method, ratio, **kw):
+        return presets.make_cell("s", "smoke", "runs", task=task, method=method, size=0 if method == "full" else 4,
+                                 data_ratio=ratio, data_root=str(tiny_world), **kw)
+    cells = [cell("caption", "lora", 1.0, steps=4), cell("vqa", "lora", 0.5, epochs=3),
+             cell("vqa", "full", 1.0, epochs=3), cell("vqa", "lora", 1.0, epochs=3),
+             cell("caption", "full", 1.0, steps=50)]
+    ordered = [(c.config.task, c.config.method, c.config.data_ratio) for c in executors.longest_first(cells)]
+    assert ordered == [("caption", "full", 1.0), ("vqa", "full", 1.0), ("vqa", "lora", 1.0), ("vqa", "lora", 0.5),
+                       ("caption", "lora", 1.0)]

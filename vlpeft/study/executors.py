@@ -12,10 +12,13 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from ..catalog import METHODS
+from ..data import Paths, nested_subset
 from ..datacheck import check
 from ..errors import DataError
 from ..features import prepare_features
 from ..io import progress_bar
+from ..tasks import get_task
 from ..worlds.assets import get_world, prepare
 from ..worlds.shapes import ensure_world
 from .engine import WarmKernel, reason, run_cell, run_cell_once
@@ -44,6 +47,7 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
     check_data(todo, progress)
     if executor != "slurm":  # on Slurm each job computes what it needs, under the cache's lock, on its own GPU
         prepare_features([c.config for c in todo], progress)
+    todo = longest_first(todo)
     results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress)
     failures = [r for r in results if r["status"] in ("failed", "diverged")]
     for r in results:
@@ -83,6 +87,30 @@ def prepare_assets(cells: list[Cell], progress: bool = True, workers: int = 2) -
             list(pool.map(prepare, *zip(*missing), [False] * len(missing)))
     for world, data_root, model_root in todo:
         print(prepare(world, data_root, model_root, progress).describe(), flush=True)
+
+
+FULL_STEP_COST = 2.0   # a full fine-tuning step against a PEFT step on the embedded model (benchmarks/step_time.py)
+
+
+def planned_work(config, train_items: list) -> float:
+    """A run's planned training steps (the task's own schedule on its data subset), full fine-tuning's weighted by
+    the cost of its step: the order of the sweep, not a prediction of seconds."""
+    task = get_task(config.task)
+    n_train = len(task.train_examples(nested_subset(train_items, config.data_ratio, config.seed), images=None))
+    return task.plan_steps(config, n_train) * (FULL_STEP_COST if METHODS[config.method].family == "full" else 1.0)
+
+
+def longest_first(cells: list[Cell]) -> list[Cell]:
+    """The cells, longest planned work first: a few workers then end the sweep on short runs, not with one long run
+    left on a lone worker while the others idle (longest-processing-time-first scheduling)."""
+    splits = {}
+    for c in cells:  # each task's training split, read once per data root
+        key = (c.config.task, c.config.data_root, c.config.image_root)
+        if key not in splits:
+            splits[key] = get_task(c.config.task).splits(Paths.of(c.config))[0]
+    work = {id(c): planned_work(c.config, splits[(c.config.task, c.config.data_root, c.config.image_root)])
+            for c in cells}
+    return sorted(cells, key=lambda c: -work[id(c)])
 
 
 def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> list[dict]:
