@@ -160,9 +160,11 @@ def _tiny_axes(args, task: str, methods: list[str], seeds: list[int], fields: di
 
 def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_root: str | None = None,
          model_path: str | None = None, feature_cache: str = "cache/features", image_root: str | None = None,
+         compile_cache: str = "cache/compile",
          **overrides) -> list[Cell]:
     """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
     `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs;
+    `compile_cache` is the folder every compiled run of the grid shares inductor's kernels in;
     `image_root` is where the images are when not under `<data root>/images`. VQA cells carry the VQA route
     (`RunConfig.vqa_route`): an override's, else the world's recipe's, else the checkpoint's own; caption cells
     carry none (it does not apply to them)."""
@@ -178,7 +180,8 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
                               "--data-root and --model-path do not apply")
         cells = []
         for w in (dial_world(level, pseed) for level in DIAL_LEVELS for pseed in DIAL_PRETRAIN_SEEDS):
-            where = dict(data_root=w.data_root, model_path=w.model_path, feature_cache=feature_cache)
+            where = dict(data_root=w.data_root, model_path=w.model_path, feature_cache=feature_cache,
+                         compile_cache=compile_cache)
             cells += _tiny_axes((study, w.name, runs_root), "caption", DIAL_METHODS, DIAL_SEEDS, where | overrides,
                                 classifier=False, world=w.world)
         return cells
@@ -187,7 +190,7 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
 
     def where(task: str) -> dict:
         paths = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
-                     feature_cache=feature_cache)
+                     feature_cache=feature_cache, compile_cache=compile_cache)
         if task == "vqa" and (route or (world.vqa_route and not model_path)):
             paths["vqa_route"] = route or world.vqa_route
         return paths | overrides
