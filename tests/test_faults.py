@@ -321,7 +321,7 @@ def test_ctrl_c_in_pretraining_says_it_starts_over(tiny_world, tmp_path, capsys,
 
 
 def test_a_bug_keeps_its_traceback_and_says_so(capsys, monkeypatch):
-    from vlpeft.study import presets
-    monkeypatch.setattr(presets, "print_grid", lambda cells: 1 / 0)
+    from vlpeft import cli
+    monkeypatch.setattr(cli, "print_grid", lambda cells: 1 / 0)
     code, err = call(["sweep", "--preset", "smoke", "--dry-run"], capsys)
     assert code == 1 and "ZeroDivisionError" in err and "Traceback" in err and "this is a bug in vlpeft" in err
