@@ -130,9 +130,10 @@ def folder_arg(path: str | None, flag: str) -> None:
 def _cells(args, preset: str):
     folder_arg(args.runs_root, "--runs-root")
     folder_arg(args.feature_cache, "--feature-cache")
-    route = {"vqa_route": args.vqa_route} if args.vqa_route else {}
+    overrides = ({"vqa_route": args.vqa_route} if args.vqa_route else {}) | (
+        {"compile": args.compile} if args.compile != "auto" else {})
     cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
-                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root, **route)
+                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root, **overrides)
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
                   seeds=args.seeds)
 
@@ -214,6 +215,9 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
                    help="where PEFT runs share the frozen vision features; '' to compute them in every step")
     s.add_argument("--vqa-route", choices=["mplug", "blip"],
                    help="VQA cells' answer-decoder route (default: the preset's recipe; for real BLIP, blip)")
+    s.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="compile each run's training step: auto where it pays (vlpeft/compiling.py), on, or off; "
+                        "it does not change a run's id (compiled ≡ eager within float rounding)")
     s.add_argument("--workers", type=positive, default=2, help="local: parallel runs (one GPU each when present)")
     for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
         s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}")
