@@ -327,6 +327,16 @@ def test_cached_rerun_other_source_and_force(tmp_path, tokenizer, source, proc_d
                        torch.load(other)["model"]["visual_encoder.cls_token"])
 
 
+def test_a_conversion_from_before_the_marker_is_adopted(tmp_path, source, proc_dir):
+    """A folder converted before the converter went through io.own (its record, no .vlpeft.json) is the same
+    conversion again: cached, not refused."""
+    out = convert_blip(source[0], tmp_path / "out", processor=str(proc_dir), **HEAD_OPTS)
+    stamp = (out / RECORD).stat().st_mtime_ns
+    (out / ".vlpeft.json").unlink()
+    assert convert_blip(source[0], out, processor=str(proc_dir), **HEAD_OPTS) == out
+    assert (out / RECORD).stat().st_mtime_ns == stamp and (out / ".vlpeft.json").is_file()
+
+
 def test_failed_force_keeps_the_previous_conversion(tmp_path, source, proc_dir):
     out = convert_blip(source[0], tmp_path / "out", processor=str(proc_dir), **HEAD_OPTS)
     before = (out / RECORD).read_bytes()

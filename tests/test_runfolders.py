@@ -278,3 +278,20 @@ def test_a_dead_kernel_is_reported_with_the_runs_log(tmp_path, monkeypatch):
     assert json.loads((killed.out_dir / "failed.json").read_text())["error"] == result["error"]
     again = engine.run_cell(presets.make_cell(cell.study, cell.world, "runs", **vars(cell.config)))  # resumes
     assert again["status"] == "complete"
+
+
+def test_compare_needs_two_names(capsys):
+    code, err = call(["compare", "reports/dial", "reports/dial", "--labels", "same", "same"], capsys)
+    assert code == 2 and "two names" in err and "Traceback" not in err
+
+
+def test_a_study_that_mixes_vqa_routes_is_refused():
+    from pathlib import Path
+
+    import pandas as pd
+
+    from vlpeft.study import report
+    runs = pd.read_csv(Path(__file__).resolve().parent.parent / "reports" / "tiny-blip" / "runs.csv")
+    runs["vqa_route"] = ["mplug" if i % 2 else "blip" for i in range(len(runs))]
+    with pytest.raises(report.StudyError, match="mixes VQA runs of the routes blip and mplug"):
+        report.Study("mixed", "memory", runs, pd.DataFrame(columns=["run_dir"]))

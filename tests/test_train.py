@@ -185,3 +185,39 @@ def test_a_compile_failure_falls_back_to_eager_with_one_line(monkeypatch, capsys
     x = torch.ones(1, 2)
     assert torch.equal(loss(x), loss.eager(x)) and loss.failed is not None
     assert "continues eager" in capsys.readouterr().err
+
+
+def test_a_backward_compile_failure_falls_back_and_recomputes_the_step(monkeypatch, capsys):
+    import torch
+
+    from vlpeft import compiling
+
+    class BrokenBackward(torch.autograd.Function):   # what inductor failing on the backward graph looks like
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise torch._dynamo.exc.BackendCompilerFailed(BrokenBackward, RuntimeError("bw compiler"), None)
+    monkeypatch.setattr(torch, "compile", lambda module: lambda batch: BrokenBackward.apply(module(batch)).sum())
+    module = torch.nn.Linear(2, 1)
+    loss_module = compiling.CompiledLoss(lambda x: module(x).sum())
+    x = torch.ones(3, 2)
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed) as raised:
+        loss_module(x).backward()
+    assert compiling.fall_back(loss_module, raised.value) and loss_module.failed is not None
+    loss_module(x).backward()                                              # the step again, eager
+    assert torch.equal(module.weight.grad, torch.full((1, 2), 3.0))
+    assert not compiling.fall_back(loss_module, ValueError("a model's own error"))  # never a second time
+    assert "continues eager" in capsys.readouterr().err
+
+
+def test_a_models_own_error_under_compile_is_raised_as_eager_raises_it(capsys):
+    import torch
+
+    from vlpeft import compiling
+    loss_module = compiling.CompiledLoss(torch.nn.Linear(4, 1))
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        loss_module(torch.ones(1, 5))                                       # a shape error, not the compiler's
+    assert loss_module.failed is None and "torch.compile failed" not in capsys.readouterr().err

@@ -162,8 +162,10 @@ def cmd_compare(args):
     folder_arg(args.out, "--out")
     studies = [Study.load(s) for s in args.studies]
     labels = args.labels or [label_of(s) for s in studies]
-    if len(set(labels)) < 2:
+    if len(set(labels)) < 2 and not args.labels:
         labels = [s.name for s in studies]
+    if len(set(labels)) < 2:
+        raise ConfigError(f"the two studies need two names, got {labels[0]!r} twice; pass --labels A B")
     out = write_families(dict(zip(labels, studies)), args.out)
     print(f"two recipes side by side: {Path(out) / 'index.html'} ({' vs '.join(labels)})")
 

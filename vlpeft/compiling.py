@@ -33,7 +33,10 @@ COMPILE_CHOICES = ("auto", "on", "off")
 
 
 def compiler_problem(device: torch.device) -> str | None:
-    """Why inductor cannot compile for `device` here (None: it can): CPU code needs a C++ compiler."""
+    """Why inductor cannot compile for `device` here (None: it can): this torch or platform has no dynamo, CPU code
+    needs a C++ compiler."""
+    if not torch._dynamo.is_dynamo_supported():
+        return f"torch.compile is not supported by this torch ({torch.__version__}) on this platform"
     if device.type == "cpu":
         cxx = os.environ.get("CXX", "g++")
         if not any(shutil.which(c) for c in (cxx, "g++", "c++", "clang++")):
@@ -55,8 +58,9 @@ def plan(cfg, total_steps: int, device: torch.device) -> tuple[bool, str]:
 
 
 class CompiledLoss(torch.nn.Module):
-    """The loss module compiled by inductor; if compiling fails at the first call (a missing header, an
-    unsupported op on this platform), one line says so and the run goes on eager — the step is recomputed."""
+    """The loss module compiled by inductor. If compiling fails — the forward at its first call, or the backward
+    (compiled lazily at the first `backward()`, see `fall_back`) — one line says so and the run goes on eager from
+    that step, which is recomputed. An error of the model or the data is raised as eager code raises it."""
 
     def __init__(self, module: torch.nn.Module, cache: str = ""):
         super().__init__()
@@ -72,13 +76,26 @@ class CompiledLoss(torch.nn.Module):
         if self.failed is None:
             try:
                 return self.compiled(batch)
-            except (torch._dynamo.exc.TorchDynamoException, RuntimeError) as e:
+            except Exception as e:  # noqa: BLE001 - sorted below: the compiler's failure, or the model's own error
                 if not _is_compile_error(e):
                     raise
-                self.failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
-                print(f"vlpeft: torch.compile failed ({self.failed}); this run continues eager", file=sys.stderr,
-                      flush=True)
+                out = self.eager(batch)    # the model's or the data's own error is raised here, as eager raises it
+                self.give_up(e)
+                return out
         return self.eager(batch)
+
+    def give_up(self, error: BaseException) -> None:
+        self.failed = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+        print(f"vlpeft: torch.compile failed ({self.failed}); this run continues eager", file=sys.stderr, flush=True)
+
+
+def fall_back(loss_module: torch.nn.Module, error: BaseException) -> bool:
+    """After `backward()` raised: True when it was the compiler failing on the backward graph (the module is then
+    eager from here on, and the caller recomputes the step), False for any other error (re-raise it)."""
+    if isinstance(loss_module, CompiledLoss) and loss_module.failed is None and _is_compile_error(error):
+        loss_module.give_up(error)
+        return True
+    return False
 
 
 def _is_compile_error(e: BaseException) -> bool:

@@ -240,7 +240,10 @@ def examples(cfg, n: int = 4):
     from .blip.models import load_model
     from .methods import load_method
     task, items, batch, tokenizer = _first_items(cfg, "test", n, teacher_forced=False)
-    model = load_method(load_model(cfg.task, cfg.checkpoint), Path(cfg.out_dir) / "method", cfg.seed)
+    base = load_model(cfg.task, cfg.checkpoint)
+    if cfg.vqa_route:
+        base.config.vqa_route = cfg.vqa_route   # the route the run trained on (validate resolved it), as train.build
+    model = load_method(base, Path(cfg.out_dir) / "method", cfg.seed)
     with torch.no_grad():
         preds = task.predict(model, batch, tokenizer)
     rows = [({"question": it.question} if hasattr(it, "question") else {})

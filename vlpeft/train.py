@@ -233,7 +233,12 @@ def train_step(s: Setup, batch: dict, step: int) -> float:
     if not math.isfinite(mean):
         return mean
     s.optimizer.zero_grad(set_to_none=True)
-    loss.backward()                                # DDP averages the gradients over ranks here
+    try:
+        loss.backward()                            # DDP averages the gradients over ranks here
+    except Exception as e:  # noqa: BLE001 - only the compiler's own failure is handled; anything else re-raises
+        if compiling.fall_back(s.loss_module, e):
+            return train_step(s, batch, step)      # the same step again, eager
+        raise
     torch.nn.utils.clip_grad_norm_(s.params, 1.0)
     s.optimizer.step()
     s.scheduler.step()

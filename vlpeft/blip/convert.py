@@ -92,10 +92,22 @@ def convert_blip(src: str | Path, out: str | Path, processor: str = DEFAULT_PROC
 def _take(out: Path, key: dict, force: bool, dry_run: bool = False) -> bool:
     """`own` the output folder for the conversion `key`: True when it already holds it, complete (a dry run:
     decide, write nothing). Refusals in the converter's words (what the folder holds, and --force or --out)."""
+    _adopt(out)
     try:
         return own(out, WHAT, key, RECORD, force=force, redo_unfinished=True, dry_run=dry_run)
     except FolderRefused as e:
         raise ConvertError(_refusal(out, e.there, key)) from None
+
+
+def _adopt(out: Path) -> None:
+    """A conversion made before the converter went through `io.own` has its record but no marker: write the marker
+    its record implies, so that it is what it is (the same conversion: cached; another: --force replaces it)."""
+    record = json_object(out / RECORD)
+    if (out / MARKER).exists() or not record or record.get("tool") != "vlpeft.blip.convert":
+        return
+    key = {"format": record.get("format"), "source_sha256": (record.get("source") or {}).get("sha256"),
+           "options": record.get("options")}
+    write_json(out / MARKER, {"what": WHAT, "config": key})
 
 
 def _refusal(out: Path, there: dict | None, key: dict) -> str:

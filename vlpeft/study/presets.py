@@ -30,6 +30,7 @@ Presets:
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,19 @@ def _tiny_axes(args, task: str, methods: list[str], seeds: list[int], fields: di
     return cells + _axis(*args, task, "full", [0], TINY_RATIOS, seeds, [False], base)
 
 
+def checkpoint_route(model_path: str, recipe_route: str) -> str:
+    """The VQA route a cell runs on when none is asked: the checkpoint's own (its config.json's `vqa_route`; a
+    released BLIP checkpoint has none: blip) when it is on disk, else the route the world's recipe gives it (real
+    BLIP: blip). Every VQA cell carries it explicitly, so that its run id names the route it trains on."""
+    config = Path(model_path.format(task="vqa")) / "config.json"
+    if config.is_file():
+        try:
+            return json.loads(config.read_text()).get("vqa_route") or "blip"
+        except ValueError:
+            pass  # a corrupt config is refused, with its name, when the run loads it
+    return recipe_route or "blip"
+
+
 def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_root: str | None = None,
          model_path: str | None = None, feature_cache: str = "cache/features", image_root: str | None = None,
          compile_cache: str = "cache/compile",
@@ -166,8 +180,8 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
     `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs;
     `compile_cache` is the folder every compiled run of the grid shares inductor's kernels in;
     `image_root` is where the images are when not under `<data root>/images`. VQA cells carry the VQA route
-    (`RunConfig.vqa_route`): an override's, else the world's recipe's, else the checkpoint's own; caption cells
-    carry none (it does not apply to them)."""
+    (`RunConfig.vqa_route`): an override's, else the checkpoint's own (`checkpoint_route`); caption cells carry
+    none (it does not apply to them)."""
     if image_root:
         overrides["image_root"] = image_root
     route = overrides.pop("vqa_route", "")
@@ -191,8 +205,8 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
     def where(task: str) -> dict:
         paths = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
                      feature_cache=feature_cache, compile_cache=compile_cache)
-        if task == "vqa" and (route or (world.vqa_route and not model_path)):
-            paths["vqa_route"] = route or world.vqa_route
+        if task == "vqa":
+            paths["vqa_route"] = route or checkpoint_route(paths["model_path"], world.vqa_route)
         return paths | overrides
     cells: list[Cell] = []
     for task in ("caption", "vqa"):

@@ -78,7 +78,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     folder must be new, empty, or this config's own (`io.own`): nothing else is ever overwritten."""
     check_pretrain(cfg)
     out = Path(cfg.out)
-    if own(out, "pre-trained model", cfg.as_dict(), "card.json") and not force:
+    if own(out, "pre-trained model", cfg.as_dict(), "card.json", force=force):   # force: any model of ours, redone
         return out
     torch.manual_seed(cfg.seed)
     paths = Paths(Path(cfg.data_root))

@@ -32,6 +32,10 @@ class Study:
     dial: dict = field(init=False)
 
     def __post_init__(self):
+        routes = sorted(set(self.runs.get("vqa_route", pd.Series(dtype=object)).dropna()) - {""})
+        if len(routes) > 1:
+            raise StudyError(f"study {self.name!r} mixes VQA runs of the routes {' and '.join(routes)}; its claims "
+                             f"would pool them. Run each route as its own study (`--study NAME`)")
         self.claims, self.per_method = evaluate_claims(self.runs), per_method_table(self.runs)
         self.parts, self.dial = parts_table(self.runs), dial_verdict(self.runs)
 
