@@ -156,7 +156,7 @@ def grid_floor(peak_gflops: float, cores: int = 2) -> dict:
     from vlpeft.data import Paths, nested_subset
     from vlpeft.study.presets import grid
     from vlpeft.tasks import get_task
-    torch.set_num_threads(cores)
+    torch.set_num_threads(1)   # counting, not timing
     per_config, total, steps = {}, 0.0, 0
     for cell in grid("tiny"):
         c = cell.config
@@ -176,11 +176,16 @@ def grid_floor(peak_gflops: float, cores: int = 2) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--floor", action="store_true", help="also count the tiny grid's FLOPs (a few minutes)")
-    p.add_argument("--cases", nargs="*", help="task:method:size, e.g. vqa:lora:8 (default: the table's cases)")
+    p.add_argument("--cases", nargs="*", help="task:method:size, e.g. vqa:lora:8 (default: the table's cases; "
+                   "none: only the floor)")
+    p.add_argument("--peak", type=float, help="the core's matmul peak in GFLOP/s, measured earlier on a quiet "
+                   "machine (default: measure it now)")
     a = p.parse_args()
-    cases = [(t, m, int(s)) for t, m, s in (c.split(":") for c in a.cases)] if a.cases else CASES
-    peak = matmul_peak()
-    print(f"one core's fp32 matmul peak (1024³ torch.mm, 1 thread): {peak:.0f} GFLOP/s\n", flush=True)
+    cases = [] if a.cases == ["none"] else [(t, m, int(s)) for t, m, s in (c.split(":") for c in a.cases)] \
+        if a.cases else CASES
+    peak = a.peak or matmul_peak()
+    print(f"one core's fp32 matmul peak (1024³ torch.mm, 1 thread): {peak:.0f} GFLOP/s"
+          f"{' (given)' if a.peak else ''}\n", flush=True)
     header = ("| step (batch 32) | GFLOP a step | eager ms | eager GFLOP/s | compiled ms | compiled GFLOP/s | ratio "
               "| compile cold s | compile warm s | steps to earn it back (warm) |")
     print(header + "\n|" + "---|" * (header.count("|") - 1))
@@ -197,9 +202,13 @@ def main():
               f"{cold:.0f} | {warm:.1f} | {earn:.0f} |" + ("" if r["compiled_ok"] else " (compile failed: eager)"),
               flush=True)
     if a.floor:
-        f = grid_floor(peak)
-        print(f"\nthe tiny grid: {f['cells']} runs, {f['steps']:,} training steps, {f['tflop']:.0f} TFLOP of "
-              f"training matmuls; two cores at the matmul peak: {f['floor_min']:.0f} min (the floor)")
+        print_floor(peak)
+
+
+def print_floor(peak: float) -> None:
+    f = grid_floor(peak)
+    print(f"\nthe tiny grid: {f['cells']} runs, {f['steps']:,} training steps, {f['tflop']:.0f} TFLOP of "
+          f"training matmuls; two cores at the matmul peak: {f['floor_min']:.0f} min (the floor)")
 
 
 if __name__ == "__main__":
