@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Screenshots of the committed report and of 99_analysis as JupyterLab shows it, taken in a clean checkout of this
 # repository (nothing but the project in JupyterLab's file browser): headless Chromium, no network.
-#   tools/screenshots.sh   → reports/{tiny,dial}/screenshot.png, reports/notebooks/{99_analysis,04_lora_smoke}.png
+#   tools/screenshots.sh   → reports/{tiny,tiny-blip,families,dial}/screenshot.png,
+#                            reports/notebooks/{99_analysis,04_lora_smoke}.png
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$repo/.venv"
 tmp="$(mktemp -d)"
 git clone -q "$repo" "$tmp/vlpeft"
-cp -r "$repo/reports/tiny" "$tmp/vlpeft/reports/"            # the report as it stands, committed or not
+for study in tiny tiny-blip families dial; do                 # the reports as they stand, committed or not
+    rm -rf "$tmp/vlpeft/reports/$study" && cp -r "$repo/reports/$study" "$tmp/vlpeft/reports/"
+done
 cd "$tmp/vlpeft"
 chrome=(chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update
         --disable-sync --no-first-run --hide-scrollbars --user-data-dir="$tmp/chrome")
-for study in tiny dial; do
+for study in tiny tiny-blip families dial; do
     "${chrome[@]}" --window-size=1400,3000 --screenshot="$repo/reports/$study/screenshot.png" \
         "file://$tmp/vlpeft/reports/$study/index.html" 2>/dev/null
 done
@@ -34,4 +37,4 @@ for nb in 99_analysis 04_lora; do
     "${chrome[@]}" --window-size=1600,2600 --virtual-time-budget=30000 --screenshot="$shot" \
         "http://localhost:8899/lab/tree/notebooks/$nb.ipynb" 2>/dev/null
 done
-echo "reports/{tiny,dial}/screenshot.png reports/notebooks/{99_analysis,04_lora_smoke}.png"
+echo "reports/{tiny,tiny-blip,families,dial}/screenshot.png reports/notebooks/{99_analysis,04_lora_smoke}.png"
