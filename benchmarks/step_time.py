@@ -181,8 +181,12 @@ def main():
     p.add_argument("--peak", type=float, help="the core's matmul peak in GFLOP/s, measured earlier on a quiet "
                    "machine (default: measure it now)")
     a = p.parse_args()
-    cases = [] if a.cases == ["none"] else [(t, m, int(s)) for t, m, s in (c.split(":") for c in a.cases)] \
-        if a.cases else CASES
+    if not a.cases:
+        cases = CASES
+    elif a.cases == ["none"]:
+        cases = []
+    else:
+        cases = [(t, m, int(s)) for t, m, s in (c.split(":") for c in a.cases)]
     peak = a.peak or matmul_peak()
     print(f"one core's fp32 matmul peak (1024³ torch.mm, 1 thread): {peak:.0f} GFLOP/s"
           f"{' (given)' if a.peak else ''}\n", flush=True)
@@ -202,13 +206,9 @@ def main():
               f"{cold:.0f} | {warm:.1f} | {earn:.0f} |" + ("" if r["compiled_ok"] else " (compile failed: eager)"),
               flush=True)
     if a.floor:
-        print_floor(peak)
-
-
-def print_floor(peak: float) -> None:
-    f = grid_floor(peak)
-    print(f"\nthe tiny grid: {f['cells']} runs, {f['steps']:,} training steps, {f['tflop']:.0f} TFLOP of "
-          f"training matmuls; two cores at the matmul peak: {f['floor_min']:.0f} min (the floor)")
+        f = grid_floor(peak)
+        print(f"\nthe tiny grid: {f['cells']} runs, {f['steps']:,} training steps, {f['tflop']:.0f} TFLOP of "
+              f"training matmuls; two cores at the matmul peak: {f['floor_min']:.0f} min (the floor)")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@ finished run folders (their config.json and saved method weights); it trains not
 
     python tools/probe_prompt.py runs/tiny/vqa/prompt/prompt_s2_r1_seed0-* runs/tiny/vqa/prompt/prompt_s32_r1_seed0-*
 
+Run it from the folder the study ran in: a run's config.json names its checkpoint and data relative to it.
+
 For each run, on the validation split and on as many training questions:
-- accuracy (the official VQA accuracy) and, beside it, the question-type prior of that split (`data.question_prior`);
+- accuracy (the official VQA accuracy) and, beside it, the question-type prior of that split (`data.question_prior`;
+  a question's type is `records.question_type`);
 - accuracy with the images shuffled within each batch: what the answers owe to the image (a run that answers from
   the question alone scores the same);
 - per question type: the run's accuracy and the prior's, and how many distinct answers the run gives;
@@ -20,16 +23,14 @@ from pathlib import Path
 
 import torch
 
-from vlpeft.blip.models import load_model, load_processor
+from vlpeft.blip.models import load_processor
 from vlpeft.config import RunConfig
 from vlpeft.data import Paths, Pixels, load_vqa, question_prior
-from vlpeft.methods import count_parameters, load_method
+from vlpeft.methods import count_parameters
 from vlpeft.metrics import vqa_accuracy_one
+from vlpeft.records import question_type
 from vlpeft.tasks import get_task, to_device
-
-
-def kind(question: str) -> str:
-    return " ".join(question.lower().replace("?", " ").split()[:3])
+from vlpeft.train import trained_model
 
 
 @torch.no_grad()
@@ -49,9 +50,7 @@ def probe(run_dir: Path) -> dict:
     cfg = RunConfig(**json.loads((run_dir / "config.json").read_text()))
     task = get_task(cfg.task)
     processor = load_processor(cfg.checkpoint)
-    base = load_model(cfg.task, cfg.checkpoint)
-    base.config.vqa_route = cfg.vqa_route or base.config.vqa_route
-    model = load_method(base, run_dir / "method", cfg.seed).eval()
+    model = trained_model(cfg, run_dir)
     paths = Paths.of(cfg)
     train, val = load_vqa(paths, "train"), load_vqa(paths, "val")
     images = Pixels(processor.image_processor)
@@ -68,7 +67,7 @@ def probe(run_dir: Path) -> dict:
         if name == "val":
             by_type = defaultdict(list)
             for it in items:
-                by_type[kind(it.question)].append(it)
+                by_type[question_type(it.question)].append(it)
             report["per_type"] = {
                 t: {"n": len(its), "accuracy": round(sum(acc[i.question_id] for i in its) / len(its), 3),
                     "prior": round(per_type_prior[t], 3),

@@ -34,7 +34,17 @@ from PIL import Image, UnidentifiedImageError
 from . import layouts
 from .errors import DataError
 from .metrics import vqa_accuracy_one
-from .records import KARPATHY_SPLITS, N_ANSWERS, VQA_SPLITS, CaptionItem, VqaItem, load_json, no_duplicates, require
+from .records import (
+    KARPATHY_SPLITS,
+    N_ANSWERS,
+    VQA_SPLITS,
+    CaptionItem,
+    VqaItem,
+    load_json,
+    no_duplicates,
+    question_type,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -297,20 +307,18 @@ class StepBatches(torch.utils.data.Sampler):
 
 # ---------------------------------------------------------------------------------------------------------
 # How much the question alone gives away
-def question_prior(train: list[VqaItem], test: list[VqaItem], words: int = 3) -> tuple[float, dict[str, float]]:
-    """The official VQA accuracy on `test` of a guesser that reads only the question's first `words` words (its
-    type) and answers the most frequent training answer of that type: (overall, {type: accuracy}). VQAv2 was
-    balanced against it (about 0.31); a task it answers well measures the prior, not the image."""
-
-    def kind(q: str) -> str:
-        return " ".join(q.lower().replace("?", " ").split()[:words])
+def question_prior(train: list[VqaItem], test: list[VqaItem]) -> tuple[float, dict[str, float]]:
+    """The official VQA accuracy on `test` of a guesser that reads only the question's type (its first three words,
+    `records.question_type`) and answers the most frequent training answer of that type: (overall, {type:
+    accuracy}). VQAv2 was balanced against it (about 0.31); a task it answers well measures the prior, not the
+    image."""
     by_type: dict[str, Counter] = {}
     for it in train:
-        by_type.setdefault(kind(it.question), Counter())[it.answer] += 1
+        by_type.setdefault(question_type(it.question), Counter())[it.answer] += 1
     fallback = Counter(it.answer for it in train).most_common(1)[0][0]
     scores: dict[str, list[float]] = {}
     for it in test:
-        t = kind(it.question)
+        t = question_type(it.question)
         guess = by_type[t].most_common(1)[0][0] if t in by_type else fallback
         scores.setdefault(t, []).append(vqa_accuracy_one(guess, list(it.answers)))
     overall = sum(sum(v) for v in scores.values()) / max(1, sum(len(v) for v in scores.values()))

@@ -237,13 +237,9 @@ def examples(cfg, n: int = 4):
     import pandas as pd
     import torch
 
-    from .blip.models import load_model
-    from .methods import load_method
+    from .train import trained_model
     task, items, batch, tokenizer = _first_items(cfg, "test", n, teacher_forced=False)
-    base = load_model(cfg.task, cfg.checkpoint)
-    if cfg.vqa_route:
-        base.config.vqa_route = cfg.vqa_route   # the route the run trained on (validate resolved it), as train.build
-    model = load_method(base, Path(cfg.out_dir) / "method", cfg.seed)
+    model = trained_model(cfg, cfg.out_dir)
     with torch.no_grad():
         preds = task.predict(model, batch, tokenizer)
     rows = [({"question": it.question} if hasattr(it, "question") else {})

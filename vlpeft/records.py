@@ -72,6 +72,11 @@ class VqaItem:
     answer: str                # multiple_choice_answer: the training target
 
 
+def question_type(question: str) -> str:
+    """The first three words of a question: the type a question-only guesser sees (VQAv2's `question_type`)."""
+    return " ".join(question.lower().replace("?", " ").split()[:3])
+
+
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",), "all": None}
 VQA_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",)}
 N_ANSWERS = 10  # VQAv2: ten human answers per question; the official accuracy is defined over ten

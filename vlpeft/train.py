@@ -45,6 +45,7 @@ from .methods import (
     MethodConfig,
     apply_method,
     count_parameters,
+    load_method,
     save_method,
     size_problem,
     trainable_parameters,
@@ -244,6 +245,15 @@ def train_step(s: Setup, batch: dict, step: int) -> float:
     s.scheduler.step()
     return mean
 
+
+
+def trained_model(cfg: RunConfig, folder: str | Path):
+    """A finished run's model for inference: its checkpoint on the run's VQA route (as `build` sets it) with the
+    method weights the run saved in `folder`."""
+    model = load_model(cfg.task, cfg.checkpoint)
+    if cfg.vqa_route:
+        model.config.vqa_route = cfg.vqa_route
+    return load_method(model, Path(folder) / "method", cfg.seed).eval()
 
 def validate_now(s: Setup) -> float:
     with s.autocast():

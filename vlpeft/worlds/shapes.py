@@ -47,6 +47,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
 from ..io import own, progress_bar, write_json
+from ..records import question_type
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -221,11 +222,6 @@ def _region(o: Obj) -> str:
 # matches the ~10 % of annotators who disagree), so the two binary types get small shares.
 TYPE_SHARES = {"what color is": 0.28, "what shape is": 0.24, "where is the": 0.22, "how many objects": 0.18,
                "is there a": 0.05, "what size is": 0.03}
-
-
-def question_type(question: str) -> str:
-    """The first three words of a question: the type a question-only guesser sees (VQAv2's `question_type`)."""
-    return " ".join(question.lower().replace("?", " ").split()[:3])
 
 
 def vqa_candidates(objs: list[Obj]) -> list[tuple[str, str, str]]:
