@@ -5,21 +5,30 @@
 # Both create (or reuse) the virtual environment .venv by themselves.
 PYTHON ?= python3
 VENV ?= .venv
-# A CPU build of torch; on a GPU node use e.g. `make TORCH_SPEC=torch study`.
-TORCH_SPEC ?= torch==2.13.0
+# Every package at the version and hash of requirements.lock (torch: its CPU build). On a GPU node, a CUDA build
+# of torch in its place, e.g. `make TORCH_SPEC=torch==2.13.0 study` (provenance records what was installed).
+TORCH_SPEC ?=
 PRESET ?= tiny
 WORKERS ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: setup study dial test lab benchmarks clean-runs
+.PHONY: setup study dial test lab benchmarks clean-runs lock
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,slurm]"
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install -q "$(TORCH_SPEC)"; fi
+	$(BIN)/python -m pip check
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
+
+# Refresh the lock after a change of pyproject.toml's dependencies (then commit requirements.lock and environment.yml)
+lock: setup
+	$(BIN)/python -m pip install -q pip-tools
+	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --extra dev --extra slurm \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host -o requirements.lock pyproject.toml tools/lock.in
+	$(BIN)/python tools/lock.py
 
 setup: $(BIN)/.installed
 

@@ -7,6 +7,8 @@ import os
 import pytest
 import torch
 
+import vlpeft  # noqa: F401, E402 - the pinned numeric path's caps, set before torch computes (vlpeft/numerics.py)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # tests run in parallel workers; one thread each avoids oversubscription
 

@@ -10,25 +10,50 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from vlpeft.io import locked_versions
 
 ROOT = Path(__file__).resolve().parent.parent
-CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name → PyPI name
 
 
-def names(specs):
-    return {re.split(r"[<>=!~ \[]", s.strip(), maxsplit=1)[0].lower() for s in specs}
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def test_environment_yml_matches_pyproject():
-    deps = names(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
-    conda, in_deps = [], False
+def pyproject_requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return [Requirement(r) for r in project["dependencies"] + extras["dev"] + extras["slurm"]]
+
+
+def environment_pins() -> dict[str, str]:
+    pins = {}
     for line in (ROOT / "environment.yml").read_text().splitlines():
-        in_deps = in_deps or line.startswith("dependencies:")
-        m = re.match(r"^  - ([A-Za-z][\w.-]*[^:]*?)\s*(#.*)?$", line)  # top-level entries, not "pip:"
-        if in_deps and m:
-            conda.append(m.group(1))
-    conda_names = {CONDA_NAMES.get(n, n) for n in names(conda)} - {"python", "pip", "openjdk"}
-    assert conda_names == deps
+        if m := re.match(r"^\s+- ([A-Za-z0-9][\w.-]*)==(\S+)$", line):
+            pins[canonical(m.group(1))] = m.group(2)
+    return pins
+
+
+def test_the_lock_pins_every_requirement_at_an_admitted_version():
+    """Every dependency pyproject.toml names (with the dev and slurm extras that `make setup` installs) is in the
+    lock, at a version its range admits, with hashes."""
+    pins = locked_versions(ROOT / "requirements.lock")
+    for req in pyproject_requirements():
+        name = canonical(req.name)
+        assert name in pins, f"{name} is in pyproject.toml but not in requirements.lock: run `make lock`"
+        assert req.specifier.contains(Version(pins[name]), prereleases=True), (name, pins[name], str(req.specifier))
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    pinned = [i for i, line in enumerate(lines) if "==" in line and not line.lstrip().startswith("#")]
+    assert len(pinned) == len(pins) and all("--hash=sha256:" in lines[i + 1] for i in pinned)  # each with a hash
+
+
+def test_environment_yml_names_the_lock_versions():
+    """environment.yml (the conda route) installs the same packages at the same versions as the lock (torch
+    without its local build label: the CPU build is not on PyPI)."""
+    locked = {name: version.split("+")[0] for name, version in locked_versions(ROOT / "requirements.lock").items()}
+    assert environment_pins() == locked
 
 
 @pytest.mark.parametrize("args", [["--help"], ["sweep", "--help"], ["train", "--help"], ["study", "--help"]])

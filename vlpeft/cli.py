@@ -26,6 +26,7 @@ import time
 import typing
 from pathlib import Path
 
+from . import numerics
 from .blip.checkpoints import check_path, looks_vqa_finetuned
 from .blip.convert import add_arguments, main_cmd
 from .catalog import METHODS, TASK_INFO
@@ -131,7 +132,8 @@ def _cells(args, preset: str):
     folder_arg(args.runs_root, "--runs-root")
     folder_arg(args.feature_cache, "--feature-cache")
     overrides = ({"vqa_route": args.vqa_route} if args.vqa_route else {}) | (
-        {"compile": args.compile} if args.compile != "auto" else {})
+        {"compile": args.compile} if args.compile != "auto" else {}) | (
+        {"numerics": args.numerics} if args.numerics != "pinned" else {})
     cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
                  model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root, **overrides)
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
@@ -220,6 +222,10 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
     s.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="compile each run's training step: auto where it pays (vlpeft/compiling.py), on, or off; "
                         "it does not change a run's id (compiled ≡ eager within float rounding)")
+    s.add_argument("--numerics", choices=["pinned", "native"], default="pinned",
+                   help="pinned: every run on the same numeric path on any x86-64 machine (1 thread a run, AVX2 "
+                        "kernels; vlpeft/numerics.py); native: the machine's own kernels and a share of its threads "
+                        "(faster, machine-dependent; enters the run ids)")
     s.add_argument("--workers", type=positive, default=2, help="local: parallel runs (one GPU each when present)")
     for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
         s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}")
@@ -310,6 +316,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     debug = args.debug or os.environ.get("VLPEFT_DEBUG") == "1"
     try:
+        if (problem := numerics.env_problem()) is not None:
+            raise ConfigError(problem)
+        numerics.pin_environment(getattr(args, "numerics", None))  # before any command loads torch
         args.fn(args)
     except KeyboardInterrupt:
         if debug:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from . import numerics
+
 # The rule, from what it was measured to give (benchmarks/step_time.py; README, "Time"): a compiled step saves 10–21 ms
 # on the embedded model (1.13–1.50×), a run's warm compile (inductor's cache filled by an earlier run of the same
 # configuration: 4–5 s) is earned back after 230–350 steps, and the first run of a configuration also pays the cold
@@ -68,6 +70,7 @@ class CompiledLoss(torch.nn.Module):
             Path(cache).mkdir(parents=True, exist_ok=True)
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache).resolve())
         torch._dynamo.reset()   # a warm kernel runs many cells: a new run must not count against the last's graphs
+        numerics.configure_inductor()   # the pinned vector width (256 bits) on the pinned path
         self.eager = module
         self.compiled = torch.compile(module)
         self.failed: str | None = None

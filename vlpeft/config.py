@@ -47,7 +47,10 @@ class RunConfig:
     device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"               # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     image_size: int = 0                   # 0: the processor's own size (the world's 48 px; BLIP-base 384)
-    threads: int = 0                      # torch CPU threads (0: leave as is)
+    threads: int = 0                      # torch CPU threads on the native path (0: leave as is; pinned: 1)
+    numerics: str = "pinned"              # pinned (the same numbers on any x86-64 machine: vlpeft/numerics.py) |
+                                          #   native (the machine's own kernels and --threads: faster, machine-
+                                          #   dependent; enters the run id)
     num_workers: int = -1                 # DataLoader workers (-1: 0 on CPU, up to 8 on CUDA)
     checkpoint_every: int = 50            # steps between resumable checkpoints (0: never)
     cache_images: bool = True             # keep decoded images in memory (the small embedded world)
@@ -98,6 +101,7 @@ class PretrainConfig:
     zero_shot_eval: int = 150       # test images / questions for the zero-shot numbers (0: skip)
     lm_prompt: str = "a picture of"  # the text before every pre-training caption ("": raw captions, as BLIP_Pretrain)
     share_text_towers: bool = False  # text encoder and decoder share all but self-attention (as BLIP_Pretrain)
+    numerics: str = "pinned"        # pinned (1 thread, AVX2 caps: the same weights on any x86-64 machine) | native
     spec: TinySpec = dataclasses.field(default_factory=TinySpec)
 
     def as_dict(self) -> dict:

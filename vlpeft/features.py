@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
+from . import numerics
 from .blip.models import load_model, load_processor, vision_states
 from .catalog import METHODS
 from .data import Examples, Paths, Pixels, stack_images
@@ -206,5 +207,6 @@ def prepare_features(configs, progress: bool = True) -> None:
             processor.image_processor.size = {"height": image_size, "width": image_size}
         model = load_model(task, path)
         images = [p for split in TASKS[task].splits(Paths.of(cfg)) for p in TASKS[task].image_paths(split)]
-        ensure_features(model.to(device), processor, images, cache, dtype=autocast_dtype(cfg, device) or torch.float32,
-                        device=device, progress=progress)
+        with numerics.computing(cfg.numerics, cfg.threads):   # as the run itself would compute them
+            ensure_features(model.to(device), processor, images, cache,
+                            dtype=autocast_dtype(cfg, device) or torch.float32, device=device, progress=progress)

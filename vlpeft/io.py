@@ -5,10 +5,12 @@ atomically — a temp file, then a rename — so a file that exists is whole.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import time
@@ -81,17 +83,46 @@ def git_commit() -> str | None:
 
 
 def provenance() -> dict:
-    """The code and library versions behind a result."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The code, library versions, locked environment and numeric path behind a result."""
+    from . import numerics
+    return {"vlpeft": _version("vlpeft"), "git_commit": git_commit(), "torch": _version("torch"),
+            "transformers": _version("transformers"), "peft": _version("peft"), "python": platform.python_version(),
+            "host": socket.gethostname(), "lock": lock_record(), "numerics": numerics.record()}
 
-    def v(name):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-    return {"vlpeft": v("vlpeft"), "git_commit": git_commit(), "torch": v("torch"),
-            "transformers": v("transformers"), "peft": v("peft"), "python": platform.python_version(),
-            "host": socket.gethostname()}
+
+LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"   # `make lock` writes it, `make setup` installs it
+
+
+def _version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def locked_versions(path: str | Path = LOCK) -> dict[str, str]:
+    """{package: version} of a pip-compile lock (its `name==version` lines; names normalised as PEP 503 does)."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith(("#", "-")):
+            name, version = line.split(";")[0].strip().rstrip("\\").strip().split("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    return pins
+
+
+@functools.lru_cache(maxsize=1)
+def lock_record() -> dict | None:
+    """The lock this environment was installed from: its hash, and whether every locked package is installed at
+    its locked version (the first few that are not, by name). None outside a checkout (no lock file)."""
+    if not LOCK.is_file():
+        return None
+    differs = []
+    for name, want in locked_versions(LOCK).items():
+        have = _version(name)
+        if have != want and not (name == "torch" and have and have.split("+")[0] == want.split("+")[0]):
+            differs.append(f"{name} {have or 'missing'} (lock: {want})")
+    return {"sha256": file_sha256(LOCK)[:16], "matches": not differs, "differs": differs[:5]}
 
 
 # ---------------------------------------------------------------------------------------------------------

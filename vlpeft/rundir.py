@@ -39,9 +39,15 @@ PROJECT_FILES = ("config.json", "provenance.json", "curve.json", "train.log", "m
 BESIDE_A_RUN = ("run.lock", "sweep.lock", "run.ipynb", "failed.json")  # a sweep's files, and the locks
 
 
+# Fields added after the committed studies that enter a run's id only away from their default, so the ids of runs
+# made before them still name the same configs: numerics "pinned" (vlpeft/numerics.py; a run folder from before the
+# path was pinned reads as pinned, and its provenance, which has no numerics record, says it was not).
+NEW_DEFAULTS = {"numerics": "pinned"}
+
+
 def relevant(config: dict) -> dict:
     """The results-relevant part of a config dict."""
-    return {k: v for k, v in config.items() if k not in HOW_FIELDS}
+    return {k: v for k, v in config.items() if k not in HOW_FIELDS and NEW_DEFAULTS.get(k, object()) != v}
 
 
 def run_hash(config: dict) -> str:

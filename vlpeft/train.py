@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import compiling, faults
+from . import compiling, faults, numerics
 from .blip.checkpoints import check_path
 from .blip.models import load_model, load_processor
 from .catalog import METHODS, variant
@@ -105,6 +105,8 @@ def field_problems(cfg: RunConfig):
                    f"(new or vlpeft's own)")
     if cfg.compile not in compiling.COMPILE_CHOICES:
         yield f"unknown --compile {cfg.compile!r}; choose auto (where it pays), on or off"
+    yield numerics.mode_problem(cfg.numerics)
+    yield numerics.threads_problem(cfg.threads, cfg.numerics)
     if cfg.precision not in PRECISIONS:
         yield f"unknown precision {cfg.precision!r}; choose {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}"
     yield faults.check(cfg.fault)
@@ -365,8 +367,11 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
     folder.check(config, overwrite, probe=dp.main)  # read-only: another config is refused before any work
     if folder.is_complete() and not overwrite:
         return folder.metrics()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    with numerics.computing(cfg.numerics, cfg.threads):  # one number on any machine (numerics.py)
+        return _run(cfg, dp, folder, config, progress, overwrite)
+
+
+def _run(cfg: RunConfig, dp, folder: RunFolder, config: dict, progress: bool, overwrite: bool) -> dict:
     s = build(cfg, dp, progress)                   # bad data or model: refused with nothing written
     if dp.main:
         folder.claim(config, overwrite)            # one owner from here on

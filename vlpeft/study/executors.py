@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..features import prepare_features
 from ..io import progress_bar
 from ..tasks import get_task
-from ..worlds.assets import get_world, prepare
+from ..worlds.assets import get_world, identity, prepare
 from ..worlds.shapes import ensure_world
 from .engine import WarmKernel, reason, run_cell, run_cell_once
 from .presets import Cell
@@ -87,6 +87,8 @@ def prepare_assets(cells: list[Cell], progress: bool = True, workers: int = 2) -
             list(pool.map(prepare, *zip(*missing), [False] * len(missing)))
     for world, data_root, model_root in todo:
         print(prepare(world, data_root, model_root, progress).describe(), flush=True)
+        if (line := identity(world, model_root)) is not None:
+            print(line, flush=True)
 
 
 FULL_STEP_COST = 2.0   # a full fine-tuning step against a PEFT step on the embedded model (benchmarks/step_time.py)
@@ -126,8 +128,8 @@ def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> li
         for i in range(workers):
             devices.put(i)
     cpu_threads = max(1, (os.cpu_count() or 1) // workers)
-    for c in cells:
-        if not c.config.threads and not n_gpu:
+    for c in cells:  # a fair share on the native path; the pinned path computes a run on its own count (numerics.py)
+        if not c.config.threads and not n_gpu and c.config.numerics == "native":
             c.config.threads = cpu_threads
     results = []
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, cpu_threads))

@@ -21,6 +21,7 @@ data root or checkpoint directory is never overwritten. The `real` world is neve
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,37 @@ class Assets:
 
     def describe(self) -> str:
         return f"world {self.world}: data {self.data_root}, model {self.model_path}"
+
+
+# The stand-ins' identity: each embedded world's pre-trained weights (sha256 of caption/ and vqa/ model.safetensors)
+# as made on the pinned numeric path (vlpeft/numerics.py) from its committed config — the models behind the committed
+# reports. A machine that re-makes them computes the committed numbers; `make study` says which after pre-training.
+STANDINS = Path(__file__).with_name("standins.json")
+
+
+def identity(world: str | World, model_root: str | None = None) -> str | None:
+    """One line: whether this machine's pre-trained model of `world` is the committed stand-in (None: nothing to
+    say — the real world, or no model there yet)."""
+    w = get_world(world) if isinstance(world, str) else world
+    card_path = Path(model_root or w.model_root) / "card.json"
+    if not w.synthetic or not card_path.is_file():
+        return None
+    card = json.loads(card_path.read_text())
+    made, committed = card.get("weights_sha256") or {}, json.loads(STANDINS.read_text()).get(w.name)
+    mode = (card.get("numerics") or {}).get("mode", "native (made before the numeric path was pinned)")
+    short = ", ".join(f"{task} {h[:12]}" for task, h in sorted(made.items())) or "no weight hashes in its card"
+    if committed is None:
+        return f"stand-in {w.name}: {short} — no committed hash to compare with (vlpeft/worlds/standins.json)"
+    if made == committed["weights_sha256"]:
+        return (f"stand-in {w.name}: this machine re-made the committed weights ({short}); its runs give the "
+                f"committed numbers")
+    why = ("it was pre-trained on the native numeric path" if mode != "pinned" else
+           f"this CPU ({(card.get('numerics') or {}).get('cpu', '?')}, "
+           f"{(card.get('numerics') or {}).get('cpu_capability', '?')} kernels) or its libraries compute otherwise "
+           f"than the committed one's ({committed.get('cpu', '?')}; compare the versions in the card's provenance)")
+    return (f"stand-in {w.name}: NOT the committed weights ({short}; committed "
+            f"{', '.join(f'{t} {h[:12]}' for t, h in sorted(committed['weights_sha256'].items()))}): {why}, so its "
+            f"numbers will differ from the committed reports'")
 
 
 def prepare(world: str | World, data_root: str | None = None, model_root: str | None = None,

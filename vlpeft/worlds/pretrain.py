@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BlipForConditionalGeneration
 
+from .. import numerics
 from ..blip.models import (
     build_processor,
     build_tokenizer,
@@ -62,7 +63,7 @@ from ..blip.models import (
 from ..config import PretrainConfig
 from ..data import Paths, Pixels, load_karpathy
 from ..errors import ConfigError, Interrupted, Preempted
-from ..io import own, progress_bar, write_json
+from ..io import file_sha256, own, progress_bar, provenance, write_json
 from ..methods import count_parameters, unique_parameters
 from ..records import load_json
 from ..signals import StopSignals
@@ -80,6 +81,11 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     out = Path(cfg.out)
     if own(out, "pre-trained model", cfg.as_dict(), "card.json", force=force):   # force: any model of ours, redone
         return out
+    with numerics.computing(cfg.numerics):   # the same weights on any x86-64 machine (numerics.py)
+        return _pretrain(cfg, out, progress)
+
+
+def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
     torch.manual_seed(cfg.seed)
     paths = Paths(Path(cfg.data_root))
     tokenizer = build_tokenizer(shapes.vocabulary())
@@ -105,15 +111,25 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
                        "never a question; every text at a random position offset (rows 0.."
                        f"{cfg.spec.max_positions - 1})",
             "zero_shot": zero_shot(caption, vqa, tokenizer, paths, corpus.images, cfg.zero_shot_eval),
-            "shift_loss": shift_loss(caption, tokenizer, paths, corpus.images, cfg.zero_shot_eval)}
+            "shift_loss": shift_loss(caption, tokenizer, paths, corpus.images, cfg.zero_shot_eval),
+            "numerics": numerics.record(), "provenance": provenance()}
     save_model(caption, processor, out / "caption")
     save_model(vqa, processor, out / "vqa")
+    card["weights_sha256"] = weight_hashes(out)   # the stand-in's identity (presets.STANDINS holds the committed)
     write_json(out / "card.json", card)  # written last, atomically: marks a complete checkpoint
     return out
 
 
+def weight_hashes(out: Path) -> dict[str, str]:
+    """{task: sha256 of its model.safetensors}: equal hashes, equal weights (safetensors writes tensors in a fixed
+    order with a sorted header)."""
+    return {task: file_sha256(out / task / "model.safetensors") for task in ("caption", "vqa")}
+
+
 def check_pretrain(cfg: PretrainConfig) -> None:
     """Refuse a pre-training that cannot run, naming the field (before anything is written)."""
+    if (problem := numerics.mode_problem(cfg.numerics)) is not None:
+        raise ConfigError(problem)
     if cfg.recipe not in RECIPES:
         raise ConfigError(f"--recipe {cfg.recipe!r}: choose one of {', '.join(RECIPES)} (mplug: the paper's model; "
                           f"blip: BLIP's)")
