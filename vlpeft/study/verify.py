@@ -40,11 +40,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..blip.checkpoints import check_path
 from ..config import PretrainConfig
 from ..errors import ConfigError, VlpeftError
 from ..io import read_json
 from ..worlds.assets import get_world
 from ..worlds.shapes import WorldConfig
+from .engine import run_cell
 from .presets import PRESET_WORLD, Cell, grid
 
 SCORES = {"best_val": "best validation", "test": "test", "final_val": "final validation"}
@@ -172,7 +174,6 @@ def flags(obj: dict, default: dict) -> str:
 def check_assets(cells: list[Cell], preset: str) -> None:
     """Each world's data and pre-trained model present (a real checkpoint passes `check_path`); a missing one is an
     error saying which command makes it."""
-    from ..blip.checkpoints import check_path
     for world, data_root, model_root in sorted({(c.world, c.config.data_root, c.config.model_root) for c in cells}):
         w = get_world(world)
         if not w.synthetic:
@@ -239,7 +240,6 @@ def fmt_diff(committed: float, remade: float) -> str:
 
 def _run_and_say(cell: Cell, labels: dict, committed: dict) -> dict:
     """In a sweep worker: the cell through the sweep's own `run_cell`, with a line as it starts and as it ends."""
-    from .engine import run_cell
     label = labels[cell.run_id]
     print(f"{label} start", flush=True)
     t0 = time.time()
@@ -266,34 +266,36 @@ def verify(report: str | Path, sample_size: int = 3, cells: list[str] | None = N
     if rows.empty:
         raise VerifyError(f"{report}: no complete runs to verify")
     scratch = Path(runs_root or tempfile.mkdtemp(prefix="vlpeft-verify-"))
-    theirs = {Path(p).parents[3].resolve() for p in rows.run_dir if len(Path(p).parents) > 3}
-    if scratch.resolve() in theirs | {Path("runs").resolve()}:
-        raise ConfigError(f"--runs-root {scratch} holds the study's own runs; verify re-makes cells in a scratch "
-                          f"folder: give another (or none: a temporary one)")
-    paths = {k: v for k, v in paths.items() if v}   # those not given: the preset's own
-    name, found = committed_cells(rows, str(scratch), preset, feature_cache=feature_cache or str(scratch / "features"),
-                                  compile_cache=str(scratch / "compile"), **paths)
-    todo = [found[i] for i in rows.run_id]
-    for c in todo:
-        if c.out_dir.exists() and any(c.out_dir.iterdir()):
-            raise ConfigError(f"{c.out_dir} already holds a run (an earlier verify?); remove it or give another "
-                              f"--runs-root: verify compares only cells it has just re-made")
-    check_assets(todo, name)
-    from .executors import check_data, execute, longest_first  # torch and the engine only for a real verification
-    check_data(todo, progress=False)   # execute's own check, before the order below reads the splits
-    todo = longest_first(todo)         # the order execute runs them in: the lines below are numbered in it
-    rows = rows.set_index("run_id", drop=False).loc[[c.run_id for c in todo]]
-    how = (f"the cell{'s' * (len(rows) > 1)} {', '.join(rows.cell)}" if cells
-           else f"a sample of {len(rows)} (seed {seed}, by task and method)")
-    print(f"verify {report}: {how} of the {len(complete(runs))} complete runs of study {rows.study.iloc[0]} "
-          f"(preset {name}), re-made in {scratch}", flush=True)
-    committed = {r.run_id: {k: float(r[k]) for k in SCORES} for _, r in rows.iterrows()}
-    labels = {r.run_id: f"[{i}/{len(rows)}] {r.cell}" for i, (_, r) in enumerate(rows.iterrows(), 1)}
     try:
+        theirs = {Path(p).parents[3].resolve() for p in rows.run_dir if len(Path(p).parents) > 3}
+        if scratch.resolve() in theirs | {Path("runs").resolve()}:
+            raise ConfigError(f"--runs-root {scratch} holds the study's own runs; verify re-makes cells in a scratch "
+                              f"folder: give another (or none: a temporary one)")
+        paths = {k: v for k, v in paths.items() if v}   # those not given: the preset's own
+        caches = dict(feature_cache=feature_cache or str(scratch / "features"), compile_cache=str(scratch / "compile"))
+        name, found = committed_cells(rows, str(scratch), preset, **caches, **paths)
+        todo = [found[i] for i in rows.run_id]
+        for c in todo:
+            if c.out_dir.exists() and any(c.out_dir.iterdir()):
+                raise ConfigError(f"{c.out_dir} already holds a run (an earlier verify?); remove it or give another "
+                                  f"--runs-root: verify compares only cells it has just re-made")
+        check_assets(todo, name)
+        from .executors import check_data, execute, longest_first  # torch and the engine only for a real verification
+        check_data(todo, progress=False)   # execute's own check, before the order below reads the splits
+        todo = longest_first(todo)         # the order execute runs them in: the lines below are numbered in it
+        rows = rows.set_index("run_id", drop=False).loc[[c.run_id for c in todo]]
+        how = (f"the cell{'s' * (len(rows) > 1)} {', '.join(rows.cell)}" if cells
+               else f"a sample of {len(rows)} (seed {seed}, by task and method)")
+        print(f"verify {report}: {how} of the {len(complete(runs))} complete runs of study {rows.study.iloc[0]} "
+              f"(preset {name}), re-made in {scratch}", flush=True)
+        committed = {r.run_id: {k: float(r[k]) for k in SCORES} for _, r in rows.iterrows()}
+        labels = {r.run_id: f"[{i}/{len(rows)}] {r.cell}" for i, (_, r) in enumerate(rows.iterrows(), 1)}
         execute(todo, workers=workers, progress=False,
                 run=functools.partial(_run_and_say, labels=labels, committed=committed))
         return compare(rows, found, committed, runs, tolerance)
     finally:
+        if keep and not runs_root:
+            print(f"the re-made runs are kept in {scratch}")
         if not runs_root and not keep:
             shutil.rmtree(scratch, ignore_errors=True)
 
