@@ -145,7 +145,9 @@ def committed_cells(rows: pd.DataFrame, runs_root: str, preset: str | None = Non
     for name in candidates:
         try:
             cells = {c.run_id: c for c in grid(name, study, runs_root=runs_root, **paths) if c.run_id in wanted}
-        except ConfigError:   # the dial takes no --data-root / --model-path
+        except ConfigError:   # the dial takes no --data-root / --model-path: said when the dial was asked for
+            if preset:
+                raise
             continue
         if set(cells) == wanted:
             break
