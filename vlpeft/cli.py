@@ -10,6 +10,7 @@ inside the commands, so `--help` answers at once.
     vlpeft report       --study runs/tiny                 figures + claims table + index.html
     vlpeft compare      reports/tiny reports/tiny-blip    the two pre-training recipes side by side
     vlpeft study        --preset tiny                     world → pre-training → sweep → report (`make study`)
+    vlpeft verify       reports/tiny                      re-make 3 committed cells; exit 0 only if the numbers hold
 
 A user's mistake (a bad config, bad data, a bad model folder, a busy run folder) prints one or two lines
 naming the file or field and what to do, and exits non-zero (2 for usage errors); `--debug` or
@@ -32,7 +33,7 @@ from .blip.convert import add_arguments, main_cmd
 from .catalog import METHODS, TASK_INFO
 from .config import PretrainConfig, RunConfig
 from .errors import REPORT_A_BUG, ConfigError, Interrupted, user_error
-from .study.presets import grid, print_grid, select
+from .study.presets import PRESET_WORLD, grid, print_grid, select
 from .worlds.shapes import WorldConfig, ensure_world
 
 # torch, transformers, pandas and altair load inside the commands that need them (the data, training, sweep, report
@@ -197,6 +198,26 @@ def cmd_study(args):
           + (f" ({len(failures)} failed or diverged runs, listed in the report)" if failures else ""))
 
 
+def cmd_verify(args):
+    """`vlpeft verify`: re-make a sample of a report's cells in a scratch folder; exit 0 only within --tolerance."""
+    from .study.verify import verify
+    folder_arg(args.runs_root, "--runs-root")
+    folder_arg(args.feature_cache, "--feature-cache")
+    ok = verify(args.report, sample_size=args.sample, cells=args.cells, seed=args.seed, runs_root=args.runs_root,
+                tolerance=args.tolerance, workers=args.workers, keep=args.keep, preset=args.preset,
+                feature_cache=args.feature_cache, data_root=args.data_root, model_path=args.model_path,
+                image_root=args.image_root, vqa_route=args.vqa_route)
+    sys.exit(0 if ok else 1)
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a number ≥ 0."""
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def positive(text: str) -> int:
     """An argparse type: an integer ≥ 1."""
     value = int(text)
@@ -305,6 +326,43 @@ def parser() -> argparse.ArgumentParser:
     add_grid_args(s, "tiny")
     s.add_argument("--out", help="the report folder (default: reports/<study>)")
     s.set_defaults(fn=cmd_study)
+
+    s = sub.add_parser("verify", help="re-make a few cells of a committed report; exit 0 only if the numbers hold",
+                       description="Re-run K cells of a report (a folder holding runs.csv, e.g. reports/tiny) from "
+                                   "their committed configs, in a scratch runs folder, through the sweep's own path; "
+                                   "print each cell's committed and re-made best validation, test and final "
+                                   "validation score with their difference, and a last line: `3/3 identical`, or the "
+                                   "largest difference beside the report's seed-to-seed spread. A run id names one "
+                                   "config (a hash of every field that changes results), so a cell's config is the "
+                                   "cell of that id in its preset's grid. Verify uses the study's own world and "
+                                   "pre-trained model and never makes them.",
+                       epilog="exit status: 0 when every cell re-ran and every score is within --tolerance; 1 when "
+                              "one differs by more or did not complete; 2 for a usage error. Example: "
+                              " vlpeft verify reports/tiny --sample 3   (minutes per cell on a 2-core CPU)")
+    s.add_argument("report", help="a report folder holding runs.csv (or the runs.csv itself)")
+    s.add_argument("--sample", type=positive, default=3, metavar="K",
+                   help="how many complete cells to re-make: a seeded draw, spread over tasks and methods (default 3)")
+    s.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    s.add_argument("--cells", nargs="+", metavar="RUN_ID",
+                   help="re-make these cells instead of a sample: run ids (the last part of runs.csv's run_dir), "
+                        "or task/method/run-id")
+    s.add_argument("--tolerance", type=non_negative, default=0.0,
+                   help="the largest absolute difference accepted in any score (default 0: the numbers exactly as "
+                        "runs.csv writes them, bit for bit)")
+    s.add_argument("--runs-root", help="the scratch folder the cells are re-made in (default: a new temporary "
+                   "folder, removed afterwards); never the study's own runs folder")
+    s.add_argument("--keep", action="store_true", help="keep the temporary scratch folder (its path is printed)")
+    s.add_argument("--workers", type=positive, default=2, help="cells re-made at once (default 2, as `make study`)")
+    s.add_argument("--feature-cache", help="share this frozen-feature cache (default: a fresh one in the scratch "
+                   "folder, so nothing computed before is reused)")
+    s.add_argument("--preset", choices=list(PRESET_WORLD),
+                   help="the preset whose grid holds the study's configs (default: the study's name, else whichever "
+                        "preset's grid holds the run ids)")
+    s.add_argument("--data-root", help="as the study was made with (default: the preset's)")
+    s.add_argument("--model-path", help="as the study was made with (default: the preset's)")
+    s.add_argument("--image-root", help="as the study was made with (default: the preset's)")
+    s.add_argument("--vqa-route", choices=["mplug", "blip"], help="as the study was made with (default: the preset's)")
+    s.set_defaults(fn=cmd_verify)
     return p
 
 

@@ -39,8 +39,10 @@ def _init_worker(devices, cpu_threads: int) -> None:
 
 
 def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm: dict | None = None,
-            progress: bool = True) -> list[dict]:
-    """Run every incomplete cell; print and return the failures and diverged runs (each with reason and path)."""
+            progress: bool = True, run=run_cell) -> list[dict]:
+    """Run every incomplete cell; print and return the failures and diverged runs (each with reason and path).
+    `run`: what a local worker calls with each cell (`engine.run_cell`, or a picklable wrapper of it that says more,
+    as `vlpeft verify`'s)."""
     todo = [c for c in cells if not (c.out_dir / "metrics.json").exists()]
     print(f"{len(cells)} runs in the grid: {len(cells) - len(todo)} complete, {len(todo)} to run", flush=True)
     prepare_assets(todo, progress, workers)
@@ -48,7 +50,7 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
     if executor != "slurm":  # on Slurm each job computes what it needs, under the cache's lock, on its own GPU
         prepare_features([c.config for c in todo], progress)
     todo = longest_first(todo)
-    results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress)
+    results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress, run)
     failures = [r for r in results if r["status"] in ("failed", "diverged")]
     for r in results:
         if r["status"] == "busy":
@@ -115,7 +117,7 @@ def longest_first(cells: list[Cell]) -> list[Cell]:
     return sorted(cells, key=lambda c: -work[id(c)])
 
 
-def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> list[dict]:
+def _execute_local(cells: list[Cell], workers: int, progress: bool = True, run=run_cell) -> list[dict]:
     if not cells:
         return []
     import torch
@@ -134,7 +136,7 @@ def _execute_local(cells: list[Cell], workers: int, progress: bool = True) -> li
     results = []
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, cpu_threads))
     with pool, progress_bar(total=len(cells), desc="sweep", unit="run", disable=not progress) as bar:
-        futures = [pool.submit(run_cell, c) for c in cells]
+        futures = [pool.submit(run, c) for c in cells]
         for fut in as_completed(futures):
             results.append(fut.result())
             n_failed = sum(r["status"] in ("failed", "diverged") for r in results)
