@@ -154,3 +154,12 @@ def test_the_committed_stand_ins_are_complete_hashes():
         assert assets.get_world(world).synthetic
         assert set(entry["weights_sha256"]) == {"caption", "vqa"}
         assert all(len(h) == 64 and int(h, 16) >= 0 for h in entry["weights_sha256"].values())
+
+
+def test_this_machine_re_makes_the_committed_smoke_stand_in(tmp_path):
+    """The cross-machine check in the suite: the smoke world's pre-training, from its committed config on the pinned
+    path, gives the weights committed in standins.json (made on another machine, or on this one earlier)."""
+    made = assets.prepare("smoke", str(tmp_path / "data"), str(tmp_path / "model"), progress=False)
+    hashes = json.loads((Path(made.model_path.format(task="caption")).parent / "card.json").read_text())
+    committed = json.loads(assets.STANDINS.read_text())["smoke"]["weights_sha256"]
+    assert hashes["weights_sha256"] == committed
