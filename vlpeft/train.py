@@ -353,7 +353,8 @@ def starting_checkpoint(path: str) -> dict:
         c = json.loads(card.read_text())
         info["pretrain"] = {"seed": c["config"].get("seed"), "recipe": c["config"].get("recipe", "blip"),
                             "steps": c.get("steps"),
-                            "consistency": (c.get("world") or {}).get("consistency")}
+                            "consistency": (c.get("world") or {}).get("consistency"),
+                            "weights": (c.get("weights_sha256") or {}).get(Path(path).name)}  # the stand-in's identity
     return info
 
 

@@ -28,7 +28,8 @@ KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed", "vqa_
 COLUMNS = ["study", "task", "method", "variant", "family", "size", "tune_classifier", "data_ratio", "seed",
            "metric", "best_val", "best_step", "test", "final_val", "zero_shot_val", "trainable_params",
            "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s", "samples_per_s",
-           "pretrain_seed", "consistency", "recipe", "vqa_route", "status", "error", "run_dir"]
+           "pretrain_seed", "consistency", "recipe", "vqa_route", "status", "error", "run_dir",
+           "numerics", "cpu", "lock", "torch", "transformers", "peft", "standin"]   # where the number was made
 NUMERIC = ["size", "data_ratio", "seed", "best_val", "best_step", "test", "final_val", "zero_shot_val",
            "trainable_params", "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s",
            "samples_per_s", "pretrain_seed", "consistency"]
@@ -65,11 +66,25 @@ def _row(run_dir: Path, study: str) -> dict:
         start = (metrics.get("start") or {}).get("pretrain") or {}   # the embedded model's card (dial levels)
         row |= {"pretrain_seed": start.get("seed"), "consistency": start.get("consistency"),
                 "recipe": start.get("recipe", "blip") if start else None}  # a card before #29: BLIP's recipe
+        row |= made_on(metrics)
     elif failed is not None:
         row |= {"status": "failed", "error": failed.get("error")}
     else:
         row["status"] = "incomplete"
     return row
+
+
+def made_on(metrics: dict) -> dict:
+    """Where a run's numbers were made: its numeric path, CPU, locked environment (the lock's hash, marked when the
+    installed packages differ from it), library versions and the stand-in's weights (a short hash; blank for a
+    checkpoint that is not the project's own). Blank for runs from before they were recorded."""
+    prov = metrics.get("provenance") or {}
+    lock, numerics = prov.get("lock") or {}, prov.get("numerics") or {}
+    weights = ((metrics.get("start") or {}).get("pretrain") or {}).get("weights")
+    return {"numerics": numerics.get("mode"), "cpu": numerics.get("cpu"),
+            "lock": (lock.get("sha256", "")[:12] + ("" if lock.get("matches") else " (differs)")) if lock else None,
+            "torch": prov.get("torch"), "transformers": prov.get("transformers"), "peft": prov.get("peft"),
+            "standin": weights[:12] if weights else None}
 
 
 def run_dirs(study_dir) -> list[Path]:

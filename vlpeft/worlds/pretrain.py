@@ -95,7 +95,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
     vqa.config.vqa_route = RECIPES[cfg.recipe]                                #    (the route travels with it)
     if cfg.share_text_towers:
         share_text_towers(vqa)
-    step, losses, wall = _train(cfg, vqa, corpus, tokenizer, progress, out)
+    step, losses, curve, wall = _train(cfg, vqa, corpus, tokenizer, progress, out)
     if cfg.share_text_towers:                                                # 3. the two task models, as BLIP's
         untie_text_towers(vqa)                                               #    released checkpoints are
     vqa.eval()
@@ -106,6 +106,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
             "corpus_images": len(corpus.items), "corpus_pairs": len(corpus.pairs.dataset),
             "text_sentences": len(corpus.texts.dataset), "steps": step,
             "final_losses": {k: round(v.item(), 4) for k, v in losses.items()},
+            "loss_curve": curve,   # the summed objectives, mean over each 1 % of the steps (§7 of the schedule)
             "wall_s": round(wall, 1), "params": count_parameters(vqa)[1],
             "footing": "text-only LM (decoder) and MLM (encoder) on a corpus holding every caption/answer word, "
                        "never a question; every text at a random position offset (rows 0.."
@@ -189,7 +190,7 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, corpus.g, cfg.recipe)
-    t0, step, losses = time.time(), 0, {}
+    t0, step, losses, curve, window = time.time(), 0, {}, [], []   # curve: the summed loss, mean per 1 % of steps
     again = (f"an unfinished pre-training keeps nothing: run the same command again to start it over in {out} "
              f"(about {cfg.steps} steps)")
     try:
@@ -197,7 +198,12 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
             for pairs, text in corpus.batches(cfg.steps):
                 losses = objectives(pairs, text)
                 opt.zero_grad(set_to_none=True)
-                sum(losses.values()).backward()
+                total = sum(losses.values())
+                total.backward()
+                window.append(total.item())
+                if len(window) >= max(1, cfg.steps // 100) or step + 1 == cfg.steps:
+                    curve.append(round(sum(window) / len(window), 4))
+                    window.clear()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
@@ -208,7 +214,7 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
                     raise Preempted(f"pre-training stopped by {stop.requested} at step {step} of {cfg.steps}; {again}")
     except KeyboardInterrupt:
         raise Interrupted(f"pre-training interrupted at step {step} of {cfg.steps}; {again}") from None
-    return step, losses, time.time() - t0
+    return step, losses, curve, time.time() - t0
 
 
 SHARED = ("crossattention", "intermediate", "output")   # per block; the self-attention stays each tower's own

@@ -114,11 +114,27 @@ result was seen (end of the page). The evidence behind each verdict, in words, i
 {"".join(f"<p class='note'>{e(n)}</p>" for n in notes)}
 {body}
 <h2>Verdict rules</h2><details><summary>the rules, as declared before the runs</summary>{_rules_html()}</details>
-<h2>Runs</h2>{_html_table(counts) if len(runs) else "<p>no runs found</p>"}
+<h2>Runs</h2>{_html_table(counts) if len(runs) else "<p>no runs found</p>"}{_made_on_html(runs)}
 <h3>Runs that are not complete ({len(failures)})</h3>{_html_table(failures) if len(failures) else "<p>none</p>"}
 <details><summary>Mean ± std over seeds of every configuration</summary>{means}</details>
 </body></html>
 """
+
+
+MADE_ON = ["numerics", "cpu", "lock", "torch", "transformers", "peft", "standin"]
+
+
+def _made_on_html(runs: pd.DataFrame) -> str:
+    """Where the numbers were made (results.made_on): each combination of numeric path, CPU, lock, versions and
+    stand-in, with its count of runs. Nothing for a study from before these were recorded."""
+    if not set(MADE_ON) <= set(runs.columns) or runs[MADE_ON].isna().all().all():
+        return ""
+    table = runs[MADE_ON].fillna("(not recorded)").astype(str).value_counts().rename("runs").reset_index()
+    return ("<h3>Where these numbers were made</h3><p class='q'>The numeric path (vlpeft/numerics.py: pinned gives "
+            "the same numbers on any x86-64 CPU with AVX2), the CPU, the hash of requirements.lock the environment "
+            "was installed from, the library versions, and the pre-trained stand-in's weights (a short sha256 of "
+            "model.safetensors; vlpeft/worlds/standins.json holds the committed ones). `vlpeft verify` re-makes a "
+            "sample of the runs and compares.</p>" + _html_table(table))
 
 
 def write_report(study: Study | str | Path, out_dir, formats=("png", "svg")) -> Path:
