@@ -163,13 +163,15 @@ def cmd_compare(args):
     from .study.report.families import check_premise, get_factor
     folder_arg(args.out, "--out")
     factor = get_factor(args.factor)
+    if args.labels and len(set(args.labels)) < 2:
+        raise ConfigError(f"the two studies need two names, got {args.labels[0]!r} twice; pass --labels A B")
     studies = [Study.load(s) for s in args.studies]
     check_premise(studies, factor.name)
     labels = args.labels or [label_of(s, factor.name) for s in studies]
-    if len(set(labels)) < 2 and not args.labels:
+    if len(set(labels)) < 2:
         labels = [s.name for s in studies]
     if len(set(labels)) < 2:
-        raise ConfigError(f"the two studies need two names, got {labels[0]!r} twice; pass --labels A B")
+        raise ConfigError(f"the two studies are both called {labels[0]!r}; pass --labels A B")
     out = write_families(dict(zip(labels, studies)), args.out, factor=factor.name)
     print(f"two {factor.plural} side by side: {Path(out) / 'index.html'} ({' vs '.join(labels)})")
 
