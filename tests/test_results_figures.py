@@ -485,3 +485,24 @@ def test_the_committed_comparison_re_renders_byte_for_byte(tmp_path, monkeypatch
     out = report.write_families({report.label_of(s): s for s in studies}, tmp_path / "families", formats=("svg",))
     for name in ("index.html", "families.md", "verdicts.csv", "scores.csv", "figures/scores.svg"):
         assert (out / name).read_bytes() == (REPORTS / "families" / name).read_bytes(), name
+
+
+SETTINGS = [  # (a run as its row records it, its recipe and VQA route as `results.setting` gives them)
+    ({"task": "vqa", "pretrain_seed": 0}, ("blip", "blip")),                        # before recipes: BLIP's, own route
+    ({"task": "vqa", "pretrain_seed": 0, "recipe": "mplug"}, ("mplug", "mplug")),    # before routes: the recipe's
+    ({"task": "vqa", "pretrain_seed": 0, "recipe": "mplug", "vqa_route": "blip"}, ("mplug", "blip")),  # as recorded
+    ({"task": "vqa"}, (None, "blip")),                                              # real BLIP: no recipe; blip
+    ({"task": "caption", "pretrain_seed": 0, "recipe": "mplug", "vqa_route": ""}, ("mplug", "")),  # no route
+    ({"task": "caption"}, (None, None)),
+]
+
+
+def test_a_runs_recipe_and_route_are_as_recorded_or_as_they_were_before():
+    from vlpeft.worlds.pretrain import RECIPES
+    assert all(recipe == route for recipe, route in RECIPES.items())   # the rule: a checkpoint's own route is its
+    got = results.setting(pd.DataFrame([row for row, _ in SETTINGS]))  # recipe's, of the same name
+    for (row, want), pair in zip(SETTINGS, got.itertuples(index=False)):
+        assert tuple(None if pd.isna(v) else v for v in pair) == want, row
+    committed_runs = pd.read_csv(REPORTS / "tiny-blip" / "runs.csv")   # from before recipes and routes
+    vqa = results.setting(committed_runs)[committed_runs.task == "vqa"]
+    assert set(vqa.recipe) == set(vqa.vqa_route) == {"blip"}
