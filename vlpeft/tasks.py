@@ -18,13 +18,23 @@ through these methods, so the forward that is trained is the forward that is dec
   generates the answer (answers are generated, not ranked) cross-attending to one of two *routes*, a property
   of the checkpoint (its config.json's `vqa_route`) that a run may override (`RunConfig.vqa_route`):
   `mplug` — the image states and the question states together, `[image; question]` with the joint mask, as the
-  paper's model (mPLUG's `models/model_vqa_mplug.py`: `torch.cat([image_output, question_output], 1)`; our text
-  encoder is BLIP's, which does not update the image stream, so the image half is the vision tower's states);
+  paper's model (mPLUG's `models/model_vqa_mplug.py`: `torch.cat([image_output, question_output], 1)`);
   `blip` — the question states only, as BLIP (`models/blip_vqa.py`). Real BLIP checkpoints carry no route and
-  take `blip`. The question's padding mask is passed to the answer decoder's cross-attention in training *and* in
-  decoding. (BLIP's own `generate` uses an all-ones mask there, so at inference the decoder would attend
-  to the [PAD] states of every question shorter than its batch's longest — an answer would then depend on
-  its batch-mates, and the model would be scored under conditions it was not trained in. We keep the mask.)
+  take `blip`. A run may answer on a route other than its checkpoint's own: allowed, said in one line at its start,
+  and recorded (`vqa_route` in metrics.json); a route string other than these two is refused wherever a model is
+  loaded (`vqa_route`, `Task.on_route`). The question's padding mask is passed to the answer decoder's
+  cross-attention in training *and* in decoding. (BLIP's own `generate` uses an all-ones mask there, so at
+  inference the decoder would attend to the [PAD] states of every question shorter than its batch's longest — an
+  answer would then depend on its batch-mates, and the model would be scored under conditions it was not trained
+  in. We keep the mask.)
+- **The image half on the `mplug` route.** In mPLUG-base (`config_bert_stride3.json`, `stride_layer: 3`) the
+  `image_output` its answer decoder reads has passed a fusion layer that also updates the image states; BLIP's
+  architecture has no such layer (its text encoder cross-attends to the image and leaves the image stream as it
+  is), so ours is the vision tower's output, as in mPLUG-large, and it is frozen under every PEFT method
+  ("+ classifier" included; only full fine-tuning trains the tower). What it implies: a PEFT run adapts how the
+  question is encoded and how the answer decoder reads [image; question], never the image states themselves,
+  which mPLUG-base's fusion layer (trained by its full fine-tuning, or by a method placed in it) could move; and the
+  cached image states (`vlpeft.features`) are exactly what the answer decoder reads on this route.
 
 Decoding settings (the paper gives none): captions by beam search with `CAPTION_BEAMS` beams and at most
 `CAPTION_MAX_TOKENS` new tokens (BLIP's default is 3 beams), answers greedily with at most
