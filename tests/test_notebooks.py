@@ -109,3 +109,22 @@ def test_the_committed_notebooks_are_the_generators_and_open_unmodified():
         made.metadata.language_info.version = info.get("version")
         assert committed == nbformat.writes(made) + "\n", f"{name}: run `python tools/make_notebooks.py`"
         assert but_version(info) == but_version(IPythonKernel.language_info) and info.version.startswith("3.")
+
+
+@pytest.mark.parametrize("helper", ["identity_check", "count_check", "show_method"])
+@pytest.mark.parametrize("route", ["mplug", "blip"])
+def test_the_on_screen_checks_load_the_model_on_the_runs_route(monkeypatch, tmp_path, models, tiny_world, helper,
+                                                               route):
+    """Each check injects the method into the checkpoint on the run's VQA route (a random BLIP's own is blip), as
+    the run trains it (`train.base_model`)."""
+    import vlpeft.methods as methods
+    from helpers import smoke_config
+    real, routes = methods.apply_method, []
+
+    def spy(model, *args, **kwargs):
+        routes.append(getattr(model.config, "vqa_route", None))
+        return real(model, *args, **kwargs)
+    monkeypatch.setattr(methods, "apply_method", spy)
+    cfg = smoke_config(models, tiny_world, tmp_path / "run", task="vqa", method="lora", size=2, vqa_route=route)
+    getattr(nb, helper)(cfg)
+    assert routes[0] == route        # count_check's second model is the BLIP-base shape, which has no route

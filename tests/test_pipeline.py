@@ -31,14 +31,18 @@ def test_any_number_of_workers_gives_the_same_run(models, tiny_world, tmp_path, 
     same_run(tmp_path / "w0", tmp_path / "w2", plain, workers)
 
 
-@pytest.mark.parametrize("task,method,size,cls", [("caption", "lora", 2, False), ("vqa", "prompt", 2, True),
-                                                  ("vqa", "parallel_adapter", 4, False)])
-def test_a_cached_run_equals_an_uncached_one(models, tiny_world, tmp_path, task, method, size, cls):
-    kw = dict(task=task, method=method, size=size, tune_classifier=cls)
+@pytest.mark.parametrize("task,method,size,cls,route", [
+    ("caption", "lora", 2, False, ""),
+    ("vqa", "prompt", 2, True, "blip"), ("vqa", "parallel_adapter", 4, False, "blip"),      # the question states only
+    ("vqa", "prompt", 2, True, "mplug"), ("vqa", "parallel_adapter", 4, False, "mplug"),    # the cached image states
+])                                                                                          #   in the answer memory too
+def test_a_cached_run_equals_an_uncached_one(models, tiny_world, tmp_path, task, method, size, cls, route):
+    kw = dict(task=task, method=method, size=size, tune_classifier=cls, vqa_route=route)
     plain = run(smoke_config(models, tiny_world, tmp_path / "plain", **kw), progress=False)
     cached = run(smoke_config(models, tiny_world, tmp_path / "cached", feature_cache=str(tmp_path / "cache"), **kw),
                  progress=False)
     assert plain["vision_features"] is None and cached["vision_features"]
+    assert plain["vqa_route"] == cached["vqa_route"] == (route or None)
     same_run(tmp_path / "plain", tmp_path / "cached", plain, cached)
 
 

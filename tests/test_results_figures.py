@@ -348,8 +348,8 @@ def vqa_with_lora_lifted(m, i, cls, r):
 def test_two_recipes_side_by_side_say_what_the_recipe_changes(tmp_path):
     from vlpeft.study.report import families
     no_curves = pd.DataFrame(columns=["run_dir"])
-    a = report.Study("a", "memory", scenario(), no_curves)
-    b = report.Study("b", "memory", scenario(vqa=vqa_with_lora_lifted), no_curves)   # the same noise draws
+    a = report.Study("a", "memory", scenario().assign(recipe="mplug"), no_curves)
+    b = report.Study("b", "memory", scenario(vqa=vqa_with_lora_lifted).assign(recipe="blip"), no_curves)  # same draws
     verdicts = families.verdicts_side_by_side({"a": a, "b": b})
     for name, s in (("a", a), ("b", b)):                       # each study judged by its own rules
         assert verdicts[f"{name}: verdict"].tolist() == report.verdict_table(s)["verdict"].tolist()
@@ -367,3 +367,142 @@ def test_two_recipes_side_by_side_say_what_the_recipe_changes(tmp_path):
     page = (out / "index.html").read_text()
     assert "<script" not in page and "vqa, LoRA" in page and (out / "figures" / "scores.svg").is_file()
     assert pd.read_csv(out / "verdicts.csv").shape[0] == 11
+    assert "the same study from two pre-training recipes" in page and "recipe mplug, VQA route mplug" in page
+
+
+# The premise of a comparison (#41): one grid, the same seeds, one value of the factor per study and two of them.
+# The committed studies' runs, changed where a case says; a study here is what the premise reads (runs, source).
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+
+
+def committed(name, change=lambda runs: runs, source=None):
+    from types import SimpleNamespace
+    runs = change(pd.read_csv(REPORTS / name / "runs.csv"))
+    return SimpleNamespace(name=name, source=source or f"reports/{name}", runs=runs)
+
+
+def vqa_route(route):
+    def change(runs):
+        return runs.assign(vqa_route=np.where(runs.task == "vqa", route, ""))
+    return change
+
+
+def without(mask):
+    return lambda runs: runs[~mask(runs)]
+
+
+def one_cell(r):
+    return (r.task == "vqa") & (r.method == "lora") & (r["size"] == 8) & (r.data_ratio == 1.0) & ~r.tune_classifier
+
+
+PREMISES = [  # (case, first, second, factor, what the refusal says: None when the premise holds)
+    ("the committed pair", ("tiny",), ("tiny-blip",), "recipe", None),
+    ("another grid", ("tiny",), ("dial",), "recipe",
+     ["not one grid: 53 of its 66 cells only in reports/tiny, 65 of 78 only in reports/dial",
+      "values only in reports/tiny: task vqa, method parallel_adapter/prefix/serial_adapter, size 4/16/64, "
+      "tune_classifier True; values only in reports/dial: consistency 0/0.5, pretrain_seed 1",
+      "both record the recipe mplug"]),
+    ("the same recipe", ("tiny",), ("tiny", vqa_route("mplug"), "reports/tiny-again"), "recipe",
+     ["both record the recipe mplug (--factor names what they differ in"]),
+    ("a seed missing", ("tiny",), ("tiny-blip", without(lambda r: one_cell(r) & (r.seed == 2))), "recipe",
+     ["other seeds in 1 cell (pairing by seed needs the same), e.g. task=vqa method=lora size=8 "
+      "tune_classifier=False data_ratio=1 consistency=1 pretrain_seed=0: 0, 1, 2 in reports/tiny, 0, 1 in "
+      "reports/tiny-blip"]),
+    ("a cell missing", ("tiny",), ("tiny-blip", without(one_cell)), "recipe",
+     ["not one grid: 1 of its 66 cells only in reports/tiny, 0 of 65 only in reports/tiny-blip (e.g. task=vqa "
+      "method=lora size=8 tune_classifier=False data_ratio=1 consistency=1 pretrain_seed=0 only in reports/tiny)"]),
+    ("a study mixing recipes", ("tiny",), ("tiny-blip", lambda r: r.assign(recipe=np.where(r.seed == 0, "mplug",
+                                                                                         "blip"))), "recipe",
+     ["reports/tiny-blip mixes the pre-training recipes blip and mplug"]),
+    ("two routes on one recipe", ("tiny",), ("tiny", vqa_route("blip"), "reports/tiny-route-blip"), "route", None),
+    ("two recipes called routes", ("tiny",), ("tiny-blip",), "route",
+     ["values only in reports/tiny: recipe mplug; values only in reports/tiny-blip: recipe blip"]),
+    ("two pre-training draws", ("tiny",), ("tiny", lambda r: r.assign(pretrain_seed=1), "reports/tiny-p1"),
+     "pretrain-seed", None),
+    ("two worlds", ("tiny",), ("tiny", lambda r: r, "reports/tiny-elsewhere"), "world", None),
+    ("one study as two worlds", ("tiny",), ("tiny",), "world", ["reports/tiny twice"]),
+]
+
+
+@pytest.mark.parametrize("case,first,second,factor,says", PREMISES, ids=[c[0] for c in PREMISES])
+def test_a_comparison_checks_its_premise(case, first, second, factor, says):
+    from vlpeft.errors import ConfigError
+    from vlpeft.study.report import families
+    studies = [committed(*first), committed(*second)]
+    problems = families.premise_problems(studies, factor)
+    if says is None:
+        assert problems == []
+        families.check_premise(studies, factor)
+        return
+    line = "; ".join(problems)
+    assert all(s in line for s in says), line
+    assert len(problems) == len(says) or case == "another grid"
+    with pytest.raises(ConfigError, match="are not one study from two") as refused:
+        families.check_premise(studies, factor)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("name,change,factor,label", [
+    ("tiny", lambda r: r, "recipe", "mPLUG recipe"),
+    ("tiny-blip", lambda r: r, "recipe", "BLIP recipe"),               # runs from before recipes and routes
+    ("tiny", vqa_route("blip"), "recipe", "mPLUG recipe, VQA route blip"),   # a route not the recipe's own
+    ("tiny", vqa_route("blip"), "route", "VQA route blip"),
+    ("tiny-blip", lambda r: r, "route", "VQA route blip"),             # a run before routes: its checkpoint's own
+    ("tiny", lambda r: r.assign(pretrain_seed=1), "pretrain-seed", "pre-training seed 1"),
+    ("tiny", lambda r: r, "world", "tiny"),                            # no world recorded: the study's name
+])
+def test_a_study_is_labelled_by_the_factor_compared(name, change, factor, label):
+    from vlpeft.study.report import families
+    assert families.label_of(committed(name, change), factor) == label
+
+
+def test_nothing_is_written_when_the_premise_fails(tmp_path):
+    from vlpeft.errors import ConfigError
+    studies = {"a": committed("tiny"), "b": committed("dial")}
+    with pytest.raises(ConfigError, match="not one grid"):
+        report.write_families(studies, tmp_path / "families", formats=("svg",))
+    assert not (tmp_path / "families").exists()
+
+
+def test_another_factor_is_named_on_the_page(tmp_path):
+    no_curves = pd.DataFrame(columns=["run_dir"])
+    studies = {f"VQA route {r}": report.Study(r, f"memory/{r}", scenario().assign(
+        recipe="mplug", vqa_route=lambda d, r=r: np.where(d.task == "vqa", r, "")), no_curves)
+        for r in ("mplug", "blip")}
+    out = report.write_families(studies, tmp_path / "routes", formats=("svg",), factor="route")
+    page, md = (out / "index.html").read_text(), (out / "families.md").read_text()
+    assert "<h1>vlpeft — the same study on two VQA routes</h1>" in page
+    assert "<h2>What the VQA route changes</h2>" in page
+    assert "recipe" not in page.split("<h2>The eleven verdicts")[0].replace("recipe mplug", "")
+    assert md.startswith("# Two VQA routes, one study\n\n## What the VQA route changes")
+    assert ">VQA route</text>" in (out / "figures" / "scores.svg").read_text()          # the legend's title
+
+
+def test_the_committed_comparison_re_renders_byte_for_byte(tmp_path, monkeypatch):
+    """reports/families from the committed pair, rendered again: every file the page is made of is the same."""
+    monkeypatch.chdir(REPORTS.parent)                             # the page names its sources as `vlpeft compare` does
+    studies = [report.Study.load(f"reports/{name}") for name in ("tiny", "tiny-blip")]
+    out = report.write_families({report.label_of(s): s for s in studies}, tmp_path / "families", formats=("svg",))
+    for name in ("index.html", "families.md", "verdicts.csv", "scores.csv", "figures/scores.svg"):
+        assert (out / name).read_bytes() == (REPORTS / "families" / name).read_bytes(), name
+
+
+SETTINGS = [  # (a run as its row records it, its recipe and VQA route as `results.setting` gives them)
+    ({"task": "vqa", "pretrain_seed": 0}, ("blip", "blip")),                        # before recipes: BLIP's, own route
+    ({"task": "vqa", "pretrain_seed": 0, "recipe": "mplug"}, ("mplug", "mplug")),    # before routes: the recipe's
+    ({"task": "vqa", "pretrain_seed": 0, "recipe": "mplug", "vqa_route": "blip"}, ("mplug", "blip")),  # as recorded
+    ({"task": "vqa"}, (None, "blip")),                                              # real BLIP: no recipe; blip
+    ({"task": "caption", "pretrain_seed": 0, "recipe": "mplug", "vqa_route": ""}, ("mplug", "")),  # no route
+    ({"task": "caption"}, (None, None)),
+]
+
+
+def test_a_runs_recipe_and_route_are_as_recorded_or_as_they_were_before():
+    from vlpeft.worlds.pretrain import RECIPES
+    assert all(recipe == route for recipe, route in RECIPES.items())   # the rule: a checkpoint's own route is its
+    got = results.setting(pd.DataFrame([row for row, _ in SETTINGS]))  # recipe's, of the same name
+    for (row, want), pair in zip(SETTINGS, got.itertuples(index=False)):
+        assert tuple(None if pd.isna(v) else v for v in pair) == want, row
+    committed_runs = pd.read_csv(REPORTS / "tiny-blip" / "runs.csv")   # from before recipes and routes
+    vqa = results.setting(committed_runs)[committed_runs.task == "vqa"]
+    assert set(vqa.recipe) == set(vqa.vqa_route) == {"blip"}

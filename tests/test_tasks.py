@@ -196,7 +196,8 @@ ROUTE_CASES = [  # (task, asked, the checkpoint's config.json, resolved route or
     ("vqa", "mplug", {"vision_config": {"hidden_size": 768}, "text_config": {"hidden_size": 768}}, "mplug"),
     ("vqa", "mplug", {"vision_config": {"hidden_size": 1024}, "text_config": {"hidden_size": 768}},
      "image states are 1024 wide"),                                               # BLIP-large: refused, not reshaped
-    ("vqa", "both", {}, "unknown --vqa-route 'both'"),
+    ("vqa", "both", {}, r"unknown VQA route 'both' \(--vqa-route\)"),
+    ("vqa", "", {"vqa_route": "mplug2"}, r"unknown VQA route 'mplug2' \(the checkpoint's config.json vqa_route\)"),
     ("caption", "", {"vqa_route": "mplug"}, ""),                                 # captioning has no route
     ("caption", "mplug", {}, "applies to VQA runs only"),
 ]

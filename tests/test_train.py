@@ -140,6 +140,59 @@ def test_the_route_is_saved_with_the_run_and_separates_run_ids(models, tiny_worl
     assert len(ids) == 2
 
 
+def stand_in(models, tmp_path, route="mplug", recipe="mplug") -> Path:
+    """A copy of the random checkpoints as pre-training leaves them: config.json's vqa_route, a card beside them."""
+    import shutil
+    root = shutil.copytree(models, tmp_path / "models")
+    for task in ("caption", "vqa"):
+        path = root / task / "config.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"vqa_route": route}))
+    (root / "card.json").write_text(json.dumps({"config": {"seed": 0, "recipe": recipe}, "steps": 20,
+                                                "world": {"consistency": 1.0}}))
+    return root
+
+
+NOT_ITS_OWN = ("vlpeft: this VQA run's answer decoder reads the question only (route blip), not what its "
+               "checkpoint's own route mplug reads ([image; question]): allowed, and recorded as vqa_route in "
+               "metrics.json")
+
+
+@pytest.mark.parametrize("task,asked,route,said", [
+    ("vqa", "blip", "blip", NOT_ITS_OWN),    # BLIP's route on a checkpoint of mPLUG's recipe: allowed, said
+    ("vqa", "", "mplug", None),              # the checkpoint's own
+    ("vqa", "mplug", "mplug", None),         # asked, and its own
+    ("caption", "", None, None),             # captioning has no route
+])
+def test_a_route_not_the_checkpoints_own_is_said_and_recorded(models, tiny_world, tmp_path, capsys, task, asked,
+                                                                route, said):
+    from vlpeft.study.results import load_runs
+    root = stand_in(models, tmp_path)
+    capsys.readouterr()
+    m = run(smoke(root, tiny_world, tmp_path / "study" / "r", task=task, method="lora", size=2, epochs=1,
+                  vqa_route=asked), progress=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "route" in line]
+    assert lines == ([said] if said else [])
+    assert (m["vqa_route"], m["recipe"]) == (route, "mplug")
+    row = load_runs(tmp_path / "study").iloc[0]
+    assert (row.vqa_route, row.recipe) == (route, "mplug")                       # the tidy table
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "run"])
+@pytest.mark.parametrize("load", ["base_model", "trained_model", "identity_check", "count_check", "show_method"])
+def test_an_unknown_route_is_refused_at_load(models, tiny_world, tmp_path, where, load):
+    """Wherever a model is loaded without `validate`: a route string the tasks do not know, from the checkpoint's
+    config.json or from an unchecked run config, is refused in one line (never read as mplug)."""
+    from vlpeft import nb, train
+    root = stand_in(models, tmp_path, route="mplug2" if where == "checkpoint" else "mplug")
+    cfg = smoke(root, tiny_world, tmp_path / "r", task="vqa", method="lora", size=2,
+                vqa_route="" if where == "checkpoint" else "both")
+    call = {"base_model": train.base_model, "trained_model": lambda c: train.trained_model(c, c.out_dir)}.get(
+        load) or getattr(nb, load)
+    with pytest.raises(ConfigError, match=f"unknown VQA route '{'mplug2' if where == 'checkpoint' else 'both'}' in "
+                                          f"the model's config"):
+        call(cfg)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The compiled training step (vlpeft/compiling.py): the same losses as eager, a plan in words, a clean fall-back
 COMPILE_TOLERANCE = 1e-4   # relative, per logged loss: float re-association inside fused kernels, nothing more

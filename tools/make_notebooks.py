@@ -237,7 +237,14 @@ BLIP's classes. The recipes differ in the third objective and in what the VQA an
 
 The route travels with the checkpoint (its `config.json` says `vqa_route`), so fine-tuning, decoding and every
 evaluation read what pre-training trained. The same study run from both (`make study`, and `vlpeft study --preset
-tiny-blip`) answers the paper's own open question, the influence of the base model (`reports/families`)."""),
+tiny-blip`) answers the paper's own open question, the influence of the base model (`reports/families`).
+
+**The image half of `[image; question]`.** In mPLUG-base (`config_bert_stride3.json`, `stride_layer: 3`) the image
+states its answer decoder reads have passed a fusion layer that also updates them. BLIP's architecture has no such
+layer — its text encoder cross-attends to the image and leaves the image states as they are — so on our `mplug`
+route the image half is the vision tower's output, as in mPLUG-large, and it is frozen under every PEFT method (only
+full fine-tuning trains the tower). A PEFT run can change how the question is encoded and how the answer decoder
+reads image and question, never the image states themselves; in mPLUG-base its fusion layer could move them."""),
         code("""world = "smoke"            # smoke (seconds) | embedded (mPLUG's recipe: the study's model, a few minutes,
                            # cached) | embedded-blip (BLIP's recipe)""",
              tags=["parameters"]),

@@ -160,17 +160,23 @@ def cmd_report(args):
 
 
 def cmd_compare(args):
-    """`vlpeft compare`: two studies (two pre-training recipes) side by side → reports/families."""
+    """`vlpeft compare`: two studies of one grid that differ in one factor (by default the pre-training recipe) side
+    by side → reports/families; refused, with nothing written, when they are not (`families.check_premise`)."""
     from .study.report import Study, label_of, write_families
+    from .study.report.families import check_premise, get_factor
     folder_arg(args.out, "--out")
+    factor = get_factor(args.factor)
+    if args.labels and len(set(args.labels)) < 2:
+        raise ConfigError(f"the two studies need two names, got {args.labels[0]!r} twice; pass --labels A B")
     studies = [Study.load(s) for s in args.studies]
-    labels = args.labels or [label_of(s) for s in studies]
-    if len(set(labels)) < 2 and not args.labels:
+    check_premise(studies, factor.name)
+    labels = args.labels or [label_of(s, factor.name) for s in studies]
+    if len(set(labels)) < 2:
         labels = [s.name for s in studies]
     if len(set(labels)) < 2:
-        raise ConfigError(f"the two studies need two names, got {labels[0]!r} twice; pass --labels A B")
-    out = write_families(dict(zip(labels, studies)), args.out)
-    print(f"two recipes side by side: {Path(out) / 'index.html'} ({' vs '.join(labels)})")
+        raise ConfigError(f"the two studies are both called {labels[0]!r}; pass --labels A B")
+    out = write_families(dict(zip(labels, studies)), args.out, factor=factor.name)
+    print(f"two {factor.plural} side by side: {Path(out) / 'index.html'} ({' vs '.join(labels)})")
 
 
 def cmd_data(args):
@@ -305,10 +311,15 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="one study from two pre-training recipes, side by side (beyond the paper)",
                        description="The eleven verdicts and each method's scores of two studies of the same grid — "
                                    "the tiny BLIP pre-trained with mPLUG's recipe and with BLIP's — side by side, "
-                                   "with what the recipe changes.")
+                                   "with what the recipe changes. Two studies that are not one grid (the same cells "
+                                   "and seeds) in two values of the factor are refused, with nothing written.")
     s.add_argument("studies", nargs=2, metavar="STUDY", help="run folders (runs/tiny) or report folders "
                    "(reports/tiny-blip), or study names")
-    s.add_argument("--labels", nargs=2, help="what to call them (default: the recipe their runs record)")
+    s.add_argument("--labels", nargs=2, help="what to call them (default: the factor's value their runs record)")
+    s.add_argument("--factor", default="recipe",
+                   help="what the two studies differ in: recipe (the default; with the VQA route and checkpoint that "
+                        "follow from it), route (two VQA routes on one recipe), pretrain-seed (two pre-training "
+                        "draws) or world (two worlds; the runs do not record which: name them with --labels)")
     s.add_argument("--out", default="reports/families", help="the page's folder (default: reports/families)")
     s.set_defaults(fn=cmd_compare)
 

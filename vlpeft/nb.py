@@ -165,9 +165,9 @@ def identity_check(cfg) -> float:
     validation examples; LoRA and the adapters must start *equal* to the base model (asserted)."""
     import torch
 
-    from .blip.models import load_model
     from .methods import MethodConfig, apply_method
-    base = load_model(cfg.task, cfg.checkpoint)
+    from .train import base_model
+    base = base_model(cfg)                              # on the run's VQA route, as the run trains it
     injected = apply_method(copy.deepcopy(base), MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), cfg.seed)
     task, _, batch, _ = _first_items(cfg, "val", 4, teacher_forced=True)
     with torch.no_grad():
@@ -194,12 +194,13 @@ def count_check(cfg):
     import torch
     from transformers import BlipConfig
 
-    from .blip.models import TASK_CLASSES, load_model
+    from .blip.models import TASK_CLASSES
     from .methods import MethodConfig, apply_method, available_towers, closed_form_count, count_parameters
+    from .train import base_model
     rows = []
     for shape in ("this model", "BLIP-base shape"):
         if shape == "this model":
-            model = load_model(cfg.task, cfg.checkpoint)
+            model = base_model(cfg)
         else:
             with torch.device("meta"):
                 model = TASK_CLASSES[cfg.task](BlipConfig())
@@ -218,9 +219,9 @@ def count_check(cfg):
 
 def show_method(cfg) -> str:
     """The trainable count (peft's format) and what the method adds to the text decoder — only that."""
-    from .blip.models import load_model
     from .methods import MethodConfig, apply_method, trainable_summary
-    model = load_model(cfg.task, cfg.checkpoint)
+    from .train import base_model
+    model = base_model(cfg)
     apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), seed=cfg.seed)
     tower = model.text_decoder.bert
     added = [(n, tuple(p.shape)) for n, p in tower.named_parameters() if p.requires_grad]

@@ -18,13 +18,23 @@ through these methods, so the forward that is trained is the forward that is dec
   generates the answer (answers are generated, not ranked) cross-attending to one of two *routes*, a property
   of the checkpoint (its config.json's `vqa_route`) that a run may override (`RunConfig.vqa_route`):
   `mplug` — the image states and the question states together, `[image; question]` with the joint mask, as the
-  paper's model (mPLUG's `models/model_vqa_mplug.py`: `torch.cat([image_output, question_output], 1)`; our text
-  encoder is BLIP's, which does not update the image stream, so the image half is the vision tower's states);
+  paper's model (mPLUG's `models/model_vqa_mplug.py`: `torch.cat([image_output, question_output], 1)`);
   `blip` — the question states only, as BLIP (`models/blip_vqa.py`). Real BLIP checkpoints carry no route and
-  take `blip`. The question's padding mask is passed to the answer decoder's cross-attention in training *and* in
-  decoding. (BLIP's own `generate` uses an all-ones mask there, so at inference the decoder would attend
-  to the [PAD] states of every question shorter than its batch's longest — an answer would then depend on
-  its batch-mates, and the model would be scored under conditions it was not trained in. We keep the mask.)
+  take `blip`. A run may answer on a route other than its checkpoint's own: allowed, said in one line at its start,
+  and recorded (`vqa_route` in metrics.json); a route string other than these two is refused wherever a model is
+  loaded (`vqa_route`, `Task.on_route`). The question's padding mask is passed to the answer decoder's
+  cross-attention in training *and* in decoding. (BLIP's own `generate` uses an all-ones mask there, so at
+  inference the decoder would attend to the [PAD] states of every question shorter than its batch's longest — an
+  answer would then depend on its batch-mates, and the model would be scored under conditions it was not trained
+  in. We keep the mask.)
+- **The image half on the `mplug` route.** In mPLUG-base (`config_bert_stride3.json`, `stride_layer: 3`) the
+  `image_output` its answer decoder reads has passed a fusion layer that also updates the image states; BLIP's
+  architecture has no such layer (its text encoder cross-attends to the image and leaves the image stream as it
+  is), so ours is the vision tower's output, as in mPLUG-large, and it is frozen under every PEFT method
+  ("+ classifier" included; only full fine-tuning trains the tower). What it implies: a PEFT run adapts how the
+  question is encoded and how the answer decoder reads [image; question], never the image states themselves,
+  which mPLUG-base's fusion layer (trained by its full fine-tuning, or by a method placed in it) could move; and the
+  cached image states (`vlpeft.features`) are exactly what the answer decoder reads on this route.
 
 Decoding settings (the paper gives none): captions by beam search with `CAPTION_BEAMS` beams and at most
 `CAPTION_MAX_TOKENS` new tokens (BLIP's default is 3 beams), answers greedily with at most
@@ -52,7 +62,7 @@ CAPTION_BEAMS = 3
 CAPTION_MAX_TOKENS = 30
 ANSWER_MAX_TOKENS = 6
 MAX_TEXT_TOKENS = 40
-VQA_ROUTES = ("mplug", "blip")                 # what the answer decoder reads: [image; question] | question
+VQA_ROUTES = {"mplug": "[image; question]", "blip": "the question only"}  # route → what the answer decoder reads
 
 
 def image_states(model, batch: dict) -> torch.Tensor:
@@ -62,9 +72,19 @@ def image_states(model, batch: dict) -> torch.Tensor:
     return vision_states(model, batch["pixel_values"])
 
 
+def own_route(checkpoint: dict) -> str:
+    """A checkpoint's own VQA route, from its config.json: its `vqa_route`, `blip` when it has none (real BLIP)."""
+    return checkpoint.get("vqa_route") or "blip"
+
+
 def vqa_route(model) -> str:
-    """The model's VQA route (`VQA_ROUTES`): its config's `vqa_route`, `blip` when it has none (real BLIP)."""
-    return getattr(model.config, "vqa_route", None) or "blip"
+    """The model's VQA route (`VQA_ROUTES`): its config's `vqa_route`, `blip` when it has none (real BLIP). Any
+    other string is refused, wherever the model was loaded (never read as one of the two)."""
+    route = getattr(model.config, "vqa_route", None) or "blip"
+    if route not in VQA_ROUTES:
+        raise ConfigError(f"unknown VQA route {route!r} in the model's config (vqa_route); choose mplug ([image; "
+                          f"question], the paper's model) or blip (the question states, BLIP's)")
+    return route
 
 
 def _tokenize(tokenizer, texts: list[str]):
@@ -125,6 +145,14 @@ class Task:
         if route:
             raise ConfigError(f"--vqa-route {route} applies to VQA runs only; leave it empty for --task {self.name}")
         return ""
+
+    def on_route(self, model, route: str):
+        """The loaded model set on the run's VQA route and checked (a route the task does not know is refused)."""
+        return model
+
+    def route_note(self, route: str, checkpoint: dict) -> str | None:
+        """The line a run on a VQA route other than its checkpoint's own starts with (None: no such line)."""
+        return None
 
     def tool_problem(self) -> str | None:
         """Why this machine cannot score the task (None: it can)."""
@@ -267,16 +295,33 @@ class VqaTask(Task):
         """"" takes the checkpoint's own (`vqa_route` in its config.json; BLIP's released ones have none: blip).
         mplug needs image states as wide as the question states: BLIP-large's 1024-wide ViT beside its 768-wide
         text tower is refused, never reshaped."""
-        route = route or checkpoint.get("vqa_route") or "blip"
+        where = "--vqa-route" if route else "the checkpoint's config.json vqa_route"
+        route = route or own_route(checkpoint)
         if route not in VQA_ROUTES:
-            raise ConfigError(f"unknown --vqa-route {route!r}; choose mplug ([image; question], the paper's model) or "
-                              f"blip (the question states, BLIP's), or leave it empty for the checkpoint's own")
+            raise ConfigError(f"unknown VQA route {route!r} ({where}); choose mplug ([image; question], the paper's "
+                              f"model) or blip (the question states, BLIP's), or leave --vqa-route empty for the "
+                              f"checkpoint's own")
         vision = (checkpoint.get("vision_config") or {}).get("hidden_size")
         text = (checkpoint.get("text_config") or {}).get("hidden_size")
         if route == "mplug" and vision and text and vision != text:
             raise ConfigError(f"--vqa-route mplug: this checkpoint's image states are {vision} wide and its question "
                               f"states {text}; the answer decoder cannot read both (use --vqa-route blip)")
         return route
+
+    def on_route(self, model, route):
+        if route:
+            model.config.vqa_route = route   # the run's, whatever the checkpoint says ("": the checkpoint's own)
+        vqa_route(model)                      # refuses a route string it does not know, here at load
+        return model
+
+    def route_note(self, route, checkpoint):
+        """Allowed, and said: a run answering on a route its checkpoint was not pre-trained for."""
+        own = own_route(checkpoint)
+        if route and route != own:
+            return (f"vlpeft: this VQA run's answer decoder reads {VQA_ROUTES[route]} (route {route}), not what its "
+                    f"checkpoint's own route {own} reads ({VQA_ROUTES.get(own, '?')}): allowed, and recorded as "
+                    f"vqa_route in metrics.json")
+        return None
 
     def question_ids(self, tokenizer, texts: list[str]) -> dict:
         """The text encoder's input: as BLIP's blip_vqa, the first token is [ENC] (the token its image-grounded

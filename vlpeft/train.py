@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,10 +172,8 @@ def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
     processor = load_processor(cfg.checkpoint)
     if cfg.image_size:
         processor.image_processor.size = {"height": cfg.image_size, "width": cfg.image_size}
-    model = load_model(cfg.task, cfg.checkpoint)
+    model = base_model(cfg)
     model.text_decoder.label_smoothing = cfg.label_smoothing     # the run's choice, whatever the checkpoint says
-    if cfg.vqa_route:
-        model.config.vqa_route = cfg.vqa_route                   # likewise (validate resolved "" to the checkpoint's)
     apply_method(model, MethodConfig(cfg.method, cfg.size, cfg.tune_classifier), seed=cfg.seed)
     model.to(device)
     trainable, all_params = count_parameters(model)
@@ -249,13 +248,17 @@ def train_step(s: Setup, batch: dict, step: int) -> float:
 
 
 
+def base_model(cfg: RunConfig):
+    """The run's checkpoint on the run's VQA route — the model every run, notebook check and trained model starts
+    from: `cfg.vqa_route` wins over the checkpoint's own (`validate` resolves "" to it), and a route the tasks do not
+    know is refused here, at load (`Task.on_route`)."""
+    return get_task(cfg.task).on_route(load_model(cfg.task, cfg.checkpoint), cfg.vqa_route)
+
+
 def trained_model(cfg: RunConfig, folder: str | Path):
-    """A finished run's model for inference: its checkpoint on the run's VQA route (as `build` sets it) with the
-    method weights the run saved in `folder`."""
-    model = load_model(cfg.task, cfg.checkpoint)
-    if cfg.vqa_route:
-        model.config.vqa_route = cfg.vqa_route
-    return load_method(model, Path(folder) / "method", cfg.seed).eval()
+    """A finished run's model for inference: `base_model` with the method weights the run saved in `folder`."""
+    return load_method(base_model(cfg), Path(folder) / "method", cfg.seed).eval()
+
 
 def validate_now(s: Setup) -> float:
     with s.autocast():
@@ -321,7 +324,7 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
         test_s = time.time() - t0
         save_method(s.model, folder.path / "method")
     write_json(folder.path / "curve.json", state.curve)
-    cfg = s.cfg
+    cfg, start = s.cfg, starting_checkpoint(s.cfg.checkpoint)
     metrics = {
         "status": status, "task": cfg.task, "method": cfg.method, "family": METHODS[cfg.method].family,
         "variant": variant(cfg.method, cfg.tune_classifier), "size": cfg.size,
@@ -339,7 +342,8 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
         "compiled": s.compiled.startswith("compiled") and getattr(s.loss_module, "failed", "") is None,
         "compile": s.compiled if getattr(s.loss_module, "failed", None) is None else f"eager: {s.loss_module.failed}",
         "error": None if status == "complete" else "non-finite loss",
-        "start": starting_checkpoint(cfg.checkpoint), "provenance": provenance(),
+        "vqa_route": cfg.vqa_route or None, "recipe": start.get("pretrain", {}).get("recipe"),
+        "start": start, "provenance": provenance(),
     }
     return folder.finish(metrics)
 
@@ -368,6 +372,8 @@ def run(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> dict:
     folder.check(config, overwrite, probe=dp.main)  # read-only: another config is refused before any work
     if folder.is_complete() and not overwrite:
         return folder.metrics()
+    if dp.main and (note := get_task(cfg.task).route_note(cfg.vqa_route, check_path(cfg.checkpoint)[1])):
+        print(note, file=sys.stderr, flush=True)   # a route not the checkpoint's own: allowed, said
     with numerics.computing(cfg.numerics, cfg.threads):  # one number on any machine (numerics.py)
         return _run(cfg, dp, folder, config, progress, overwrite)
 

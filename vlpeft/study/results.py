@@ -11,6 +11,9 @@ config.json (never from the folder's name). Its state:
     incomplete                     only config.json: not finished (or still running)
     corrupt                        a JSON file that does not parse; the row keeps the parser's message
 Every state is a row, so a report can list what is missing; analyses use `complete(runs)` only.
+
+A run's pre-training recipe and VQA route are what its metrics.json records; `setting` gives them for runs from
+before they were recorded (a run folder's row is filled in by it; a committed runs.csv is read as written).
 """
 from __future__ import annotations
 
@@ -64,8 +67,8 @@ def _row(run_dir: Path, study: str) -> dict:
             return row | {"status": "corrupt", "error": "metrics.json: no status"}
         row |= {k: v for k, v in metrics.items() if k in COLUMNS}
         start = (metrics.get("start") or {}).get("pretrain") or {}   # the embedded model's card (dial levels)
-        row |= {"pretrain_seed": start.get("seed"), "consistency": start.get("consistency"),
-                "recipe": start.get("recipe", "blip") if start else None}  # a card before #29: BLIP's recipe
+        recipe = metrics.get("recipe") or (start.get("recipe", "blip") if start else None)  # a card before #29: BLIP's
+        row |= {"pretrain_seed": start.get("seed"), "consistency": start.get("consistency"), "recipe": recipe}
         row |= made_on(metrics)
     elif failed is not None:
         row |= {"status": "failed", "error": failed.get("error")}
@@ -107,8 +110,26 @@ def load_runs(study_dir) -> pd.DataFrame:
     # the paper's Fig. 5 x axis: "data size × fine-tunable parameters"
     df["cost"] = df["n_train"] * df["trainable_params"]
     df["status"] = df["status"].fillna("incomplete")
+    df[["recipe", "vqa_route"]] = setting(df)
     return df.sort_values(["task", "method", "tune_classifier", "size", "data_ratio", "seed", "run_dir"],
                           ignore_index=True)
+
+
+def setting(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's pre-training recipe and VQA route (columns `recipe`, `vqa_route`), as recorded, and for runs from
+    before they were: a run of the embedded model (it has a pre-training seed) with no recipe was pre-trained with
+    BLIP's recipe, then the only one (#29); a VQA run with no route answered on its checkpoint's own, which is its
+    recipe's (`worlds.pretrain.RECIPES`: the same name) or, for a checkpoint with no recipe (real BLIP), blip.
+    A caption run has no route (left as recorded); a run with no pre-training seed (real BLIP) no recipe (NaN)."""
+    def column(name):
+        return runs[name] if name in runs else pd.Series(np.nan, index=runs.index, dtype=object)
+    recipe = column("recipe").astype(object).where(column("recipe").notna() & column("recipe").ne(""))
+    embedded = pd.to_numeric(column("pretrain_seed"), errors="coerce").notna()
+    recipe = recipe.where(recipe.notna() | ~embedded, "blip")
+    route = column("vqa_route").astype(object)
+    unset = (column("task") == "vqa") & (route.isna() | route.eq(""))
+    route = route.where(~unset, recipe.fillna("blip"))
+    return pd.DataFrame({"recipe": recipe, "vqa_route": route}, index=runs.index)
 
 
 def complete(df: pd.DataFrame) -> pd.DataFrame:

@@ -289,7 +289,13 @@ class Objectives:
         image = vision_states(vqa, b["pixel_values"])                                  # (B, 1+N, d)
         # 1. LM: the captioning forward, cross-attending to the image
         lm = TASKS["caption"].loss(vqa, b | {"image_embeds": image, "position_ids": self.pos(mask)})
-        # 2. ITM: [ENC] + caption; negatives are the captions of the next image in the batch
+        # 2. ITM: [ENC] + caption; negatives are the captions of the next image in the batch. Known flaw, kept (a fix
+        #    changes the stand-in: it waits for the next change of the recipe): a batch holds captions, five per
+        #    image, shuffled, so a rolled "negative" can be another caption of the positive's own image and ITM is
+        #    taught to call a match a mismatch. In the stand-in's pre-training (the defaults: seed 0, 1000 steps of
+        #    32 on the embedded world) that is 5 of its 32 000 negatives (0.016 %; a uniform shuffle expects 4.1),
+        #    and 8 more are another image's caption word for word one of the positive's own (`tools/itm_negatives.py`
+        #    counts both from the corpus and the generator's draws, without training)
         enc_ids = ids.clone()
         enc_ids[:, 0] = self.enc_id
         neg = torch.roll(torch.arange(B), 1)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...errors import VlpeftError
 from ..claims import dial_verdict, evaluate_claims, parts_table, per_method_table
-from ..results import highest_consistency, load_curves, load_runs
+from ..results import highest_consistency, load_curves, load_runs, setting
 
 
 class StudyError(VlpeftError, FileNotFoundError):
@@ -32,7 +32,7 @@ class Study:
     dial: dict = field(init=False)
 
     def __post_init__(self):
-        routes = sorted(set(self.runs.get("vqa_route", pd.Series(dtype=object)).dropna()) - {""})
+        routes = sorted(set(setting(self.runs)["vqa_route"].dropna()) - {""})   # a run before routes: its own
         if len(routes) > 1:
             raise StudyError(f"study {self.name!r} mixes VQA runs of the routes {' and '.join(routes)}; its claims "
                              f"would pool them. Run each route as its own study (`--study NAME`)")

@@ -8,7 +8,15 @@ glance; and one section — the same `walk` the page renders, displayed in the n
 from __future__ import annotations
 
 from ..results import complete
-from .families import scores_chart, scores_for_page, scores_side_by_side, verdicts_side_by_side, what_changes
+from .families import (
+    get_factor,
+    premise_problems,
+    scores_chart,
+    scores_for_page,
+    scores_side_by_side,
+    verdicts_side_by_side,
+    what_changes,
+)
 from .load import Study, StudyError
 from .sections import SECTION, VERDICT_COLOURS, verdict_table
 from .walker import Figure, Note, Question, Verdicts, walk
@@ -40,17 +48,23 @@ def summary(study: Study | None):
         subset=["verdict"])
 
 
-def show_families(studies: dict[str, Study | None]) -> None:
-    """The two pre-training recipes side by side (`families`): what the recipe changes, the verdicts, the scores."""
+def show_families(studies: dict[str, Study | None], factor: str = "recipe") -> None:
+    """Two studies of one grid side by side (`families`; by default two pre-training recipes): what the factor
+    changes, the verdicts, the scores — or, when they are not one grid in two values of the factor, why not
+    (`families.premise_problems`), and nothing else."""
     from IPython.display import Markdown, display
     if any(s is None for s in studies.values()):
         return
+    f = get_factor(factor)
     names = list(studies)
+    if problems := premise_problems(list(studies.values()), factor):
+        display(Markdown(f"*Not one study from two {f.plural}, so not shown side by side: {'; '.join(problems)}.*"))
+        return
     verdicts, scores = verdicts_side_by_side(studies), scores_side_by_side(studies)
-    display(Markdown("**What the recipe changes**\n\n" + "".join(f"- {c}\n" for c in
-                                                                  what_changes(verdicts, scores, names))))
+    display(Markdown(f"**What the {f.noun} changes**\n\n" + "".join(f"- {c}\n" for c in
+                                                                     what_changes(verdicts, scores, names))))
     display(_styled(verdicts))
-    display(scores_chart(scores, names))
+    display(scores_chart(scores, names, f.noun))
     display(_styled(scores_for_page(scores, names)))
 
 
