@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .blip.checkpoints import check_path, looks_vqa_finetuned
 from .blip.convert import add_arguments, main_cmd
-from .catalog import METHODS, TASK_INFO
+from .catalog import METHODS, TASK_INFO, extras
 from .config import PretrainConfig, RunConfig
 from .errors import REPORT_A_BUG, ConfigError, Interrupted, user_error
 from .study.presets import grid, print_grid, select
@@ -77,7 +77,8 @@ SIZES = "; ".join(f"{m.name}: {m.knob} (default {m.default_size})" for m in METH
 TRAIN_HELP = {
     "task": f"one of {', '.join(TASK_INFO)}: captioning is consistent with pre-training, VQA is not",
     "method": f"one of {', '.join(METHODS)}",
-    "size": f"what Table II varies, per method — {SIZES}; 0 takes the default, and full fine-tuning has none",
+    "size": f"what Table II varies, per method — {SIZES}; 0 takes the default, and "
+            f"{', '.join(m.title for m in METHODS.values() if not m.sized)} has none",
     "tune_classifier": "\"+ classifier\": also fine-tune the decoder's LM head",
     "data_ratio": "fraction of the training split, in (0, 1]",
     "model_path": "a BLIP checkpoint folder or a hub name in the local cache; {task} is replaced by the task",
@@ -133,7 +134,8 @@ def _cells(args, preset: str):
     overrides = ({"vqa_route": args.vqa_route} if args.vqa_route else {}) | (
         {"compile": args.compile} if args.compile != "auto" else {})
     cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
-                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root, **overrides)
+                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root,
+                 extra_methods=extras(args.methods or []), **overrides)   # methods beyond the paper's: when named
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
                   seeds=args.seeds)
 
@@ -222,7 +224,9 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
                         "it does not change a run's id (compiled ≡ eager within float rounding)")
     s.add_argument("--workers", type=positive, default=2, help="local: parallel runs (one GPU each when present)")
     for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
-        s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}")
+        s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}" + (
+            "; a catalogue method beyond the paper's is laid out by the preset's rule and run beside them"
+            if name == "methods" else ""))
 
 
 class Parser(argparse.ArgumentParser):
