@@ -200,7 +200,7 @@ def method_notebook(method: str):
            "This notebook is one cell of the study: `vlpeft sweep` runs it through papermill with the parameters "
            "replaced by a whole run config. Run top to bottom as it is, it does a seconds-long smoke run; the "
            "commented lines of the parameters cell carry the study's own settings."),
-        code(PARAMS.format(size=m.default_size or 0, knob=m.knob or "unused by full fine-tuning", method=method,
+        code(PARAMS.format(size=m.default_size or 0, knob=m.knob or f"unused by {m.title}", method=method,
                            lr=lr, study=study), tags=["parameters"]),
         code("""from vlpeft import nb
 from vlpeft.train import run
