@@ -27,6 +27,9 @@ Presets:
   dial   the consistency dial (beyond the paper): captioning at three consistency levels × two pre-training
          seeds, prompt-tuning, LoRA and full fine-tuning on the tiny ratio and size axes, three seeds.
   smoke  a handful of runs to check that everything is wired (numbers mean nothing).
+Every grid takes the paper's methods by name (`catalog.PAPER_PEFT` and full fine-tuning); a catalogue method beyond
+them joins a grid only when named (`grid(..., extra_methods=[...])`, `--methods`), on its own entry's sizes and
+learning rates (docs/adding_a_method.md).
 """
 from __future__ import annotations
 
