@@ -172,11 +172,14 @@ def test_the_worked_example_passes_every_shared_method_check(tmp_path):
     assert passed == len(seen["ia3"]) >= 20 and "failed" not in out.stdout and "error" not in out.stdout.lower()
 
 
-def test_the_worked_example_has_no_size_and_says_so(ia3, tmp_path):
+def test_the_worked_example_has_no_size_and_says_so(ia3, tmp_path, capsys):
     assert not ia3.sized and method_cases(lambda m: m.name == "ia3") == [("ia3", 0)]
     assert size_problem("ia3", 4) == "IA³ has no size; leave --size at 0 (got 4)"
     with pytest.raises(ConfigError, match="IA³ has no size"):
         validate(RunConfig(method="ia3", size=4))
+    with pytest.raises(SystemExit) as stop:                    # the CLI: before it looks for a model
+        cli.main(["train", "--method", "ia3", "--size", "4", "--model-path", str(tmp_path / "nowhere")])
+    assert stop.value.code == 2 and "IA³ has no size; leave --size at 0 (got 4)" in capsys.readouterr().err
     cell = presets.grid("tiny", extra_methods=["ia3"])[-1]
     assert re.fullmatch(r"ia3\+cls_r1_seed2-[0-9a-f]{6}", cell.run_id)                     # no size in its run id
     assert presets.grid("tiny")[0].run_id.startswith("prompt_s8_r0.1_seed0-")               # the others keep theirs

@@ -86,6 +86,17 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
+def size_problem(name: str, size) -> str | None:
+    """What is wrong with a method's size (Table II's knob), or None: the one check, for the CLI, runs and
+    injections."""
+    entry = method(name)
+    if not entry.sized:
+        return f"{entry.title} has no size; leave --size at 0 (got {size})" if size else None
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        return f"{name} needs a positive {entry.knob} (size), got {size!r}"
+    return None
+
+
 def peft_methods() -> list[str]:
     """The parameter-efficient methods of the catalogue (everything but full fine-tuning), in catalogue order."""
     return [m.name for m in METHODS.values() if m.family != "full"]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .blip.checkpoints import check_path, looks_vqa_finetuned
 from .blip.convert import add_arguments, main_cmd
-from .catalog import METHODS, TASK_INFO, extras
+from .catalog import METHODS, TASK_INFO, extras, size_problem
 from .config import PretrainConfig, RunConfig
 from .errors import REPORT_A_BUG, ConfigError, Interrupted, user_error
 from .study.presets import grid, print_grid, select
@@ -113,6 +113,8 @@ def cmd_convert(args):
 
 def cmd_train(args):
     cfg = from_args(RunConfig, args)
+    if cfg.method in METHODS and (problem := size_problem(cfg.method, cfg.size)):  # a flag's mistake before any path's
+        raise ConfigError(problem)
     path = cfg.model_path.format(task=cfg.task)
     if not (cfg.task == "vqa" and looks_vqa_finetuned(path)):  # that refusal (in train.validate) says more
         check_path(path)                                       # before torch is imported: a wrong path fails at once

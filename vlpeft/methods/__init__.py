@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..catalog import METHODS
+from ..catalog import METHODS, size_problem
 from ..catalog import method as catalogue_entry
 from ..errors import MethodError
 
@@ -52,16 +52,6 @@ class Applied:
 
 def available_towers(model) -> list[str]:
     return [t for t in TOWER_PATHS if hasattr(model, t)]
-
-
-def size_problem(method: str, size) -> str | None:
-    """What is wrong with a method's size (Table II's knob), or None: the one check, for runs and injections."""
-    entry = catalogue_entry(method)
-    if not entry.sized:
-        return f"{entry.title} has no size; leave --size at 0 (got {size})" if size else None
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        return f"{method} needs a positive {entry.knob} (size), got {size!r}"
-    return None
 
 
 def resolve(pointer: str):
