@@ -112,8 +112,9 @@ def family_of(name: str) -> str | None:
 
 
 def extras(names) -> list[str]:
-    """The methods among `names` beyond the paper's study (each a catalogue method), in the order given."""
-    return [n for n in names if n not in PAPER_METHODS]
+    """The catalogue methods among `names` beyond the paper's study, in the order given (an unknown name is left
+    to the filter that refuses it with the grid's valid values)."""
+    return [n for n in names if n in METHODS and n not in PAPER_METHODS]
 
 
 @dataclass(frozen=True)
