@@ -29,9 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = [("vqa", "lora", 8), ("vqa", "prompt", 8), ("vqa", "prefix", 8), ("vqa", "serial_adapter", 16),
-         ("vqa", "parallel_adapter", 16), ("vqa", "full", 0), ("caption", "lora", 8), ("caption", "prompt", 8),
-         ("caption", "full", 0)]
+from vlpeft.catalog import METHODS
+
+FIRST_OF_FAMILY = {}
+for _m in METHODS.values():
+    FIRST_OF_FAMILY.setdefault(_m.family, _m.name)
+# VQA: every catalogue method at its default size; captioning: the first method of each family
+CASES = ([("vqa", m.name, m.default_size) for m in METHODS.values()]
+         + [("caption", m, METHODS[m].default_size) for m in FIRST_OF_FAMILY.values()])
 STEPS = 24          # timed steps per mode, after WARMUP
 WARMUP = 6          # steps before timing: the compile (and its automatic-dynamic recompile) and allocator warm-up
 
@@ -56,14 +61,14 @@ def setup_for(task: str, method: str, size: int, compile_: str = "off", cache: s
 
     from vlpeft.config import RunConfig
     from vlpeft.parallel import Ranks
-    from vlpeft.study.presets import EMBEDDED_LR, tiny_base
+    from vlpeft.study.presets import tiny_base
     from vlpeft.train import build, validate
     from vlpeft.worlds.assets import get_world, prepare
     world = get_world("embedded")
     prepare(world, progress=False)
     torch.manual_seed(0)
     fields = tiny_base(world.world)[task] | dict(
-        task=task, method=method, size=size, tune_classifier=tune_classifier, lr=EMBEDDED_LR[task][method],
+        task=task, method=method, size=size, tune_classifier=tune_classifier, lr=METHODS[method].embedded_lr[task],
         data_root=world.data_root, model_path=world.model_path, feature_cache="cache/features", threads=1,
         compile=compile_, compile_cache=cache, out_dir=tempfile.mkdtemp(prefix="vlpeft-bench-"))
     if task == "vqa":

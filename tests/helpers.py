@@ -3,7 +3,9 @@
 1. a tiny world and model, a seconds-long run config, and a file snapshot (most tests);
 2. a perturbed random BLIP whose predictions depend on context (the decoding tests);
 3. BLIP's original checkpoint layout written out by hand (the converter's and the fault tests);
-4. synthetic studies whose answer is known (the claims, results, figures and report tests).
+4. synthetic studies whose answer is known (the claims, results, figures and report tests);
+5. the (method, size) cases of the shared method checks, from the catalogue, and the worked example of
+   docs/adding_a_method.md (IA³) registered as a method.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pandas as pd
 import torch
 
 from vlpeft.blip.models import random_blip
-from vlpeft.catalog import family_of, variant
+from vlpeft.catalog import METHODS, PAPER_METHODS, PAPER_PEFT, Method, family_of, variant
 from vlpeft.config import TinySpec
 from vlpeft.methods import MethodConfig, apply_method
 from vlpeft.worlds import shapes as world
@@ -215,9 +217,8 @@ def save_pth(path, sd):
 # "+ classifier", 3 sizes at the full data, full fine-tuning at every ratio) over several seeds, with seed-level
 # random effects (an offset per seed and one per (seed, data ratio), shared by every run of that seed / subset) and
 # run noise. `paper_*` behave as the paper says, so every claim must come out supported.
-FAMILY = {m: family_of(m) for m in ("full", "prompt", "prefix", "lora", "serial_adapter", "parallel_adapter")}
-SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
-         "parallel_adapter": [4, 16, 64]}
+FAMILY = {m: family_of(m) for m in PAPER_METHODS}                  # the paper's methods, by name (the claims' own)
+SIZES = {m: list(METHODS[m].tiny_sizes) for m in PAPER_PEFT}        # the tiny grid's sizes, the middle one at index 1
 PARAMS_PER_SIZE = {"prompt": 50, "prefix": 1000, "lora": 3000, "serial_adapter": 2000, "parallel_adapter": 2000}
 CLS_PARAMS, FULL_PARAMS, ALL_PARAMS, N_FULL_DATA = 50_000, 2_000_000, 2_000_000, 1000
 RATIOS, SEEDS = (0.1, 0.3, 1.0), (0, 1, 2, 3)
@@ -296,3 +297,46 @@ def dial_frame(levels=(0.0, 0.5, 1.0), rise=3.0, pretrain_seeds=(0, 1), seeds=(0
     return pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# 5. The shared method checks' cases, from the catalogue: a new entry is in every table without editing one
+def method_cases(where=lambda entry: True, sizes: int = 1, paper: bool = False) -> list[tuple[str, int]]:
+    """(method, size) cases of a shared check: every catalogue method `where(entry)` accepts, in catalogue order,
+    at its `sizes` smallest sizes of the embedded grid (`paper`: the smallest and the largest of Table II, over
+    both tasks; a method without Table II sizes: of its embedded grid); a method without a size once, at 0."""
+    cases = []
+    for m in METHODS.values():
+        if not where(m):
+            continue
+        if not m.sized:
+            cases.append((m.name, 0))
+            continue
+        grid = sorted({s for sizes_ in m.paper_sizes.values() for s in sizes_}) if paper else []
+        grid = grid or sorted(m.tiny_sizes) or [m.default_size]
+        cases += [(m.name, s) for s in ([grid[0], grid[-1]] if paper else grid[:sizes])]
+    return cases
+
+
+def peft(entry) -> bool:
+    """A method that injects something (everything but full fine-tuning): it has weights of its own to check."""
+    return entry.impl is not None
+
+
+WORKED_EXAMPLE = "docs/adding_a_method.md"   # its first Python block is the method file, its second the entry
+
+
+def worked_example(folder) -> Method:
+    """docs/adding_a_method.md's method (IA³) as a test registers it: its file written to `folder` as `ia3.py`
+    (put `folder` on sys.path), its catalogue entry read from the page, with the pointers aimed at that module and
+    an existing notebook (`tools/make_notebooks.py` writes its own; a test writes nothing under notebooks/)."""
+    import dataclasses
+    import re
+    import textwrap
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / WORKED_EXAMPLE).read_text()
+    code, entry = re.findall(r"```python\n(.*?)```", page, re.S)[:2]
+    (Path(folder) / "ia3.py").write_text(code)
+    entry = textwrap.dedent("".join(line for line in entry.splitlines(True) if not line.startswith("#")))
+    method = eval(entry.strip().rstrip(","), {"Method": Method})  # noqa: S307 - our own page
+    return dataclasses.replace(method, impl=method.impl.replace("vlpeft.methods.ia3", "ia3"),
+                               count=method.count.replace("vlpeft.methods.ia3", "ia3"), notebook="04_lora")

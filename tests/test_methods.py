@@ -1,15 +1,18 @@
 """Every method × several sizes × both tasks, fed to shared checks on a tiny random BLIP (peft's table style):
 identity at init, only method parameters move, trainable count = closed form, save/load round trip, LoRA
-merge, decoding that equals the model's own predictions, apply/remove, and clear errors on bad input."""
+merge, decoding that equals the model's own predictions, apply/remove, and clear errors on bad input. Every table
+of methods is the catalogue's (`helpers.method_cases`): a new entry is in each without editing one."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering
 
-from helpers import contextual_model
+from helpers import contextual_model, method_cases, peft
+from vlpeft.catalog import METHODS
 from vlpeft.methods import (
     MethodConfig,
     MethodError,
@@ -24,10 +27,10 @@ from vlpeft.methods import (
 )
 from vlpeft.tasks import CAPTION_PROMPT, TASKS, VQA_TEMPLATE, token_logprobs
 
-CASES = [(m, s) for m, sizes in {"prompt": [2, 8], "prefix": [2, 8], "lora": [2, 4], "serial_adapter": [4, 16],
-                                 "parallel_adapter": [4, 16]}.items() for s in sizes] + [("full", 0)]
+CASES = method_cases(sizes=2)                   # every method at its two smallest sizes (one without a size: at 0)
+PEFT_CASES = method_cases(peft)                 # every method with weights of its own, at its smallest size
+IDENTITY_CASES = method_cases(lambda m: peft(m) and bool(m.identity_at_init), sizes=2)
 TASK_NAMES = ["caption", "vqa"]
-IDENTITY_AT_INIT = {"lora", "serial_adapter", "parallel_adapter"}
 
 
 def batch(task, tokenizer, B=2, image_size=16, seed=0):
@@ -76,14 +79,14 @@ def test_trainable_count_matches_formula(make_model, task, method, size):
     towers = ["text_decoder"] if task == "caption" else ["text_encoder", "text_decoder"]
     apply_method(model, MethodConfig(method, size))
     trainable, total = count_parameters(model)
-    if method == "full":
+    if METHODS[method].count is None:            # full fine-tuning: every parameter
         assert trainable == total
     else:
         assert trainable == expected_trainable(method, size, model.config, towers)
     assert "trainable params" in trainable_summary(model) and "trainable%" in trainable_summary(model)
 
 
-@pytest.mark.parametrize("method,size", [(m, s) for m, s in CASES if m != "full"])
+@pytest.mark.parametrize("method,size", PEFT_CASES)
 def test_classifier_adds_lm_head(make_model, method, size):
     model = make_model("caption")
     apply_method(model, MethodConfig(method, size, tune_classifier=True))
@@ -91,7 +94,7 @@ def test_classifier_adds_lm_head(make_model, method, size):
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)
-@pytest.mark.parametrize("method,size", [(m, s) for m, s in CASES if m in IDENTITY_AT_INIT])
+@pytest.mark.parametrize("method,size", IDENTITY_CASES)
 def test_identity_at_init(make_model, tokenizer, task, method, size):
     base = make_model(task)
     b = batch(task, tokenizer)
@@ -102,7 +105,7 @@ def test_identity_at_init(make_model, tokenizer, task, method, size):
 
 @pytest.mark.parametrize("task", TASK_NAMES)
 @pytest.mark.parametrize("tune_classifier", [False, True])
-@pytest.mark.parametrize("method,size", [(m, s) for m, s in CASES if m != "full"][::2])
+@pytest.mark.parametrize("method,size", PEFT_CASES)
 def test_only_method_parameters_change(make_model, tokenizer, task, method, size, tune_classifier):
     model = apply_method(make_model(task), MethodConfig(method, size, tune_classifier=tune_classifier))
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -135,7 +138,7 @@ def test_save_load_round_trip_and_generation(make_model, tokenizer, tmp_path, ta
     save_method(model, tmp_path)
     saved = {f.name for f in tmp_path.iterdir()}
     assert saved == {"method.safetensors", "method.json"}
-    if method != "full":
+    if peft(METHODS[method]):
         base_bytes = sum(p.numel() for p in make_model(task).parameters()) * 4
         assert (tmp_path / "method.safetensors").stat().st_size < base_bytes / 2  # method weights only
     fresh = load_method(make_model(task), tmp_path)
@@ -157,28 +160,36 @@ def test_lora_merge_reproduces_outputs(make_model, tokenizer, task):
     assert torch.allclose(logits(model, task, b), ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("cfg,task,match", [
-    (MethodConfig("bitfit", 4), "caption", "unknown method 'bitfit'; choose one of full, prompt"),
-    (MethodConfig("full", 8), "caption", "full fine-tuning has no size"),
-    (MethodConfig("lora", 0), "caption", "positive rank"),
-    (MethodConfig("prompt", -3), "vqa", "positive prompt length"),
-    (MethodConfig("serial_adapter", 8, towers=("text_encoder",)), "caption", "valid towers: text_decoder"),
-    (MethodConfig("prefix", 8, towers=("vision_model",)), "vqa", "valid towers: text_encoder, text_decoder"),
-    (MethodConfig("prompt", 400), "caption", "max_position_embeddings"),
-])
+def bad_configs():
+    """Per method: a wrong size (one without a size given one; one with a size given 0 or a negative one) and a
+    tower its model lacks; per embedding method, a length that leaves no room for text; and an unknown method."""
+    rows = [(MethodConfig("bitfit", 4), "caption", "unknown method 'bitfit'; choose one of full, prompt")]
+    for i, m in enumerate(METHODS.values()):
+        if not m.sized:
+            rows.append((MethodConfig(m.name, 8), "caption", f"{re.escape(m.title)} has no size"))
+        else:
+            rows.append((MethodConfig(m.name, (0, -3)[i % 2]), ("caption", "vqa")[i % 2], f"positive {m.knob}"))
+        if peft(m):
+            size = m.default_size
+            rows.append((MethodConfig(m.name, size, towers=("text_encoder",)), "caption", "valid towers: text_decoder"))
+            rows.append((MethodConfig(m.name, size, towers=("vision_model",)), "vqa",
+                         "valid towers: text_encoder, text_decoder"))
+        if m.family == "embedding":
+            rows.append((MethodConfig(m.name, 400), "caption", "max_position_embeddings"))
+    return [pytest.param(*row, id=f"{row[0].method}-{row[2][:24]}") for row in rows]
+
+
+@pytest.mark.parametrize("cfg,task,match", bad_configs())
 def test_bad_method_config_is_refused(make_model, cfg, task, match):
     with pytest.raises(MethodError, match=match):
         apply_method(make_model(task), cfg)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The BLIP-base shape (BlipConfig() defaults) on the meta device: counts without allocating 250M weights
-PAPER_SIZES = {"prompt": [2, 128], "prefix": [2, 128], "lora": [2, 32], "serial_adapter": [16, 512],
-               "parallel_adapter": [16, 512]}
-
-
+# The BLIP-base shape (BlipConfig() defaults) on the meta device: counts without allocating 250M weights, at the
+# smallest and the largest size of Table II
 @pytest.mark.parametrize("task,cls", [("caption", BlipForConditionalGeneration), ("vqa", BlipForQuestionAnswering)])
-@pytest.mark.parametrize("method,size", [(m, s) for m, ss in PAPER_SIZES.items() for s in ss])
+@pytest.mark.parametrize("method,size", method_cases(peft, paper=True))
 def test_blip_base_shape_counts(task, cls, method, size):
     with torch.device("meta"):
         model = cls(BlipConfig())
@@ -211,8 +222,7 @@ def teacher_forced(model, task, b, seqs, tokenizer):
 
 
 @pytest.mark.parametrize("task,route", [("caption", "blip"), ("vqa", "blip"), ("vqa", "mplug")])
-@pytest.mark.parametrize("method,size", [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4),
-                                         ("serial_adapter", 8), ("parallel_adapter", 8)])
+@pytest.mark.parametrize("method,size", method_cases())
 def test_greedy_generation_equals_teacher_forced_argmax(tokenizer, task, route, method, size):
     model = contextual_model(tokenizer, task, method, size, route)
     b = batch(task, tokenizer, seed=3)
@@ -225,8 +235,7 @@ def test_greedy_generation_equals_teacher_forced_argmax(tokenizer, task, route, 
     assert torch.equal(logits_.argmax(-1)[:, n_prompt - 1:-1], generated)
 
 
-@pytest.mark.parametrize("method,size", [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4),
-                                         ("parallel_adapter", 8)])
+@pytest.mark.parametrize("method,size", method_cases())
 def test_beam_score_equals_the_models_log_probability(tokenizer, method, size):
     model = contextual_model(tokenizer, "caption", method, size)
     b = batch("caption", tokenizer, seed=4)
@@ -239,7 +248,7 @@ def test_beam_score_equals_the_models_log_probability(tokenizer, method, size):
 
 # ---------------------------------------------------------------------------------------------------------
 # Apply / remove, like peft's inject and unload
-@pytest.mark.parametrize("method,size", [(m, s) for m, s in CASES if m != "full"][::2])
+@pytest.mark.parametrize("method,size", PEFT_CASES)
 def test_a_second_apply_is_refused_and_remove_restores_the_base_model(make_model, tokenizer, method, size):
     base = make_model("vqa")
     b = batch("vqa", tokenizer)
@@ -257,12 +266,15 @@ def test_a_second_apply_is_refused_and_remove_restores_the_base_model(make_model
     assert {n for n, _ in model.named_parameters()} == {n for n, _ in base.named_parameters()}
 
 
-@pytest.mark.parametrize("method,size", [("prompt", 4), ("prefix", 4), ("lora", 4), ("serial_adapter", 8)])
+@pytest.mark.parametrize("method,size", PEFT_CASES)
 def test_method_weights_are_seeded_by_the_run_seed(make_model, method, size):
     def weights(seed):
         model = apply_method(make_model("caption"), MethodConfig(method, size), seed=seed)
-        return torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad])
-    assert torch.equal(weights(0), weights(0)) and not torch.equal(weights(0), weights(1))
+        return [p.detach().flatten() for p in model.parameters() if p.requires_grad]
+    assert all(torch.equal(a, b) for a, b in zip(weights(0), weights(0), strict=True))
+    drawn = [w for w in weights(0) if w.unique().numel() > 1]   # an initialisation that draws (IA³'s ones do not)
+    if drawn:
+        assert not torch.equal(torch.cat(weights(0)), torch.cat(weights(1)))
     model = make_model("caption")
     torch.manual_seed(123)
     before = torch.rand(1)

@@ -65,8 +65,9 @@ def test_cli_help(args):
 def test_cli_dry_run_prints_the_grid():
     """The paper preset is Table II: every ratio × every size of each PEFT, plain and '+ classifier', and full
     fine-tuning at every ratio — counted from the table, not from the preset."""
-    from vlpeft.study.presets import PAPER_RATIOS, PAPER_SIZES
-    table_ii = sum(len(PAPER_RATIOS[task]) * (2 * sum(len(sizes) for sizes in PAPER_SIZES[task].values()) + 1)
+    from vlpeft.catalog import METHODS, PAPER_PEFT
+    from vlpeft.study.presets import PAPER_RATIOS
+    table_ii = sum(len(PAPER_RATIOS[task]) * (2 * sum(len(METHODS[m].paper_sizes[task]) for m in PAPER_PEFT) + 1)
                    for task in ("caption", "vqa"))
     assert table_ii == 9 * (2 * (7 + 7 + 5 + 4 + 4) + 1) + 5 * (2 * (7 + 7 + 5 + 6 + 6) + 1)   # the paper's grid
     out = subprocess.run([sys.executable, "-m", "vlpeft.cli", "sweep", "--preset", "paper", "--dry-run"],

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from vlpeft.catalog import METHODS
+from vlpeft.catalog import METHODS, PAPER_METHODS
 from vlpeft.study import executors, presets
 
 # Table II written out by hand: (task, method) → (#data ratios, #sizes)
@@ -42,11 +42,15 @@ def test_tiny_preset_covers_the_study():
     cells = presets.grid("tiny")
     for task in ("caption", "vqa"):
         sub = [c.config for c in cells if c.config.task == task]
-        assert {c.method for c in sub} == set(METHODS)
-        for m in presets.PEFT:
-            mine = [c for c in sub if c.method == m]
-            assert len({c.data_ratio for c in mine}) >= 3 and len({c.size for c in mine}) >= 3
-            assert any(c.tune_classifier for c in mine)
+        assert {c.method for c in sub} == set(PAPER_METHODS)     # the paper's methods by name, nothing else
+        for m in PAPER_METHODS:
+            mine, entry = [c for c in sub if c.method == m], METHODS[m]
+            assert len({c.data_ratio for c in mine}) >= 3
+            assert {c.size for c in mine} == (set(entry.tiny_sizes) if entry.sized else {0})   # its entry's sizes
+            ratios = {c.data_ratio for c in mine if c.size == entry.default_size}    # the ratio axis at the middle
+            assert len(ratios) >= 3 and entry.default_size == sorted({c.size for c in mine})[len(entry.tiny_sizes) // 2]
+            assert all(c.lr == entry.embedded_lr[task] for c in mine)
+            assert any(c.tune_classifier for c in mine) == (entry.family != "full")
         assert len({c.seed for c in sub}) >= 2
 
 

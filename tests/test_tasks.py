@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import contextual_model, write_real_layout
+from helpers import contextual_model, method_cases, write_real_layout
 from vlpeft.blip.models import build_processor, random_blip, tiny_blip_config, vision_states
 from vlpeft.config import TinySpec
 from vlpeft.data import Paths, Pixels, load_vqa, split_sizes
@@ -30,7 +30,7 @@ def vqa_batch(tokenizer, questions, seed=0):
 
 
 @pytest.mark.parametrize("route", VQA_ROUTES)
-@pytest.mark.parametrize("method,size", [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4)])
+@pytest.mark.parametrize("method,size", method_cases())
 def test_a_vqa_answer_does_not_depend_on_its_batch_mates(tokenizer, method, size, route):
     model = contextual_model(tokenizer, "vqa", method, size, route)
     task = TASKS["vqa"]

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import smoke_config
+from helpers import method_cases, smoke_config
+from vlpeft.catalog import METHODS as CATALOGUE
 from vlpeft.cli import to_args
 from vlpeft.config import RunConfig
 from vlpeft.errors import ConfigError
 from vlpeft.tasks import TASKS
 from vlpeft.train import run
 
-METHODS = [("full", 0), ("prompt", 4), ("prefix", 4), ("lora", 4), ("serial_adapter", 8), ("parallel_adapter", 8)]
+METHODS = method_cases()   # every catalogue method at its smallest size
 
 
 def smoke(models, world, out, **kw) -> RunConfig:
@@ -85,7 +86,7 @@ def test_nan_loss_ends_as_diverged(models, tiny_world, tmp_path):
     (dict(data_ratio=1.5), r"data ratio must be in \(0, 1\]"),
     (dict(task="retrieval"), "unknown task 'retrieval'; choose one of caption, vqa"),
     (dict(method="bitfit"), "unknown method 'bitfit'"),
-    (dict(method="full", size=4), "full fine-tuning has no size"),
+    *[(dict(method=m.name, size=4), f"{m.title} has no size") for m in CATALOGUE.values() if not m.sized],
     (dict(data_root="/nonexistent/data"), "has no annotations/ folder"),
     (dict(batch_size=0), "batch_size must be positive"),
 ])

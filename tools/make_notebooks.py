@@ -172,7 +172,7 @@ def kernel_metadata() -> dict:
 def study_settings(method: str) -> tuple[str, str]:
     from vlpeft.worlds.assets import get_world
     base = presets.tiny_base(get_world("embedded").world)["caption"]
-    lr = presets.EMBEDDED_LR["caption"][method]
+    lr = METHODS[method].embedded_lr["caption"]
     return f"{lr:g}", ", ".join(f"{k}={v}" for k, v in base.items())
 
 
@@ -180,16 +180,27 @@ def heading(m) -> str:
     return f"{m.title[0].upper()}{m.title[1:]} ({m.family} {'composition' if m.family != 'full' else 'baseline'})"
 
 
+def text_of(method: str) -> tuple[str, str, str]:
+    """A method's prose, symbol table and code cell: TEXT's, or for a method without an entry there, its file's
+    docstring (the paper's equation, in the method's own words) and its `apply`, read from the package."""
+    if method in TEXT:
+        return TEXT[method]
+    import importlib
+    module, _, fn = METHODS[method].impl.partition(":")
+    doc = importlib.import_module(module).__doc__ or ""
+    return "\n" + doc.strip(), "", f"import {module}\n\nnb.source({module}.{fn})"
+
+
 def method_notebook(method: str):
     m = METHODS[method]
-    intro, symbols, source_cell = TEXT[method]
+    intro, symbols, source_cell = text_of(method)
     lr, study = study_settings(method)
     cells = [
         md(f"# {heading(m)}\n{intro}\n\n"
            "This notebook is one cell of the study: `vlpeft sweep` runs it through papermill with the parameters "
            "replaced by a whole run config. Run top to bottom as it is, it does a seconds-long smoke run; the "
            "commented lines of the parameters cell carry the study's own settings."),
-        code(PARAMS.format(size=m.default_size or 0, knob=m.knob or "unused by full fine-tuning", method=method,
+        code(PARAMS.format(size=m.default_size or 0, knob=m.knob or f"unused by {m.title}", method=method,
                            lr=lr, study=study), tags=["parameters"]),
         code("""from vlpeft import nb
 from vlpeft.train import run

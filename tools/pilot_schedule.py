@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vlpeft.catalog import METHODS
 from vlpeft.config import RunConfig
-from vlpeft.study.presets import EMBEDDED_LR, TINY_SIZES, tiny_base
+from vlpeft.study.presets import tiny_base
 from vlpeft.worlds.assets import get_world, prepare
 
 PILOT_SEED = 7
@@ -28,7 +28,7 @@ WORLD = "embedded-blip"    # the stand-in the pilot runs on (section 5 ran on BL
 
 
 def reference_size(method: str) -> int:
-    return 0 if method == "full" else TINY_SIZES[method][1]
+    return METHODS[method].default_size   # the middle of the tiny grid (0 without a size)
 
 
 def config(task: str, method: str, epochs: int) -> RunConfig:
@@ -38,7 +38,7 @@ def config(task: str, method: str, epochs: int) -> RunConfig:
     total = base["steps"] if task == "caption" else epochs * -(-questions // base["batch_size"])
     out = ROOT / task / (f"e{epochs}" if task == "vqa" else f"s{base['steps']}") / method
     return RunConfig(**(base | dict(task=task, method=method, size=reference_size(method), data_ratio=1.0,
-                                    seed=PILOT_SEED, lr=EMBEDDED_LR[task][method], eval_size=0,
+                                    seed=PILOT_SEED, lr=METHODS[method].embedded_lr[task], eval_size=0,
                                     eval_every=-(-total // PILOT_EVALUATIONS), data_root=world.data_root,
                                     model_path=world.model_path, out_dir=str(out), threads=1, checkpoint_every=0,
                                     feature_cache="cache/features")

@@ -30,7 +30,7 @@ from pathlib import Path
 from . import numerics
 from .blip.checkpoints import check_path, looks_vqa_finetuned
 from .blip.convert import add_arguments, main_cmd
-from .catalog import METHODS, TASK_INFO
+from .catalog import METHODS, TASK_INFO, extras, size_problem
 from .config import PretrainConfig, RunConfig
 from .errors import REPORT_A_BUG, ConfigError, Interrupted, user_error
 from .study.presets import PRESET_WORLD, grid, print_grid, select
@@ -79,7 +79,8 @@ SIZES = "; ".join(f"{m.name}: {m.knob} (default {m.default_size})" for m in METH
 TRAIN_HELP = {
     "task": f"one of {', '.join(TASK_INFO)}: captioning is consistent with pre-training, VQA is not",
     "method": f"one of {', '.join(METHODS)}",
-    "size": f"what Table II varies, per method — {SIZES}; 0 takes the default, and full fine-tuning has none",
+    "size": f"what Table II varies, per method — {SIZES}; 0 takes the default, and "
+            f"{', '.join(m.title for m in METHODS.values() if not m.sized)} has none",
     "tune_classifier": "\"+ classifier\": also fine-tune the decoder's LM head",
     "data_ratio": "fraction of the training split, in (0, 1]",
     "model_path": "a BLIP checkpoint folder or a hub name in the local cache; {task} is replaced by the task",
@@ -114,6 +115,8 @@ def cmd_convert(args):
 
 def cmd_train(args):
     cfg = from_args(RunConfig, args)
+    if cfg.method in METHODS and (problem := size_problem(cfg.method, cfg.size)):  # a flag's mistake before any path's
+        raise ConfigError(problem)
     path = cfg.model_path.format(task=cfg.task)
     if not (cfg.task == "vqa" and looks_vqa_finetuned(path)):  # that refusal (in train.validate) says more
         check_path(path)                                       # before torch is imported: a wrong path fails at once
@@ -136,7 +139,8 @@ def _cells(args, preset: str):
         {"compile": args.compile} if args.compile != "auto" else {}) | (
         {"numerics": args.numerics} if args.numerics != "pinned" else {})
     cells = grid(preset, args.study or preset, runs_root=args.runs_root, data_root=args.data_root,
-                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root, **overrides)
+                 model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root,
+                 extra_methods=extras(args.methods or []), **overrides)   # methods beyond the paper's: when named
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
                   seeds=args.seeds)
 
@@ -255,7 +259,9 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
                         "(faster, machine-dependent; enters the run ids)")
     s.add_argument("--workers", type=positive, default=2, help="local: parallel runs (one GPU each when present)")
     for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
-        s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}")
+        s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}" + (
+            "; a catalogue method beyond the paper's is laid out by the preset's rule and run beside them"
+            if name == "methods" else ""))
 
 
 class Parser(argparse.ArgumentParser):

@@ -14,9 +14,10 @@ class RunConfig:
     """One fine-tuning run (`vlpeft.train.run`); saved as its folder's config.json."""
     # what is trained
     task: str = "caption"                 # caption (consistent with pre-training) | vqa (inconsistent)
-    method: str = "lora"                  # full | prompt | prefix | lora | serial_adapter | parallel_adapter
+    method: str = "lora"                  # a catalogue method (vlpeft.catalog.METHODS): full | prompt | prefix | lora
+                                          #   | serial_adapter | parallel_adapter
     size: int = 0                         # prompt/prefix length p, LoRA rank r, adapter hidden size h (0: the
-                                          #   method's default; must stay 0 for full)
+                                          #   method's default; must stay 0 for a method without a size, like full)
     tune_classifier: bool = False         # "+ classifier": also fine-tune the decoder's LM head
     data_ratio: float = 1.0               # fraction of the training split (nested subsets, see data.py)
     seed: int = 0                         # data subset, data order and method initialisation
@@ -25,7 +26,7 @@ class RunConfig:
     vqa_route: str = ""                   # vqa: what the answer decoder cross-attends to — mplug ([image; question],
                                           #   mPLUG's) | blip (the question states, BLIP's) | "" the checkpoint's own
                                           #   (its config.json's vqa_route; real BLIP checkpoints: blip)
-    # optimisation (embedded-world defaults; the paper's Table II values are study.presets.PAPER_*)
+    # optimisation (embedded-world defaults; the paper's Table II values are on each catalogue entry)
     lr: float = 1e-3                      # peak learning rate
     weight_decay: float = 0.05
     batch_size: int = 32                  # global batch (paper: 256 over 4 GPUs)

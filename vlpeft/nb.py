@@ -162,7 +162,8 @@ def _first_items(cfg, split: str, n: int, teacher_forced: bool):
 
 def identity_check(cfg) -> float:
     """max |Δlogits| between the model with the method injected (at its initialisation) and the base model, on
-    validation examples; LoRA and the adapters must start *equal* to the base model (asserted)."""
+    validation examples; a method whose catalogue entry says so (`identity_at_init`: LoRA, the adapters) must start
+    *equal* to the base model (asserted)."""
     import torch
 
     from .methods import MethodConfig, apply_method
@@ -173,17 +174,19 @@ def identity_check(cfg) -> float:
     with torch.no_grad():
         delta = (task.forward(injected, batch, labels=False).logits
                  - task.forward(base, batch, labels=False).logits).abs().max().item()
-    family = METHODS[cfg.method].family
-    if family == "layer":
+    entry = METHODS[cfg.method]
+    if entry.family == "full":
+        print(f"max |Δlogits| = {delta} — full fine-tuning starts from the base model itself")
+    elif entry.identity_at_init:
         assert delta == 0.0, f"{cfg.method} must start equal to the base model, max |Δlogits| = {delta}"
-        print(f"max |Δlogits| at initialisation = {delta} — {METHODS[cfg.method].title} starts as the base model "
-              f"(its output projection is zero)")
-    elif family == "embedding":
-        print(f"max |Δlogits| at initialisation = {delta:.4f} — {METHODS[cfg.method].title} cannot start as the base "
+        print(f"max |Δlogits| at initialisation = {delta} — {entry.title} starts as the base model "
+              f"({entry.identity_at_init})")
+    elif entry.family == "embedding":
+        print(f"max |Δlogits| at initialisation = {delta:.4f} — {entry.title} cannot start as the base "
               f"model: its {cfg.size} learned positions are attended to from the first step, and the text moves to "
               f"positions {cfg.size}..{cfg.size}+T-1")
     else:
-        print(f"max |Δlogits| = {delta} — full fine-tuning starts from the base model itself")
+        print(f"max |Δlogits| at initialisation = {delta:.4f} — {entry.title} does not start as the base model")
     return delta
 
 
@@ -208,7 +211,7 @@ def count_check(cfg):
         trainable, total = count_parameters(model)
         towers = len(available_towers(model))  # the text towers the method goes into
         row = {"model": shape, "trainable": trainable, "all": total, "trainable %": round(100 * trainable / total, 4)}
-        if METHODS[cfg.method].family != "full":
+        if METHODS[cfg.method].count is not None:   # full fine-tuning trains every parameter: no formula
             expected, formula = closed_form_count(cfg.method, cfg.size, model.config.text_config, towers,
                                                   cfg.tune_classifier)
             assert trainable == expected, f"counted {trainable}, the formula gives {expected}"

@@ -25,7 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .catalog import variant
+from .catalog import METHODS, variant
 from .errors import RunFolderError
 from .io import Owner, config_hash, provenance, read_json, write_json
 
@@ -54,10 +54,18 @@ def run_hash(config: dict) -> str:
     return config_hash(relevant(config), n=6)
 
 
+# Full fine-tuning's folders were named `full_s0_…` before methods without a size were first-class: the committed
+# studies' run folders keep that name. Every other method without a size has no size in its run id.
+SIZE_ZERO_IN_ID = frozenset({"full"})
+
+
 def run_id(cfg) -> str:
-    """A run's folder name: readable (variant, size, data ratio, seed) and a hash of everything that changes its
-    results, so two configurations never share a folder: `lora+cls_s8_r0.3_seed1-3fa9c2`."""
-    return (f"{variant(cfg.method, cfg.tune_classifier)}_s{cfg.size}_r{cfg.data_ratio:g}_seed{cfg.seed}"
+    """A run's folder name: readable (variant, size — for a method with one —, data ratio, seed) and a hash of
+    everything that changes its results, so two configurations never share a folder: `lora+cls_s8_r0.3_seed1-3fa9c2`,
+    `ia3_r0.3_seed1-…`."""
+    entry = METHODS.get(cfg.method)
+    size = f"_s{cfg.size}" if entry is None or entry.sized or cfg.method in SIZE_ZERO_IN_ID else ""
+    return (f"{variant(cfg.method, cfg.tune_classifier)}{size}_r{cfg.data_ratio:g}_seed{cfg.seed}"
             f"-{run_hash(config_dict(cfg))}")
 
 

@@ -69,7 +69,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.method not in METHODS:
         raise ConfigError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     entry = METHODS[cfg.method]
-    if entry.family != "full" and cfg.size == 0:
+    if entry.sized and cfg.size == 0:
         cfg = dataclasses.replace(cfg, size=entry.default_size)
     problem = next((p for p in field_problems(cfg) if p is not None), None)
     if problem is not None:

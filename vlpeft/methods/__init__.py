@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..catalog import METHODS
+from ..catalog import METHODS, size_problem
 from ..catalog import method as catalogue_entry
 from ..errors import MethodError
 
@@ -54,14 +54,10 @@ def available_towers(model) -> list[str]:
     return [t for t in TOWER_PATHS if hasattr(model, t)]
 
 
-def size_problem(method: str, size) -> str | None:
-    """What is wrong with a method's size (Table II's knob), or None: the one check, for runs and injections."""
-    entry = catalogue_entry(method)
-    if entry.family == "full":
-        return f"full fine-tuning has no size; leave --size at 0 (got {size})" if size else None
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        return f"{method} needs a positive {entry.knob} (size), got {size!r}"
-    return None
+def resolve(pointer: str):
+    """The function a catalogue pointer "module:function" names (`Method.impl`, `Method.count`)."""
+    module, _, fn = pointer.partition(":")
+    return getattr(importlib.import_module(module), fn)
 
 
 def validate(model, cfg: MethodConfig) -> list[str]:
@@ -94,8 +90,7 @@ def apply_method(model, cfg: MethodConfig, seed: int = 0):
     base_ids = {id(p) for p in model.parameters()}
     state = Applied(cfg)
     if entry.impl is not None:
-        module, _, fn = entry.impl.partition(":")
-        inject = getattr(importlib.import_module(module), fn)
+        inject = resolve(entry.impl)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + SEED_OFFSET)
             state.undo = inject(model, {t: model.get_submodule(TOWER_PATHS[t]) for t in towers}, cfg)
@@ -150,26 +145,15 @@ def print_trainable_parameters(model) -> None:
 def closed_form_count(method: str, size: int, text_config, towers: int,
                       tune_classifier: bool = False) -> tuple[int, str]:
     """The method's trainable parameters from the shapes alone, and the formula in words: what
-    `count_parameters` must find (tests and the read-along notebooks check it)."""
-    d, L, V, e = (text_config.hidden_size, text_config.num_hidden_layers, text_config.vocab_size,
-                  text_config.encoder_hidden_size)
-    sites = 3  # every BLIP text block: self-attention, cross-attention, FFN
-    per_tower = {
-        "prompt": (size * d, "p·d"),
-        "prefix": (size * d + (d * d + d) + (d * 2 * L * d + 2 * L * d),
-                   "p·d + (d² + d) + (d·2Ld + 2Ld)  [P′ and the MLP d → d → 2Ld]"),
-        "lora": (L * size * (6 * d + e + d),
-                 "L·r·(2·2d + 2d + (d_enc + d))  [A and B on q, k of self- and cross-attention]"),
-        "serial_adapter": (L * sites * (2 * d * size + size + d),
-                           "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"),
-        "parallel_adapter": (L * sites * (2 * d * size + size + d),
-                             "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"),
-    }
-    if method not in per_tower:
-        raise MethodError(f"no closed form for {method!r}")
-    n, text = per_tower[method]
+    `count_parameters` must find (tests and the read-along notebooks check it). Per tower it is the method's own
+    `count` (its catalogue entry names it), times the towers, plus the LM head for "+ classifier"."""
+    entry = catalogue_entry(method)
+    if entry.count is None:
+        raise MethodError(f"no closed form for {method!r}: it trains every parameter")
+    n, text = resolve(entry.count)(size, text_config)
     n, text = n * towers, (f"{towers} × ({text})" if towers > 1 else text)
     if tune_classifier:
+        d, V = text_config.hidden_size, text_config.vocab_size
         n += d * d + d + 2 * d + V * d + V
         text += " + (d² + d + 2d + V·d + V)  [the LM head: transform, LayerNorm, tied output matrix, bias]"
     return n, text

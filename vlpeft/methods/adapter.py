@@ -78,3 +78,9 @@ def apply_serial(model, towers: dict[str, nn.Module], cfg) -> list:
 def apply_parallel(model, towers: dict[str, nn.Module], cfg) -> list:
     return [_replace(parent, name, ParallelAdapter(getattr(parent, name), cfg.size))
             for tower in towers.values() for parent, name in list(sites(tower))]
+
+
+def count(size: int, text_config) -> tuple[int, str]:
+    """Trainable parameters per text tower (serial and parallel alike), and the formula in words."""
+    d, L = text_config.hidden_size, text_config.num_hidden_layers
+    return L * 3 * (2 * d * size + size + d), "L·3·(2·d·h + h + d)  [W_down, W_up and biases at 3 sites]"

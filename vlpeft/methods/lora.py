@@ -46,3 +46,9 @@ def merge(model) -> None:
     for m in model.modules():
         if isinstance(m, LoraLayer):
             m.merge()
+
+
+def count(size: int, text_config) -> tuple[int, str]:
+    """Trainable parameters per text tower, and the formula in words."""
+    d, L, e = text_config.hidden_size, text_config.num_hidden_layers, text_config.encoder_hidden_size
+    return L * size * (6 * d + e + d), "L·r·(2·2d + 2d + (d_enc + d))  [A and B on q, k of self- and cross-attention]"

@@ -64,3 +64,10 @@ def apply(model, towers: dict[str, nn.Module], cfg) -> list:
         tower.prefix_tuning = PrefixTuning(tower, cfg.size, cfg.prefix_mlp_hidden)
         undo += tower.prefix_tuning.attach(tower) + [lambda t=tower: delattr(t, "prefix_tuning")]
     return undo
+
+
+def count(size: int, text_config) -> tuple[int, str]:
+    """Trainable parameters per text tower (the MLP at its default width d), and the formula in words."""
+    d, L = text_config.hidden_size, text_config.num_hidden_layers
+    return (size * d + (d * d + d) + (d * 2 * L * d + 2 * L * d),
+            "p·d + (d² + d) + (d·2Ld + 2Ld)  [P′ and the MLP d → d → 2Ld]")

@@ -37,3 +37,8 @@ def apply(model, towers: dict[str, nn.Module], cfg) -> list:
         tower.prompt_tuning = PromptTuning(tower, cfg.size)
         undo += tower.prompt_tuning.attach(tower) + [lambda t=tower: delattr(t, "prompt_tuning")]
     return undo
+
+
+def count(size: int, text_config) -> tuple[int, str]:
+    """Trainable parameters per text tower, and the formula in words."""
+    return size * text_config.hidden_size, "p·d"

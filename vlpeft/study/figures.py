@@ -41,6 +41,11 @@ def _method_colour(methods) -> alt.Scale:
     return alt.Scale(domain=domain, range=[METHODS[m].colour for m in domain])
 
 
+def _sized(methods: pd.Series) -> pd.Series:
+    """Which rows' methods have a size (a knob on a log₂ axis): not full fine-tuning, nor any method without one."""
+    return methods.map(lambda m: m in METHODS and METHODS[m].sized).astype(bool)
+
+
 def _metric(d: pd.DataFrame, task: str) -> str:
     """Axis title for the task's metric (from the runs' own `metric` field)."""
     metrics = d.loc[d.task == task, "metric"].dropna().unique()
@@ -117,7 +122,7 @@ def fig_data_ratio(df: pd.DataFrame, task: str) -> alt.Chart:
     s = _summary(df, task)
     ref = reference_sizes(s)
     s = s[s["size"] == s["method"].map(ref)]
-    sizes = ", ".join(f"{m} {ref[m]}" for m in list(METHODS) if m in ref and m != "full")
+    sizes = ", ".join(f"{m} {ref[m]}" for m in list(METHODS) if m in ref and METHODS[m].sized)
     x = alt.X("data_ratio:Q", scale=alt.Scale(type="log"), title="data ratio",
               axis=alt.Axis(format="~%", values=sorted(s.data_ratio.unique())))
     tooltip = ["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), alt.Tooltip("mean:Q", format=".4f"),
@@ -131,10 +136,10 @@ def fig_data_ratio(df: pd.DataFrame, task: str) -> alt.Chart:
 
 
 def fig_param_size(df: pd.DataFrame, task: str) -> alt.FacetChart:
-    """Score vs parameter size (log₂ x), a panel per method (a size means prompt length, rank or hidden size),
-    at the data ratio with the most sizes; full fine-tuning at that ratio is the dashed black rule."""
+    """Score vs parameter size (log₂ x), a panel per method with a size (a size means prompt length, rank or hidden
+    size), at the data ratio with the most sizes; full fine-tuning at that ratio is the dashed black rule."""
     s = _summary(df, task)
-    peft = s[s.method != "full"]
+    peft = s[_sized(s.method)]
     if peft.empty:
         raise ValueError(f"no complete PEFT runs for task {task!r}")
     cells = peft.groupby("data_ratio")["size"].count()
@@ -143,7 +148,7 @@ def fig_param_size(df: pd.DataFrame, task: str) -> alt.FacetChart:
     full = s[(s.method == "full") & (s.data_ratio == ratio)]["mean"]
     rules = pd.DataFrame({"method": peft.method.unique(), "mean": full.mean(), "kind": "full fine-tuning"})
     seeds = _with_seeds(peft, df, task)
-    seeds = seeds[(seeds.method != "full") & (seeds.data_ratio == ratio)]
+    seeds = seeds[_sized(seeds.method) & (seeds.data_ratio == ratio)]
     data = pd.concat([seeds, rules if len(full) else rules.iloc[:0]], ignore_index=True)
     data["size_label"] = data["method"].map(lambda m: METHODS[m].knob or "—")
     x = alt.X("size:Q", scale=alt.Scale(type="log", base=2), title="size (length / rank / hidden)",
@@ -289,10 +294,10 @@ def fig_marks(per_method: pd.DataFrame) -> alt.LayerChart:
 
 
 def fig_budget(df: pd.DataFrame) -> alt.FacetChart:
-    """Claim 11: the share of all parameters each PEFT method trains, by its size (plain runs), per task; the
-    dashed line is the paper's 0.16 %."""
+    """Claim 11: the share of all parameters each PEFT method with a size trains, by its size (plain runs), per task;
+    the dashed line is the paper's 0.16 %."""
     d = complete(df)
-    d = d[(d.method != "full") & ~d.tune_classifier.astype(bool)]
+    d = d[_sized(d.method) & ~d.tune_classifier.astype(bool)]
     if d.empty or d["trainable_pct"].isna().all():
         raise ValueError("no plain PEFT runs with a trainable share")
     d = d.groupby(["task", "method", "size"], as_index=False)[["trainable_pct", "trainable_params"]].first()

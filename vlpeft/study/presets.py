@@ -27,6 +27,9 @@ Presets:
   dial   the consistency dial (beyond the paper): captioning at three consistency levels × two pre-training
          seeds, prompt-tuning, LoRA and full fine-tuning on the tiny ratio and size axes, three seeds.
   smoke  a handful of runs to check that everything is wired (numbers mean nothing).
+Every grid takes the paper's methods by name (`catalog.PAPER_PEFT` and full fine-tuning); a catalogue method beyond
+them joins a grid only when named (`grid(..., extra_methods=[...])`, `--methods`), on its own entry's sizes and
+learning rates (docs/adding_a_method.md).
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import METHODS, peft_methods, variant
+from ..catalog import METHODS, PAPER_PEFT, variant
+from ..catalog import method as catalogue_entry
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..rundir import config_dict, run_id
@@ -42,20 +46,12 @@ from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_wo
 from ..worlds.shapes import CAPTIONS_PER_IMAGE
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-PEFT = peft_methods()
+PEFT = list(PAPER_PEFT)   # the paper's five methods by name (catalog.PAPER_PEFT); full fine-tuning beside them
 
 # ---------------------------------------------------------------------------------------------------------
 # The paper's Table II
 PAPER_RATIOS = {"caption": [0.01, 0.02, 0.04, 0.08, 0.1, 0.2, 0.4, 0.8, 1.0], "vqa": [0.1, 0.2, 0.4, 0.8, 1.0]}
-PAPER_SIZES = {
-    "caption": {"prompt": [2, 4, 8, 16, 32, 64, 128], "prefix": [2, 4, 8, 16, 32, 64, 128], "lora": [2, 4, 8, 16, 32],
-                "serial_adapter": [16, 32, 64, 128], "parallel_adapter": [16, 32, 64, 128]},
-    "vqa": {"prompt": [2, 4, 8, 16, 32, 64, 128], "prefix": [2, 4, 8, 16, 32, 64, 128], "lora": [2, 4, 8, 16, 32],
-            "serial_adapter": [16, 32, 64, 128, 256, 512], "parallel_adapter": [16, 32, 64, 128, 256, 512]},
-}
-PAPER_LR = {"caption": {"prompt": 3e-4, "prefix": 3e-4, "lora": 5e-6, "serial_adapter": 1e-6,
-                        "parallel_adapter": 1e-6, "full": 1e-5},   # full: not in Table II; BLIP's fine-tuning LR
-            "vqa": {m: 3e-4 for m in PEFT} | {"full": 2e-5}}      # full: likewise
+# Each method's Table II sizes and learning rates are on its catalogue entry (`paper_sizes`, `paper_lr`)
 PAPER_BASE = {  # paper §IV + appendix
     "caption": dict(steps=4000, warmup_steps=400, batch_size=256, image_size=256, eval_every=500, eval_size=0,
                     cache_images=False),
@@ -66,10 +62,7 @@ PAPER_BASE = {  # paper §IV + appendix
 # ---------------------------------------------------------------------------------------------------------
 # The embedded world's schedule: the paper's shape, by a rule declared before the study's runs
 # (reports/tiny/schedule.md, with the pilot that chose the VQA epochs; tools/pilot_schedule.py)
-EMBEDDED_LR = {"caption": {"prompt": 3e-3, "prefix": 3e-3, "lora": 1e-3, "serial_adapter": 1e-3,
-                           "parallel_adapter": 1e-3, "full": 2e-4},
-               "vqa": {"prompt": 3e-3, "prefix": 3e-3, "lora": 2e-3, "serial_adapter": 2e-3,
-                       "parallel_adapter": 2e-3, "full": 3e-4}}
+# (each method's sizes and learning rates: its catalogue entry's `tiny_sizes`, `default_size`, `embedded_lr`)
 TINY_BATCH = 32
 # Captioning runs a fixed number of steps at every ratio: Table II's 4000 steps at batch 256 are 1.81 epochs of
 # Karpathy train + restval (113,287 images × 5 captions ≈ 566,747 pairs); the same number of epochs of the
@@ -96,8 +89,6 @@ def tiny_base(world, vqa_epochs: int = TINY_VQA_EPOCHS) -> dict[str, dict]:
                         test_size=0)}
 
 
-TINY_SIZES = {"prompt": [2, 8, 32], "prefix": [2, 8, 32], "lora": [2, 8, 32], "serial_adapter": [4, 16, 64],
-              "parallel_adapter": [4, 16, 64]}
 TINY_RATIOS = [0.1, 0.3, 1.0]
 TINY_SEEDS = [0, 1, 2]
 SMOKE_BASE = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=8,
@@ -143,20 +134,40 @@ def _axis(study, world, runs_root, task, method, sizes, ratios, seeds, cls_optio
 
 def _tiny_axes(args, task: str, methods: list[str], seeds: list[int], fields: dict, classifier: bool,
                world) -> list[Cell]:
-    """The tiny schedule's axes for one task and world: per PEFT method the data ratios at its middle size, its
-    other sizes at the full data (and with `classifier`, "+ classifier" at the middle size and full data);
-    full fine-tuning at every ratio. `fields` are the world's paths and any overrides; `world` its
-    `WorldConfig`, whose split sizes set the schedule (`tiny_base`)."""
+    """The tiny schedule's axes for one task and world: per method with a size the data ratios at its middle size
+    (its `default_size`), its other sizes at the full data (and with `classifier`, "+ classifier" at the middle
+    size and full data); a method without a size on the data ratios alone (full fine-tuning already tunes the
+    classifier). Sizes and learning rates are the methods' catalogue entries'. `fields` are the world's paths and
+    any overrides; `world` its `WorldConfig`, whose split sizes set the schedule (`tiny_base`)."""
     cells = []
     for m in methods:
-        base = tiny_base(world)[task] | {"lr": EMBEDDED_LR[task][m]} | fields
-        mid = TINY_SIZES[m][1]
+        entry = METHODS[m]
+        base = tiny_base(world)[task] | {"lr": _fact(entry, "embedded_lr", task)} | fields
+        mid = entry.default_size
         cells += _axis(*args, task, m, [mid], TINY_RATIOS, seeds, [False], base)                         # ratio axis
-        cells += _axis(*args, task, m, [s for s in TINY_SIZES[m] if s != mid], [1.0], seeds, [False], base)  # size axis
-        if classifier:
+        cells += _axis(*args, task, m, [s for s in entry.tiny_sizes if s != mid], [1.0], seeds, [False], base)  # size
+        if classifier and entry.family != "full":
             cells += _axis(*args, task, m, [mid], [1.0], seeds, [True], base)                         # + classifier
-    base = tiny_base(world)[task] | {"lr": EMBEDDED_LR[task]["full"]} | fields
-    return cells + _axis(*args, task, "full", [0], TINY_RATIOS, seeds, [False], base)
+    return cells
+
+
+def _paper_axes(args, task: str, m: str, fields: dict) -> list[Cell]:
+    """Table II for one method and task: every data ratio × every size of its entry's `paper_sizes` (none without a
+    size), plain and "+ classifier" (full fine-tuning: plain), at its `paper_lr`."""
+    entry = METHODS[m]
+    sizes = list(_fact(entry, "paper_sizes", task)) if entry.sized else [0]
+    base = PAPER_BASE[task] | {"lr": _fact(entry, "paper_lr", task)} | fields
+    return _axis(*args, task, m, sizes, PAPER_RATIOS[task], [0], [False] if entry.family == "full" else [False, True],
+                 base)
+
+
+def _fact(entry, name: str, task: str):
+    """A per-task fact of a catalogue entry (`paper_sizes`, `paper_lr`, `embedded_lr`), or a clear refusal."""
+    facts = getattr(entry, name)
+    if task not in facts:
+        raise ConfigError(f"method {entry.name} has no {name} for {task} on its catalogue entry (vlpeft/catalog.py); "
+                          f"add them there to run it in this grid")
+    return facts[task]
 
 
 def checkpoint_route(model_path: str, recipe_route: str) -> str:
@@ -174,14 +185,16 @@ def checkpoint_route(model_path: str, recipe_route: str) -> str:
 
 def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_root: str | None = None,
          model_path: str | None = None, feature_cache: str = "cache/features", image_root: str | None = None,
-         compile_cache: str = "cache/compile",
-         **overrides) -> list[Cell]:
+         compile_cache: str = "cache/compile", extra_methods=(), **overrides) -> list[Cell]:
     """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
     `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs;
     `compile_cache` is the folder every compiled run of the grid shares inductor's kernels in;
     `image_root` is where the images are when not under `<data root>/images`. VQA cells carry the VQA route
     (`RunConfig.vqa_route`): an override's, else the checkpoint's own (`checkpoint_route`); caption cells carry
-    none (it does not apply to them)."""
+    none (it does not apply to them). The grids take the paper's methods by name (PEFT and full fine-tuning);
+    `extra_methods` (catalogue methods beyond them) are laid out by the same rule beside them, on their own
+    entries' sizes and learning rates (the smoke preset: one caption cell each at its default size)."""
+    extra = [catalogue_entry(m).name for m in extra_methods]   # an unknown name is refused here, with the choices
     if image_root:
         overrides["image_root"] = image_root
     route = overrides.pop("vqa_route", "")
@@ -196,8 +209,8 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
         for w in (dial_world(level, pseed) for level in DIAL_LEVELS for pseed in DIAL_PRETRAIN_SEEDS):
             where = dict(data_root=w.data_root, model_path=w.model_path, feature_cache=feature_cache,
                          compile_cache=compile_cache)
-            cells += _tiny_axes((study, w.name, runs_root), "caption", DIAL_METHODS, DIAL_SEEDS, where | overrides,
-                                classifier=False, world=w.world)
+            cells += _tiny_axes((study, w.name, runs_root), "caption", [*DIAL_METHODS, "full", *extra], DIAL_SEEDS,
+                                where | overrides, classifier=False, world=w.world)
         return cells
     world = get_world(PRESET_WORLD[preset])
     args = (study, world.name, runs_root)
@@ -211,16 +224,17 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
     cells: list[Cell] = []
     for task in ("caption", "vqa"):
         if preset == "paper":
-            for m in PEFT:
-                base = PAPER_BASE[task] | {"lr": PAPER_LR[task][m]} | where(task)
-                cells += _axis(*args, task, m, PAPER_SIZES[task][m], PAPER_RATIOS[task], [0], [False, True], base)
-            base = PAPER_BASE[task] | {"lr": PAPER_LR[task]["full"]} | where(task)
-            cells += _axis(*args, task, "full", [0], PAPER_RATIOS[task], [0], [False], base)
+            for m in [*PEFT, "full", *extra]:
+                cells += _paper_axes(args, task, m, where(task))
         elif preset in ("tiny", "tiny-blip"):
-            cells += _tiny_axes(args, task, PEFT, TINY_SEEDS, where(task), classifier=True, world=world.world)
+            cells += _tiny_axes(args, task, [*PEFT, "full", *extra], TINY_SEEDS, where(task), classifier=True,
+                                world=world.world)
     if preset == "smoke":
         for task, m, size in (("caption", "lora", 4), ("vqa", "prompt", 4), ("vqa", "parallel_adapter", 8)):
             cells += _axis(*args, task, m, [size], [0.5], [0], [False], SMOKE_BASE | where(task))
+        for m in extra:
+            cells += _axis(*args, "caption", m, [METHODS[m].default_size], [0.5], [0], [False],
+                           SMOKE_BASE | where("caption"))
     return cells
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from . import budget, classifier, cost, data_ratio, families, param_size  # noqa: F401 - each registers its claims
 from .dial import TEXT as DIAL_TEXT
 from .dial import dial_slopes, dial_verdict
-from .estimators import EMBEDDING, FAMILIES, LAYER, PEFT, paper_setting
+from .estimators import EMBEDDING, FAMILIES, LAYER, N_METHODS, PEFT, paper_setting
 from .judges import KINDS, THRESHOLDS, Judge, JudgeKind, Mark, Verdict
 from .parts import CLAIMS, COLUMNS, PART_COLUMNS, PER_METHOD_COLUMNS, Claim, Part
 from .stats import CI_LEVEL, MIN_UNITS, Estimate, seeds_needed, t_interval
@@ -66,7 +66,7 @@ def rules_by_claim() -> dict[int, str]:
 PREAMBLE = """\
 **Scores and units.** The score of a run is its best validation metric (CIDEr for captioning, VQA accuracy), as
 in the paper; only complete runs are used. Effects are **absolute, in score points** (100 × the metric: a CIDEr
-point, an accuracy point); no effect is divided by a baseline. "Methods" are the five PEFT methods. When the table
+point, an accuracy point); no effect is divided by a baseline. "Methods" are the {N} PEFT methods. When the table
 has a `consistency` column, claims 1–11 use the runs at its highest level (missing = 1, the paper's setting).
 
 **Unit of replication.** A seed fixes both the training-data subset and the initialisation, so the unit is the
@@ -109,7 +109,7 @@ def rules_page() -> str:
     dial = " ".join(textwrap.dedent(dial_verdict.__doc__).split()).format(**THRESHOLDS)
     numbered = "\n".join(f"{n}. {rule}" for n, rule in rules_by_claim().items())
     kinds = "\n".join(f"- {k.rule}" for k in KINDS.values())
-    return (PREAMBLE.format(**THRESHOLDS, ALPHA=1 - CI_LEVEL, KINDS=kinds) + "\n" + numbered
+    return (PREAMBLE.format(**THRESHOLDS, ALPHA=1 - CI_LEVEL, KINDS=kinds, N=N_METHODS) + "\n" + numbered
             + f"\n\n**Consistency dial** (beyond the paper). {DIAL_TEXT} {dial}\n")
 
 

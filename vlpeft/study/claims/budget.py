@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..results import reference_sizes
-from .estimators import PEFT
+from .estimators import N_METHODS, PEFT
 from .judges import PROMPT_PCT, Mark, Verdict
 from .parts import Part, claim, result
 from .stats import Estimate
@@ -14,7 +14,7 @@ NOTE = ("the check speaks for the runs given: the tiny embedded model (d = 128) 
 UNIT = "% of parameters"
 
 
-@claim(11, "Prompt-tuning trains less than 0.16 % of the parameters, the fewest of the five methods.")
+@claim(11, f"Prompt-tuning trains less than 0.16 % of the parameters, the fewest of the {N_METHODS} methods.")
 def prompt_trains_fewest(d):
     """Deterministic, on the plain (no '+ classifier') runs given: (a) every prompt-tuning run trains fewer than
     PROMPT_PCT = {PROMPT_PCT:g} % of all parameters; (b) on each task, prompt-tuning's trainable % at its smallest

@@ -7,20 +7,26 @@ import math
 import numpy as np
 import pandas as pd
 
-from ...catalog import family_methods, peft_methods
+from ...catalog import PAPER_METHODS, PAPER_PEFT, family_methods
 from ..results import complete, highest_consistency, reference_sizes
 from .judges import MIN_LEVELS, POINTS
 from .stats import Estimate
 
-PEFT = peft_methods()                     # the catalogue's methods, by the paper's two families
-EMBEDDING = family_methods("embedding")
-LAYER = family_methods("layer")
+# The claims are the paper's: its five PEFT methods by name (catalog.PAPER_PEFT), by its two families; a method
+# beyond them enters no claim (`prepare` leaves its runs out; the report shows them beside the paper's)
+PEFT = list(PAPER_PEFT)
+EMBEDDING = family_methods("embedding", paper=True)
+LAYER = family_methods("layer", paper=True)
+COUNT_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+N_METHODS = COUNT_WORDS[len(PEFT)]        # "the five PEFT methods", in the claims' words
 FAMILIES = {"embedding": EMBEDDING, "layer": LAYER}
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Complete runs with `pts` (score points), `pretrain_seed` and `consistency` filled, and `unit`."""
+    """Complete runs of the paper's methods (and full fine-tuning) with `pts` (score points), `pretrain_seed` and
+    `consistency` filled, and `unit`: a method beyond the paper's enters no claim."""
     d = complete(df)
+    d = d[d.method.isin(PAPER_METHODS)]
     for col, default in (("pretrain_seed", 0.0), ("consistency", 1.0)):
         d[col] = pd.to_numeric(d[col], errors="coerce").fillna(default) if col in d else default
     d["pts"] = POINTS * d["best_val"].astype(float)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...catalog import METHODS, PAPER_METHODS
 from ...errors import VlpeftError
 from ..claims import dial_verdict, evaluate_claims, parts_table, per_method_table
 from ..results import highest_consistency, load_curves, load_runs, setting
@@ -45,6 +46,12 @@ class Study:
         if "consistency" not in self.runs:
             return False
         return pd.to_numeric(self.runs["consistency"], errors="coerce").fillna(1.0).nunique() > 1
+
+    @property
+    def extra_methods(self) -> list[str]:
+        """Its methods beyond the paper's (catalog.PAPER_METHODS), in catalogue order: shown, in no claim."""
+        present = set(self.runs.method.dropna())
+        return [m for m in [*METHODS, *sorted(present - set(METHODS))] if m in present and m not in PAPER_METHODS]
 
     @property
     def paper_runs(self) -> pd.DataFrame:

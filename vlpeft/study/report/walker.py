@@ -42,16 +42,21 @@ class Verdicts:
 
 
 Item = Question | Figure | Note | Verdicts
+BEYOND = ("Beyond the paper's methods: {}. The figures show them beside the paper's families; they enter no claim "
+          "(claims 1–11, their verdicts and marks judge the paper's five PEFT methods and full fine-tuning).")
 
 
 def walk(study: Study, section: Section) -> Iterator[Item]:
     """The section's items, in the order both media show them: its question, each figure (or a note of why it is
     not drawn), the verdict table of its claims, and each claim's forest plot (when any part could be estimated).
-    The dial's section of a study without a dial is one note."""
+    The dial's section of a study without a dial is one note; the families section of a study with methods beyond
+    the paper's says that they enter no claim."""
     if section.key == "dial" and not study.is_dial:
         yield Note("Not a dial study: run `make dial` for the consistency dial.")
         return
     yield Question(section)
+    if section.key == "families" and study.extra_methods:
+        yield Note(BEYOND.format(", ".join(study.extra_methods)))
     for name in section.figures:
         chart, why = figure(study, name)
         yield Figure(name, name, chart) if chart is not None else Note(why)
