@@ -186,7 +186,9 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
     heads = torch.nn.ModuleDict({"itm": torch.nn.Linear(cfg.spec.hidden, 2),                 # discarded after
                                  "mlm": torch.nn.Linear(cfg.spec.hidden, len(tokenizer))})
     params = unique_parameters(vqa) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel whose square root is the CPU's own exact instruction; the per-tensor path takes MKL's vector
+    # square root, which rounds otherwise on another vendor's CPU (numerics.py); as fine-tuning's optimiser
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.numerics == "pinned")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, corpus.g, cfg.recipe)
