@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine (Python 3.10+ and Java on PATH):
 #   make study   the whole study on the embedded default, ending in reports/tiny/index.html
 #   make test    the linter (ruff, configured in pyproject.toml) and the test suite
-# (make dial: the consistency dial, ending in reports/dial/index.html)
+# (make smoke: the wiring check in about 1.5 min, ending in reports/smoke/index.html;
+#  make dial: the consistency dial, ending in reports/dial/index.html)
 # Both create (or reuse) the virtual environment .venv by themselves.
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ PRESET ?= tiny
 WORKERS ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: setup study dial test lab benchmarks clean-runs
+.PHONY: setup smoke study dial test lab benchmarks clean-runs
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+smoke: setup
+	$(BIN)/vlpeft study --preset smoke --workers $(WORKERS)
 
 study: setup
 	$(BIN)/vlpeft study --preset $(PRESET) --workers $(WORKERS)
