@@ -203,7 +203,11 @@ def cmd_study(args):
     cells = _cells(args, args.preset)  # every argument checked before the heavy imports below
     study = args.study or args.preset
     print(f"study {study}: preset {args.preset}, runs under {args.runs_root}/{study}", flush=True)
+    if args.dry_run:
+        print_grid(cells)
     print(Plan.of(cells, args.workers, args.runs_root, report=True), flush=True)
+    if args.dry_run:
+        return
     from .study.executors import execute
     from .study.report import write_report
     stages = Stages(4)
@@ -317,6 +321,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("study", help="assets → sweep → report, end to end (what `make study` runs)")
     add_grid_args(s, "tiny")
+    s.add_argument("--dry-run", action="store_true", help="print the grid, what exists and what will be made, and "
+                   "an estimate of the time; run nothing")
     s.add_argument("--out", help="the report folder (default: reports/<study>)")
     s.set_defaults(fn=cmd_study)
     return p

@@ -168,8 +168,9 @@ class Plan:
                 one_at_a_time = rate or PRETRAIN_STEP_S["smoke" if cfg.spec == SMOKE_SPEC else "embedded"]
                 seconds += cfg.steps * (one_at_a_time if len(models) == 1 else PRETRAIN_PAIR_STEP_S)
             self.parts["pre-training"] = seconds if len(models) == 1 else seconds / len(models) * waves
-            self.basis.append("pre-training: seconds per step of " + ("a model of its size this machine pre-trained"
-                              if own else "the reference machine's (vlpeft/study/plan.py)"))
+            self.basis.append("pre-training: its steps × the seconds per step of " + (
+                "a model of its size this machine pre-trained (its card.json)" if own else
+                "the reference machine (vlpeft/study/plan.py)"))
         sizes = {size_of(c.world) for c in self.todo} - {None}
         if self.todo:
             self.parts["data check and features"] = sum(PREPARE_S[s] for s in sizes)
