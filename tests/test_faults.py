@@ -261,6 +261,8 @@ def test_a_mistyped_data_root_leaves_no_folder_behind(tmp_path, capsys, monkeypa
         code, err = call([command, "--preset", "smoke", "--data-root", "data/nope"], capsys)
         assert code == 2 and "--data-root data/nope does not exist" in err, err
     assert list(tmp_path.iterdir()) == []
+    cli.main(["sweep", "--preset", "smoke", "--data-root", "data/nope", "--dry-run"])   # a dry run only says so
+    assert "data data/nope — to write" in capsys.readouterr().out and list(tmp_path.iterdir()) == []
 
 
 def test_a_mistyped_name_is_refused_before_torch_is_imported():

@@ -142,7 +142,7 @@ def folder_arg(path: str | None, flag: str) -> None:
 def _cells(args, preset: str):
     folder_arg(args.runs_root, "--runs-root")
     folder_arg(args.feature_cache, "--feature-cache")
-    if args.data_root and not Path(args.data_root).is_dir():  # a typo must not become a new world
+    if args.data_root and not Path(args.data_root).is_dir() and not args.dry_run:  # a typo must not become a world
         raise ConfigError(f"--data-root {args.data_root} does not exist; leave it out for the preset's own world, or "
                           f"write one there first (`vlpeft world --out {args.data_root}`)")
     overrides = ({"vqa_route": args.vqa_route} if args.vqa_route else {}) | (
