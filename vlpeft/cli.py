@@ -9,7 +9,7 @@ inside the commands, so `--help` answers at once.
     vlpeft data check   --data-root data/coco             a data root's layout, Table I and missing images
     vlpeft report       --study runs/tiny                 figures + claims table + index.html
     vlpeft compare      reports/tiny reports/tiny-blip    the two pre-training recipes side by side
-    vlpeft study        --preset tiny                     world → pre-training → sweep → report (`make study`)
+    vlpeft study        --preset tiny [--dry-run]         world → pre-training → sweep → report (`make study`)
 
 Presets (`--preset` of sweep and study; `--dry-run` says what exists, what will be made and about how long):
     smoke      a wiring check: 3 runs on a 16-px world and a 20-step model, about 1.5 min from nothing (`make smoke`);
@@ -18,7 +18,7 @@ Presets (`--preset` of sweep and study; `--dry-run` says what exists, what will 
                2 CPU cores (`make study`)
     tiny-blip  the same grid from BLIP's pre-training recipe (the second family); about as long
     dial       the consistency dial (beyond the paper): 234 caption runs over 3 consistency levels × 2
-               pre-trainings; about 2 h 15 min on 2 CPU cores after `make study` (`make dial`)
+               pre-trainings; about 2 h 12 min on 2 CPU cores after `make study` (`make dial`)
     paper      Table II on BLIP-base and MSCOCO/VQAv2: 810 runs, for GPU nodes (Slurm)
 
 A user's mistake (a bad config, bad data, a bad model folder, a busy run folder) prints one or two lines

@@ -90,7 +90,8 @@ def _how_to_fill(folder: Path) -> str:
     name, root = folder.name, str(folder.parent)
     where = "" if root == "runs" else f" --runs-root {root}"
     if name in PRESET_WORLD:
-        return f"Fill it with `vlpeft study --preset {name}{where}` (or `vlpeft sweep --preset {name}{where}`)."
+        return (f"Fill it with `vlpeft study --preset {name}{where}` or `vlpeft sweep --preset {name}{where}` "
+                f"(`make study` runs the tiny preset).")
     return (f"Fill it with `vlpeft study --preset PRESET --study {name}{where}` (PRESET: one of "
             f"{', '.join(PRESET_WORLD)}; `make study` runs tiny), or point --study at a folder of runs.")
 
