@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.10+ and Java on PATH):
 #   make study   the whole study on the embedded default, ending in reports/tiny/index.html
 #   make test    the linter (ruff, configured in pyproject.toml) and the test suite
-# (make smoke: the wiring check in about 1.5 min, ending in reports/smoke/index.html;
+# (make smoke: the wiring check in under a minute, ending in reports/smoke/index.html;
 #  make dial: the consistency dial, ending in reports/dial/index.html)
 # Both create (or reuse) the virtual environment .venv by themselves.
 PYTHON ?= python3

@@ -12,7 +12,7 @@ inside the commands, so `--help` answers at once.
     vlpeft study        --preset tiny [--dry-run]         world → pre-training → sweep → report (`make study`)
 
 Presets (`--preset` of sweep and study; `--dry-run` says what exists, what will be made and about how long):
-    smoke      a wiring check: 3 runs on a 16-px world and a 20-step model, about 1.5 min from nothing (`make smoke`);
+    smoke      a wiring check: 3 runs on a 16-px world and a 20-step model, under a minute from nothing (`make smoke`);
                its numbers mean nothing
     tiny       the embedded study: 198 runs, the tiny BLIP pre-trained with mPLUG's recipe; about 2 h 15 min on
                2 CPU cores (`make study`)
