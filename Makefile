@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine (Python 3.10+ and Java on PATH):
 #   make study   the whole study on the embedded default, ending in reports/tiny/index.html
 #   make test    the linter (ruff, configured in pyproject.toml) and the test suite
-# (make dial: the consistency dial, ending in reports/dial/index.html)
+# (make smoke: the wiring check in under a minute, ending in reports/smoke/index.html;
+#  make dial: the consistency dial, ending in reports/dial/index.html)
 # Both create (or reuse) the virtual environment .venv by themselves.
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ PRESET ?= tiny
 WORKERS ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: setup study dial test lab benchmarks clean-runs lock
+.PHONY: setup smoke study dial test lab benchmarks clean-runs lock
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ lock: setup
 	$(BIN)/python tools/lock.py
 
 setup: $(BIN)/.installed
+
+smoke: setup
+	$(BIN)/vlpeft study --preset smoke --workers $(WORKERS)
 
 study: setup
 	$(BIN)/vlpeft study --preset $(PRESET) --workers $(WORKERS)

@@ -63,7 +63,17 @@ def test_a_smoke_study_leaves_the_embedded_assets_alone(tmp_path, monkeypatch, c
     assert {p: snapshot(tmp_path / p) for p in ("data/shapes", "checkpoints/embedded")} == before
     runs = list((tmp_path / "runs" / "smoke").rglob("metrics.json"))
     assert runs and all(json.loads(r.read_text())["start"]["path"] == "checkpoints/smoke/caption" for r in runs)
-    assert (tmp_path / "reports" / "smoke" / "index.html").exists()
+    # what it said first: what exists and what it will make; then its stages, numbered in the order they happen
+    assert "world smoke: data data/smoke — to write; model checkpoints/smoke — to pre-train (20 steps)" in out
+    assert "runs: 1 in the grid — 0 complete, 1 to run" in out and "estimate: about" in out
+    stages = [out.index(f"[{i}/4] ") for i in (1, 2, 3, 4)]
+    assert stages == sorted(stages) and stages[0] < out.index("world smoke: data data/smoke, model") < stages[1]
+    # its page: a wiring check, said so, and nothing judged
+    page = (tmp_path / "reports" / "smoke" / "index.html").read_text()
+    claims = (tmp_path / "reports" / "smoke" / "claims.md").read_text()
+    assert "Wiring check — its numbers mean nothing" in page
+    assert not any(w in text for w in ("supported", "inconclusive") for text in (page, claims))
+    assert "nan" not in claims                                      # an estimate that is not there reads n/a
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -90,6 +100,20 @@ def test_own_refuses_anything_else(tmp_path, setup, match):
         own(d, "world", {"seed": 1}, "done.json")
     assert str(d) in str(e.value)
     assert snapshot(d) == before
+
+
+def test_a_refusal_names_the_fields_that_differ(tmp_path):
+    """A pre-trained model of another configuration used to be refused with two JSON dumps of its whole config;
+    the refusal names the differing fields, nested ones by dotted name, as a run folder's does."""
+    there = PretrainConfig(data_root="data/smoke", out=str(tmp_path / "m"), steps=20, spec=SPEC).as_dict()
+    own(tmp_path / "m", "pre-trained model", there, "card.json")
+    asked = there | {"data_root": "data/nope", "spec": there["spec"] | {"hidden": 64}}
+    with pytest.raises(AssetError) as e:
+        own(tmp_path / "m", "pre-trained model", asked, "card.json")
+    message = str(e.value)
+    assert "data_root: 'data/smoke' here, 'data/nope' asked" in message
+    assert f"spec.hidden: {SPEC.hidden} here, 64 asked" in message
+    assert "{" not in message and "steps" not in message and len(message.splitlines()) == 1, message
 
 
 def test_pretraining_refuses_a_real_checkpoint_folder(tmp_path, models, tiny_world):

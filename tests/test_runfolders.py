@@ -82,7 +82,7 @@ CASES = [
     ("unknown device", dict(device="tpu"), None, "unknown device 'tpu'", 2),
     ("size for full", dict(method="full", size=8), None, "full fine-tuning has no size", 2),
     ("bogus fault", dict(fault="explode:3"), None, "fault must be '' or one of nan:STEP", 2),
-    ("unknown method", dict(method="bitfit"), None, "unknown method 'bitfit'; choose one of full", 2),
+    ("unknown method", dict(method="bitfit"), None, "invalid choice: 'bitfit' (choose from 'full'", 2),
     ("ratio", dict(data_ratio=1.5), None, "data ratio must be in (0, 1]", 2),
     ("warm-up longer than run", dict(steps=4, warmup_steps=8), None, "warm-up (8 steps) is not shorter", 2),
     ("missing train image", dict(), lambda w, m, t: first_image(w, "train").unlink(), "image not found", 1),

@@ -9,8 +9,18 @@ inside the commands, so `--help` answers at once.
     vlpeft data check   --data-root data/coco             a data root's layout, Table I and missing images
     vlpeft report       --study runs/tiny                 figures + claims table + index.html
     vlpeft compare      reports/tiny reports/tiny-blip    the two pre-training recipes side by side
-    vlpeft study        --preset tiny                     world → pre-training → sweep → report (`make study`)
+    vlpeft study        --preset tiny [--dry-run]         world → pre-training → sweep → report (`make study`)
     vlpeft verify       reports/tiny                      re-make 3 committed cells; exit 0 only if the numbers hold
+
+Presets (`--preset` of sweep and study; `--dry-run` says what exists, what will be made and about how long):
+    smoke      a wiring check: 3 runs on a 16-px world and a 20-step model, under a minute from nothing (`make smoke`);
+               its numbers mean nothing
+    tiny       the embedded study: 198 runs, the tiny BLIP pre-trained with mPLUG's recipe; about 2 h 15 min on
+               2 CPU cores (`make study`)
+    tiny-blip  the same grid from BLIP's pre-training recipe (the second family); about as long
+    dial       the consistency dial (beyond the paper): 234 caption runs over 3 consistency levels × 2
+               pre-trainings; about 2 h 12 min on 2 CPU cores after `make study` (`make dial`)
+    paper      Table II on BLIP-base and MSCOCO/VQAv2: 810 runs, for GPU nodes (Slurm)
 
 A user's mistake (a bad config, bad data, a bad model folder, a busy run folder) prints one or two lines
 naming the file or field and what to do, and exits non-zero (2 for usage errors); `--debug` or
@@ -33,6 +43,7 @@ from .blip.convert import add_arguments, main_cmd
 from .catalog import METHODS, TASK_INFO, extras, size_problem
 from .config import PretrainConfig, RunConfig
 from .errors import REPORT_A_BUG, ConfigError, Interrupted, user_error
+from .study.plan import Plan, Stages
 from .study.presets import PRESET_WORLD, grid, print_grid, select
 from .worlds.shapes import WorldConfig, ensure_world
 
@@ -42,8 +53,9 @@ from .worlds.shapes import WorldConfig, ensure_world
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (),
-                       helps: dict | None = None) -> None:
-    """One --flag per field of a flat config dataclass, with its default and type."""
+                       helps: dict | None = None, choices: dict | None = None) -> None:
+    """One --flag per field of a flat config dataclass, with its default and type (and, for the fields in
+    `choices`, its valid values: a typo is refused by argparse, before any import)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or dataclasses.is_dataclass(hints[f.name]):
@@ -55,7 +67,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
             kind = {int: int, float: float}.get(hints[f.name], str)
-            parser.add_argument(flag, type=kind, default=default, help=text)
+            parser.add_argument(flag, type=kind, default=default, help=text, choices=(choices or {}).get(f.name))
 
 
 def to_args(cfg) -> list[str]:
@@ -135,6 +147,9 @@ def folder_arg(path: str | None, flag: str) -> None:
 def _cells(args, preset: str):
     folder_arg(args.runs_root, "--runs-root")
     folder_arg(args.feature_cache, "--feature-cache")
+    if args.data_root and not Path(args.data_root).is_dir() and not args.dry_run:  # a typo must not become a world
+        raise ConfigError(f"--data-root {args.data_root} does not exist; leave it out for the preset's own world, or "
+                          f"write one there first (`vlpeft world --out {args.data_root}`)")
     overrides = ({"vqa_route": args.vqa_route} if args.vqa_route else {}) | (
         {"compile": args.compile} if args.compile != "auto" else {}) | (
         {"numerics": args.numerics} if args.numerics != "pinned" else {})
@@ -147,9 +162,12 @@ def _cells(args, preset: str):
 
 def cmd_sweep(args):
     cells = _cells(args, args.preset)
+    plan = Plan.of(cells, args.workers, args.runs_root)
     if args.dry_run:
         print_grid(cells)
+        print(plan)
         return
+    print(plan, flush=True)
     from .study.executors import execute  # torch and the engine only for a real sweep
     failures = execute(cells, executor=args.executor, workers=args.workers, slurm=vars(args))
     sys.exit(1 if failures and args.strict else 0)
@@ -194,15 +212,20 @@ def cmd_data(args):
 
 def cmd_study(args):
     """Assets (cached; never generated for `real`) → the preset's sweep → report."""
+    t0 = time.time()
+    cells = _cells(args, args.preset)  # every argument checked before the heavy imports below
+    study = args.study or args.preset
+    print(f"study {study}: preset {args.preset}, runs under {args.runs_root}/{study}", flush=True)
+    if args.dry_run:
+        print_grid(cells)
+    print(Plan.of(cells, args.workers, args.runs_root, report=True), flush=True)
+    if args.dry_run:
+        return
     from .study.executors import execute
     from .study.report import write_report
-    t0 = time.time()
-    cells = _cells(args, args.preset)
-    print(f"[1/2] sweep: preset {args.preset}, {len(cells)} runs under {args.runs_root}/{args.study or args.preset}",
-          flush=True)
-    failures = execute(cells, executor="local", workers=args.workers)
-    print("[2/2] analysis and report", flush=True)
-    study = args.study or args.preset
+    stages = Stages(4)
+    failures = execute(cells, executor="local", workers=args.workers, stages=stages)
+    stages.next("analysis and report")
     out = write_report(f"{args.runs_root}/{study}", args.out or f"reports/{study}")
     print(f"done in {(time.time() - t0) / 60:.1f} min: {Path(out) / 'index.html'}"
           + (f" ({len(failures)} failed or diverged runs, listed in the report)" if failures else ""))
@@ -292,14 +315,15 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="one fine-tuning run (a complete run is not redone; a killed one resumes)",
                        description="One fine-tuning run. Methods and what --size means: " + SIZES + ".")
-    add_dataclass_args(s, RunConfig, helps=TRAIN_HELP)
+    add_dataclass_args(s, RunConfig, helps=TRAIN_HELP, choices={"task": list(TASK_INFO), "method": list(METHODS)})
     s.add_argument("--overwrite", action="store_true",
                    help="discard a run of another configuration in --out-dir instead of refusing")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("sweep", help="run a preset grid through the method notebooks (papermill)")
     add_grid_args(s, "smoke")
-    s.add_argument("--dry-run", action="store_true", help="print the grid and its size, run nothing")
+    s.add_argument("--dry-run", action="store_true", help="print the grid, what exists and what will be made, and "
+                   "an estimate of the time; run nothing")
     s.add_argument("--executor", choices=["local", "slurm"], default="local")
     s.add_argument("--partition", help="slurm partition")
     s.add_argument("--time", type=int, default=240, help="slurm: minutes per job")
@@ -341,6 +365,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("study", help="assets → sweep → report, end to end (what `make study` runs)")
     add_grid_args(s, "tiny")
+    s.add_argument("--dry-run", action="store_true", help="print the grid, what exists and what will be made, and "
+                   "an estimate of the time; run nothing")
     s.add_argument("--out", help="the report folder (default: reports/<study>)")
     s.set_defaults(fn=cmd_study)
 

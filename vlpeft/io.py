@@ -48,6 +48,24 @@ def config_hash(obj, n: int = 8) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
+def differing(there: dict, asked: dict, prefix: str = "") -> dict[str, tuple]:
+    """The fields in which two configs differ, nested ones by dotted name: {field: (there, asked)}."""
+    out = {}
+    for k in sorted(set(there) | set(asked), key=str):
+        a, b = there.get(k), asked.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out |= differing(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out[f"{prefix}{k}"] = (a, b)
+    return out
+
+
+def said(diff: dict[str, tuple], limit: int = 6) -> str:
+    """`differing`'s fields in words: "lr: 0.001 here, 0.002 asked; …" (the first `limit`)."""
+    shown = "; ".join(f"{k}: {a!r} here, {b!r} asked" for k, (a, b) in list(diff.items())[:limit])
+    return shown + (f"; and {len(diff) - limit} more" if len(diff) > limit else "")
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -56,13 +74,36 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+class LineStream:
+    """A progress bar's stream for a log or a pipe: each redraw (tqdm's carriage return, padding and cursor moves)
+    becomes one plain line; a redraw at the same count as the line before (the final redraw on closing) is
+    dropped."""
+
+    def __init__(self, stream):
+        self.stream, self.last = stream, None
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").replace("\x1b[A", "").strip()
+        count = line.split(" [")[0]                         # "desc:  50%|#####     | 6/12", without the rates
+        if line and count != self.last:
+            self.stream.write(line + "\n")
+            self.last = count
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def progress_bar(**kw):
-    """tqdm (notebook-aware), redrawn at most every 5 s when stderr is not a terminal (a log file would
-    otherwise fill with redraws)."""
+    """tqdm (notebook-aware). When its stream (stderr) is not a terminal — a pipe, a log file — it degrades to a
+    plain line at most every 5 s (`LineStream`) instead of carriage-return redraws."""
     import sys
 
     from tqdm.auto import tqdm
-    return tqdm(**{"mininterval": 0.1 if sys.stderr.isatty() else 5.0, "dynamic_ncols": True} | kw)
+    stream = kw.pop("file", None) or sys.stderr
+    terminal = getattr(stream, "isatty", lambda: False)()
+    if not terminal and not tqdm.__module__.startswith("tqdm.notebook"):
+        stream = LineStream(stream)
+    return tqdm(**{"mininterval": 0.1 if terminal else 5.0, "dynamic_ncols": terminal, "file": stream} | kw)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -224,10 +265,11 @@ def own(folder: str | Path, what: str, config: dict, done_file: str, *, force: b
         if ours and same and not force:
             return done.exists()
         if not ours or not (force or (redo_unfinished and not done.exists())):
-            raise FolderRefused(f"{folder} holds a {mine.get('what', '?')} of another configuration:\n"
-                                f"  there: {json.dumps(mine.get('config'), sort_keys=True)}\n"
-                                f"  asked: {json.dumps(config, sort_keys=True)}\n"
-                                f"Remove the folder, or choose another one for this {what}.", there=mine)
+            diff = differing(mine.get("config") or {}, config) if ours else {}
+            holds = (f"holds a {what} of another configuration ({said(diff)})" if diff else
+                     f"holds a {mine.get('what', '?')}" + ("" if ours else f", not a {what}"))
+            raise FolderRefused(f"{folder} {holds}. Remove the folder, or choose another one for this {what}.",
+                                there=mine)
     elif folder.exists() and any(folder.iterdir()):
         raise FolderRefused(f"{folder} is not empty and was not written by vlpeft (no {MARKER}); refusing to write "
                             f"a {what} there. Choose another folder (an empty or new one).")

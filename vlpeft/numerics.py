@@ -10,15 +10,15 @@ other weights at 1 and 2 threads, and other weights again with any one of the th
     with numerics.computing(cfg.numerics): ...   # where the work starts: the caps checked, one thread
     numerics.record()                  # what this process computes on, for the card, provenance and the report
 
-The `pinned` path (the default) caps ATen and oneDNN at AVX2 (the widest set every x86-64 server of the last
-decade has: Intel Haswell 2013, AMD Zen 2017) and MKL at its vendor-independent branch, fixes inductor's vector width at 256 bits, and computes on one
-thread whatever the machine has, so the same config gives the same weights and the same numbers on any
-x86-64 CPU with AVX2. `native` (`--numerics native`, or VLPEFT_NUMERICS=native before the process starts) lets each
-library choose and takes `--threads`: faster on a wide machine, machine-dependent. It is saved with every run and
-enters the run id (pinned, the default, does not: run ids from before the path was pinned stand), so the two
-never share a run folder. What the pinned path cannot make equal: another architecture (ARM), a CPU without
-AVX2, a GPU (cuBLAS and cuDNN pick kernels per device), and a run that compiles against one that cannot (inductor's
-fused kernels round differently from eager ones, within 1e-4: tests/test_train.py) — each is recorded.
+The `pinned` path (the default) caps ATen and oneDNN at AVX2 (the widest set every x86-64 server of the last decade
+has: Intel Haswell 2013, AMD Zen 2017) and MKL at its vendor-independent branch, fixes inductor's vector width at
+256 bits, and computes on one thread whatever the machine has, so the same config gives the same weights and the
+same numbers on any x86-64 CPU with AVX2. `native` (`--numerics native`, or VLPEFT_NUMERICS=native before the
+process starts) lets each library choose and takes `--threads`: faster on a wide machine, machine-dependent. It is
+saved with every run and enters the run id (pinned, the default, does not: run ids from before the path was pinned
+stand), so the two never share a run folder. What the pinned path cannot make equal: another architecture (ARM), a
+CPU without AVX2, a GPU (cuBLAS and cuDNN pick kernels per device), and a run that compiles against one that cannot
+(inductor's fused kernels round differently from eager ones, within 1e-4: tests/test_train.py) — each is recorded.
 
 Why MKL's COMPATIBLE branch and not its AVX2 one: measured on this project's AMD EPYC against the same binaries
 under qemu's Intel Haswell model (AVX2, no AVX-512; `qemu-x86_64 -cpu Haswell-v4`, exact IEEE arithmetic), MKL_CBWR=AVX2

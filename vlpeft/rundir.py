@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .catalog import METHODS, variant
 from .errors import RunFolderError
-from .io import Owner, config_hash, provenance, read_json, write_json
+from .io import Owner, config_hash, differing, provenance, read_json, said, write_json
 
 # RunConfig fields that change how a run is carried out, not what it computes (a cached run equals an uncached
 # one; any number of workers gives the same batches; evaluation does not depend on its batch size)
@@ -70,8 +70,7 @@ def run_id(cfg) -> str:
 
 
 def differences(old: dict, new: dict) -> dict[str, tuple]:
-    a, b = relevant(old), relevant(new)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    return differing(relevant(old), relevant(new))
 
 
 class RunFolder:
@@ -127,8 +126,7 @@ class RunFolder:
             if not diff:
                 return overwrite
             if not overwrite:
-                shown = "; ".join(f"{k}: {a!r} here, {b!r} asked" for k, (a, b) in list(diff.items())[:6])
-                raise RunFolderError(f"{self.path} holds a run of another configuration ({shown}). Use another "
+                raise RunFolderError(f"{self.path} holds a run of another configuration ({said(diff)}). Use another "
                                      f"--out-dir, or pass --overwrite to discard that run.")
         elif not overwrite:
             raise RunFolderError(f"{self.path} is not empty and holds no config.json: not a vlpeft run folder. "

@@ -17,11 +17,12 @@ from ..data import Paths, nested_subset
 from ..datacheck import check
 from ..errors import DataError
 from ..features import prepare_features
-from ..io import progress_bar
+from ..io import progress_bar, write_json
 from ..tasks import get_task
-from ..worlds.assets import get_world, identity, prepare
+from ..worlds.assets import WIRING_CHECKS, get_world, identity, prepare
 from ..worlds.shapes import ensure_world
 from .engine import WarmKernel, reason, run_cell, run_cell_once
+from .plan import Stages
 from .presets import Cell
 
 
@@ -39,16 +40,21 @@ def _init_worker(devices, cpu_threads: int) -> None:
 
 
 def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm: dict | None = None,
-            progress: bool = True, run=run_cell) -> list[dict]:
+            progress: bool = True, stages: Stages | None = None, run=run_cell) -> list[dict]:
     """Run every incomplete cell; print and return the failures and diverged runs (each with reason and path).
-    `run`: what a local worker calls with each cell (`engine.run_cell`, or a picklable wrapper of it that says more,
-    as `vlpeft verify`'s)."""
+    Its three stages are numbered as they start (`stages`: a study's, which has a fourth, the report). `run`: what a
+    local worker calls with each cell (`engine.run_cell`, or a picklable wrapper of it that says more, as `vlpeft
+    verify`'s)."""
+    stages = stages or Stages(3)
     todo = [c for c in cells if not (c.out_dir / "metrics.json").exists()]
-    print(f"{len(cells)} runs in the grid: {len(cells) - len(todo)} complete, {len(todo)} to run", flush=True)
+    stages.next("assets: each world's data and pre-trained model (cached)")
     prepare_assets(todo, progress, workers)
+    stages.next("data check" + ("" if executor == "slurm" else " and the frozen vision features"))
     check_data(todo, progress)
     if executor != "slurm":  # on Slurm each job computes what it needs, under the cache's lock, on its own GPU
         prepare_features([c.config for c in todo], progress)
+    stages.next(f"sweep: {len(cells)} runs in the grid: {len(cells) - len(todo)} complete, {len(todo)} to run"
+                + ("" if executor == "slurm" or not todo else f", {min(workers, len(todo))} at a time"))
     todo = longest_first(todo)
     results = _execute_slurm(todo, slurm or {}) if executor == "slurm" else _execute_local(todo, workers, progress, run)
     failures = [r for r in results if r["status"] in ("failed", "diverged")]
@@ -61,6 +67,8 @@ def execute(cells: list[Cell], executor: str = "local", workers: int = 2, slurm:
         study_root = cells[0].out_dir.parents[2]
         study_root.mkdir(parents=True, exist_ok=True)
         (study_root / "failures.json").write_text(json.dumps(failures, indent=2))
+        worlds = sorted({c.world for c in cells})   # the report reads it: a wiring check's page judges nothing
+        write_json(study_root / "study.json", {"worlds": worlds, "wiring_check": set(worlds) <= WIRING_CHECKS})
     return failures
 
 

@@ -84,6 +84,19 @@ SEED_TOOLTIP = ["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), "se
                 alt.Tooltip("best_val:Q", format=".4f", title="best validation score"), "run_dir"]
 
 
+def _with_rings(data: pd.DataFrame, x: str, by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """`data` and, for each mean point that a later one covers exactly (the same x and score, often 0 in a short
+    run), a row of kind "ring": `_lines` draws it as a ring around the point, the wider the deeper it lies, so that
+    no point hides another. Nothing is added where no two points coincide."""
+    means = data[data.kind == "mean"]
+    rings = []
+    for _, group in means.groupby([*by, x, "mean"], sort=False):
+        for depth, (_, row) in enumerate(group.iloc[::-1].iterrows()):  # the last row is drawn on top
+            if depth:
+                rings.append(row.to_dict() | {"kind": "ring", "ring": 30 + 70 * depth})
+    return pd.concat([data, pd.DataFrame(rings)], ignore_index=True) if rings else data
+
+
 def _lines(data, x: alt.X, metric: str, tooltip, seed_x: str) -> list:
     """Lines dashed for "+ classifier", a mean ± std band, the means as points and each seed's run as a small
     dot: the layers of Fig. 3/4. `data` holds rows of kind "mean" (the seed summary) and "seed" (one per run).
@@ -104,7 +117,9 @@ def _lines(data, x: alt.X, metric: str, tooltip, seed_x: str) -> list:
         alt.Chart().mark_point(size=10, filled=True).encode(
             x=alt.X(f"{seed_x}:Q"), y=alt.Y("best_val:Q"), color=colour, opacity=_faded(0.35, 0.05),
             tooltip=SEED_TOOLTIP).transform_filter("datum.kind == 'seed'"),
-    ]
+    ] + ([base.mark_point(filled=False, strokeWidth=1.5).encode(
+        y=y, size=alt.Size("ring:Q", scale=None, legend=None), tooltip=tooltip, opacity=_faded()).transform_filter(
+        "datum.kind == 'ring'")] if (data.kind == "ring").any() else [])
 
 
 def _with_seeds(summary: pd.DataFrame, df: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -128,7 +143,8 @@ def fig_data_ratio(df: pd.DataFrame, task: str) -> alt.Chart:
     tooltip = ["variant", "size", alt.Tooltip("data_ratio:Q", format="~%"), alt.Tooltip("mean:Q", format=".4f"),
                alt.Tooltip("std:Q", format=".4f"), "n"]
     data = _with_seeds(s, df, task)
-    data = data[(data.kind == "mean") | (data["size"] == data["method"].map(ref | {"full": 0}))]
+    data = _with_rings(data[(data.kind == "mean") | (data["size"] == data["method"].map(ref | {"full": 0}))],
+                       "data_ratio")
     return alt.layer(*_lines(data, x, _metric(df, task), tooltip, "data_ratio"), data=data).properties(
         width=WIDTH, height=HEIGHT,
         title=_title(f"{PAPER_FIG[task]} (data size) — {TASK_LABEL[task]}",
@@ -155,6 +171,7 @@ def fig_param_size(df: pd.DataFrame, task: str) -> alt.FacetChart:
               axis=alt.Axis(values=sorted(peft["size"].unique()), format="d"))
     tooltip = ["variant", "size", "size_label", alt.Tooltip("mean:Q", format=".4f"),
                alt.Tooltip("std:Q", format=".4f"), "n"]
+    data = _with_rings(data, "size", by=("method",))
     layers = _lines(data[data.kind != "full fine-tuning"], x, _metric(df, task), tooltip, "size")
     rule = alt.Chart().transform_filter("datum.kind == 'full fine-tuning'").mark_rule(
         color="black", strokeDash=[5, 3]).encode(y="mean:Q", tooltip=[alt.Tooltip("mean:Q", format=".4f")])

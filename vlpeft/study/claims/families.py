@@ -46,7 +46,8 @@ def vqa_layer_near_full_embedding_far(d):
         j = comparable if m in LAYER else lags
         rows.append(Part(m, contrast(tbl, m, "full"), j).method_row(
             8, m, "method at reference size − full FT", "judged: comparable" if m in LAYER else "judged: lags far"))
-    each = "; ".join(f"{r['method']} {r['estimate']:+.2f} ({r['mark']})" for r in rows)
+    each = "; ".join(f"{r['method']} {'n/a' if r['estimate'] != r['estimate'] else format(r['estimate'], '+.2f')} "
+                     f"({r['mark']})" for r in rows)   # n/a: no estimate (a NaN)
     note, needed = seed_note([layer, emb])
     return result(8, "layer − embedding family score (reference sizes)", gap, all_parts([layer.mark, emb.mark]),
                   f"{evidence([layer, emb])}; per method: {each or 'none'}{note}", needed, parts=[layer, emb]), rows

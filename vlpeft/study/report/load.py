@@ -13,8 +13,12 @@ import pandas as pd
 
 from ...catalog import METHODS, PAPER_METHODS
 from ...errors import VlpeftError
+from ...io import read_json
 from ..claims import dial_verdict, evaluate_claims, parts_table, per_method_table
+from ..presets import PRESET_WORLD
 from ..results import highest_consistency, load_curves, load_runs, setting
+
+NOT_JUDGED = "not judged (a wiring check)"
 
 
 class StudyError(VlpeftError, FileNotFoundError):
@@ -27,6 +31,7 @@ class Study:
     source: str                       # the run folders or the report folder it was read from
     runs: pd.DataFrame
     curves: pd.DataFrame
+    wiring_check: bool = False        # runs that check the wiring only (the smoke world): nothing is judged
     claims: pd.DataFrame = field(init=False)
     per_method: pd.DataFrame = field(init=False)
     parts: pd.DataFrame = field(init=False)
@@ -39,6 +44,9 @@ class Study:
                              f"would pool them. Run each route as its own study (`--study NAME`)")
         self.claims, self.per_method = evaluate_claims(self.runs), per_method_table(self.runs)
         self.parts, self.dial = parts_table(self.runs), dial_verdict(self.runs)
+        if self.wiring_check:  # its numbers mean nothing: every claim computed (the wiring), none judged
+            self.claims["verdict"] = self.dial["verdict"] = NOT_JUDGED
+            self.per_method["mark"] = self.parts["mark"] = "not judged"
 
     @property
     def is_dial(self) -> bool:
@@ -71,18 +79,34 @@ class Study:
                                                                             Path("reports") / where]
         for folder in candidates:
             if (folder / "runs.csv").is_file():
-                return cls(folder.name, str(folder), *_read_report(folder))
+                return cls(folder.name, str(folder), *_read_report(folder), wiring_check=_wiring_check(folder))
             if folder.is_dir() and any(folder.rglob("config.json")):
-                return cls(folder.name, str(folder), load_runs(folder), load_curves(folder))
-        name = where.name
-        raise StudyError(f"no runs of study {name!r} in {' or '.join(map(str, candidates))}. Fill it with "
-                         f"`make study` (the tiny preset), `vlpeft study --preset {name}` or "
-                         f"`vlpeft sweep --preset {name}`.")
+                return cls(folder.name, str(folder), load_runs(folder), load_curves(folder),
+                           wiring_check=_wiring_check(folder))
+        raise StudyError(f"no runs of study {where.name!r} in {' or '.join(map(str, candidates))}. "
+                         + _how_to_fill(where if where.exists() or len(where.parts) > 1 else Path("runs") / where))
 
     def claim_row(self, claim) -> dict:
         if claim == "dial":
             return self.dial | {"claim": "dial"}
         return self.claims[self.claims.claim == claim].iloc[0].to_dict()
+
+
+def _how_to_fill(folder: Path) -> str:
+    """The command that fills `folder` with runs: a preset of that name, or any preset with `--study`."""
+    name, root = folder.name, str(folder.parent)
+    where = "" if root == "runs" else f" --runs-root {root}"
+    if name in PRESET_WORLD:
+        return (f"Fill it with `vlpeft study --preset {name}{where}` or `vlpeft sweep --preset {name}{where}` "
+                f"(`make study` runs the tiny preset).")
+    return (f"Fill it with `vlpeft study --preset PRESET --study {name}{where}` (PRESET: one of "
+            f"{', '.join(PRESET_WORLD)}; `make study` runs tiny), or point --study at a folder of runs.")
+
+
+def _wiring_check(folder: Path) -> bool:
+    """Whether the sweep marked the study's runs a wiring check (its study.json; a report folder carries it too)."""
+    return bool((read_json(folder / "study.json", StudyError, "study record", missing_ok=True) or {})
+                .get("wiring_check"))
 
 
 def _read_report(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...io import write_json
 from .. import figures as F
 from ..claims import CI_LEVEL, VERDICT_RULES
 from ..results import complete, summarize
@@ -22,6 +23,11 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 6px;
 vertical-align:top;text-align:left}th{background:#f3f3f3}figure{display:inline-block;margin:.5em;vertical-align:top}
 img{max-width:100%}.note{color:#a33}.q{color:#444;max-width:900px}nav a{margin-right:1em}"""
+WIRING_BANNER = ("<p class='banner' style='background:#fff3cd;border:2px solid #c9a227;padding:.6em 1em'>"
+                 "<b>Wiring check — its numbers mean nothing.</b> These runs come from the smoke world (a 16-px world, "
+                 "a 20-step model, a few training steps per run): they check that every stage — world, pre-training, "
+                 "runs, analysis, figures, this page — works end to end. No claim is judged. The study's answer is "
+                 "in <code>reports/tiny/</code> (<code>make study</code>).</p>")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -75,6 +81,12 @@ def _rules_html() -> str:
         return f"<pre>{html.escape(VERDICT_RULES)}</pre>"
 
 
+def _rules(study: Study) -> str:
+    if study.wiring_check:
+        return "<p>None applied: a wiring check judges nothing (the rules are on any study's page).</p>"
+    return f"<details><summary>the rules, as declared before the runs</summary>{_rules_html()}</details>"
+
+
 def _section_html(study: Study, section: Section, out: Path, formats, notes: list[str]) -> str:
     """One section: `walk`'s items as HTML, each figure saved under figures/ and inlined; a figure that is not
     drawn is a note at the top of the page."""
@@ -104,7 +116,7 @@ def _page(study: Study, shown: list[Section], body: str, notes: list[str]) -> st
     nav = "".join(f"<a href='#{s.key}'>{e(s.title)}</a>" for s in shown)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>vlpeft report — {e(study.name)}</title><style>{CSS}</style></head><body>
-<h1>vlpeft report — study <code>{e(study.name)}</code></h1>
+<h1>vlpeft report — study <code>{e(study.name)}</code></h1>{WIRING_BANNER if study.wiring_check else ""}
 <p class='q'>Re-run of <i>An Empirical Study of Parameter Efficient Fine-tuning on Vision-Language Pre-train Model</i>
 (Tian et al., 2024): {len(runs)} run folders, {n_complete} complete. Effects are in score points (100 × CIDEr or
 VQA accuracy) with {CI_LEVEL:.0%} t intervals over seeds, the unit of replication; the rules were fixed before any
@@ -113,7 +125,7 @@ result was seen (end of the page). The evidence behind each verdict, in words, i
 <h2>The answer at a glance</h2>{_html_table(verdict_table(study), verdicts=True)}
 {"".join(f"<p class='note'>{e(n)}</p>" for n in notes)}
 {body}
-<h2>Verdict rules</h2><details><summary>the rules, as declared before the runs</summary>{_rules_html()}</details>
+<h2>Verdict rules</h2>{_rules(study)}
 <h2>Runs</h2>{_html_table(counts) if len(runs) else "<p>no runs found</p>"}{_made_on_html(runs)}
 <h3>Runs that are not complete ({len(failures)})</h3>{_html_table(failures) if len(failures) else "<p>none</p>"}
 <details><summary>Mean ± std over seeds of every configuration</summary>{means}</details>
@@ -149,6 +161,8 @@ def write_report(study: Study | str | Path, out_dir, formats=("png", "svg")) -> 
         if old.suffix in (".png", ".svg"):
             old.unlink()
     _write_tables(study, out)
+    if study.wiring_check:  # the mark travels with the report folder (`Study.load` of it reads it back)
+        write_json(out / "study.json", {"wiring_check": True})
     notes = [f"a dial study: the paper's figures and claims use the runs at the highest consistency level "
              f"({study.paper_runs['consistency'].fillna(1.0).max():g})"] if study.is_dial else []
     shown = sections_of(study)

@@ -14,9 +14,10 @@ import pandas as pd
 from ...catalog import TASK_INFO
 from .. import figures as F
 from ..results import complete
-from .load import Study
+from .load import NOT_JUDGED, Study
 
-VERDICT_COLOURS = {"supported": "#d4edda", "not supported": "#f8d7da", "inconclusive": "#fff3cd"}
+VERDICT_COLOURS = {"supported": "#d4edda", "not supported": "#f8d7da", "inconclusive": "#fff3cd",
+                   NOT_JUDGED: "#e2e3e5"}
 
 
 @dataclass(frozen=True)
