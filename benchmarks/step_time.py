@@ -55,8 +55,10 @@ def matmul_peak(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def setup_for(task: str, method: str, size: int, compile_: str = "off", cache: str = "", tune_classifier=False):
-    """The study's own Setup for one tiny cell at 100 % data (train.build: data, model, method, optimiser)."""
+def setup_for(task: str, method: str, size: int, compile_: str = "off", cache: str = "", tune_classifier=False,
+              where: dict | None = None):
+    """The study's own Setup for one tiny cell at 100 % data (train.build: data, model, method, optimiser);
+    `where`: other data_root/model_path (then nothing is prepared)."""
     import torch
 
     from vlpeft.config import RunConfig
@@ -65,12 +67,13 @@ def setup_for(task: str, method: str, size: int, compile_: str = "off", cache: s
     from vlpeft.train import build, validate
     from vlpeft.worlds.assets import get_world, prepare
     world = get_world("embedded")
-    prepare(world, progress=False)
+    if where is None:
+        prepare(world, progress=False)
     torch.manual_seed(0)
     fields = tiny_base(world.world)[task] | dict(
         task=task, method=method, size=size, tune_classifier=tune_classifier, lr=METHODS[method].embedded_lr[task],
         data_root=world.data_root, model_path=world.model_path, feature_cache="cache/features", threads=1,
-        compile=compile_, compile_cache=cache, out_dir=tempfile.mkdtemp(prefix="vlpeft-bench-"))
+        compile=compile_, compile_cache=cache, out_dir=tempfile.mkdtemp(prefix="vlpeft-bench-")) | (where or {})
     if task == "vqa":
         fields["vqa_route"] = world.vqa_route
     return build(validate(RunConfig(**fields)), Ranks())

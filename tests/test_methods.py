@@ -13,6 +13,7 @@ from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuesti
 
 from helpers import contextual_model, method_cases, peft
 from vlpeft.catalog import METHODS
+from vlpeft.config import RunConfig
 from vlpeft.methods import (
     MethodConfig,
     MethodError,
@@ -235,13 +236,18 @@ def test_greedy_generation_equals_teacher_forced_argmax(tokenizer, task, route, 
     assert torch.equal(logits_.argmax(-1)[:, n_prompt - 1:-1], generated)
 
 
+@pytest.mark.parametrize("task,route", [("caption", "blip"), ("vqa", "blip"), ("vqa", "mplug")])
 @pytest.mark.parametrize("method,size", method_cases())
-def test_beam_score_equals_the_models_log_probability(tokenizer, method, size):
-    model = contextual_model(tokenizer, "caption", method, size)
-    b = batch("caption", tokenizer, seed=4)
-    out = TASKS["caption"].generate(model, b, tokenizer, num_beams=3, max_new_tokens=N_NEW,
-                                    output_scores=True, return_dict_in_generate=True)
-    logits_, labels, _ = teacher_forced(model, "caption", b, out.sequences, tokenizer)
+def test_beam_score_equals_the_models_log_probability(tokenizer, task, route, method, size):
+    """The beams a run declares (`Task.decoding` of its config; VQA answers read [image; question] on mplug, the
+    question on blip) score each sequence by the training forward's own log-probability."""
+    model = contextual_model(tokenizer, task, method, size, route)
+    b = batch(task, tokenizer, seed=4)
+    decoding = TASKS[task].decoding(RunConfig(**{f"{task}_beams": 3, f"{task}_max_tokens": N_NEW,
+                                                 f"{task}_min_tokens": 1}))
+    out = TASKS[task].generate(model, b, tokenizer, **decoding, output_scores=True, return_dict_in_generate=True)
+    logits_, labels, n_prompt = teacher_forced(model, task, b, out.sequences, tokenizer)
+    assert out.sequences.shape[1] == n_prompt + N_NEW and decoding["num_beams"] == 3
     mean_logprob = token_logprobs(logits_, labels) / (labels != -100).sum(-1)   # length penalty 1: Σ log p / n
     assert torch.allclose(out.sequences_scores, mean_logprob, atol=1e-4)
 

@@ -85,6 +85,9 @@ CASES = [
     ("unknown method", dict(method="bitfit"), None, "invalid choice: 'bitfit' (choose from 'full'", 2),
     ("ratio", dict(data_ratio=1.5), None, "data ratio must be in (0, 1]", 2),
     ("warm-up longer than run", dict(steps=4, warmup_steps=8), None, "warm-up (8 steps) is not shorter", 2),
+    ("no beams", dict(task="vqa", vqa_beams=0), None, "vqa_beams must be positive, got 0", 2),
+    ("least above most", dict(caption_min_tokens=40), None,
+     "caption_min_tokens (40) is more than caption_max_tokens (30)", 2),
     ("missing train image", dict(), lambda w, m, t: first_image(w, "train").unlink(), "image not found", 1),
     ("missing test image", dict(), lambda w, m, t: first_image(w, "test").unlink(), "image not found", 1),
     ("3 answers", dict(task="vqa"), lambda w, m, t: three_answers(w), "has 3 answers; VQAv2 annotations have "
@@ -143,7 +146,8 @@ def test_debug_shows_the_traceback(models, world_copy, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------
 # One config per folder
 @pytest.mark.parametrize("change,field", [(dict(lr=5e-3), "lr"), (dict(data_ratio=0.5), "data_ratio"),
-                                          (dict(task="vqa", method="prompt", size=4), "method")])
+                                          (dict(task="vqa", method="prompt", size=4), "method"),
+                                          (dict(caption_beams=1), "caption_beams")])
 def test_a_folder_refuses_another_config(models, tiny_world, tmp_path, capsys, change, field):
     first = smoke_config(models, tiny_world, tmp_path / "run", task="caption", method="lora", size=2)
     run(first, progress=False)
@@ -252,6 +256,76 @@ def test_run_ids_differ_when_results_relevant_fields_differ():
     assert a.out_dir != b.out_dir and a.out_dir == c.out_dir
     ids = [c.run_id for c in presets.grid("paper")]
     assert len(ids) == len(set(ids))
+
+
+# The committed studies keep their run ids: fields added after them (rundir.LATER_FIELDS) are out of the id at
+# their default, which is what those runs did, and in it at any other value
+@pytest.mark.parametrize("preset", ["tiny", "dial"])
+def test_the_committed_studies_keep_their_run_ids(preset):
+    """Every run of a committed study (reports/<preset>/runs.csv, run with the preset's default paths) is a cell of
+    today's grid under the same id."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from vlpeft.study import presets
+    committed = {p.rsplit("/", 1)[-1] for p in pd.read_csv(Path(__file__).resolve().parent.parent / "reports" /
+                                                           preset / "runs.csv").run_dir}
+    assert committed == {c.run_id for c in presets.grid(preset)}
+
+
+@pytest.mark.parametrize("field,other", [("caption_beams", 5), ("caption_max_tokens", 16), ("caption_min_tokens", 1),
+                                         ("vqa_beams", 3), ("vqa_max_tokens", 10), ("vqa_min_tokens", 1),
+                                         ("numerics", "native")])
+def test_a_later_field_enters_the_id_only_off_its_default(tmp_path, field, other):
+    from vlpeft.config import RunConfig
+    from vlpeft.rundir import LATER_FIELDS, RunFolder, config_dict, run_hash, run_id
+    cfg = RunConfig(task="vqa", vqa_route="mplug")
+    before = {k: v for k, v in config_dict(cfg).items() if k not in LATER_FIELDS}   # a config.json of those studies
+    assert field in LATER_FIELDS and run_id(cfg).endswith(run_hash(before))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(before))
+    assert RunFolder(folder).check(config_dict(cfg)) is False                      # its folder is this config's
+    changed = RunConfig(**(vars(cfg) | {field: other}))
+    assert run_id(changed) != run_id(cfg)
+    with pytest.raises(Exception, match=f"{field}: None here, {other} asked"):
+        RunFolder(folder).check(config_dict(changed))
+
+
+def mplug_checkpoints(tmp_path):
+    """Checkpoint folders whose config.json names mPLUG's route (as the embedded model's)."""
+    for task in ("caption", "vqa"):
+        (tmp_path / task).mkdir(parents=True)
+        (tmp_path / task / "config.json").write_text(json.dumps({"vqa_route": "mplug"}))
+    return {"model_path": str(tmp_path / "{task}")}
+
+
+# (checkpoints and route asked, caption's and VQA's (beams, most, least)); BLIP: 3 beams, 20 and 5 tokens with the
+# 4-token prompt, 10 and 1 with [DEC]; mPLUG: 5 beams, 25 and 8, 10 and 1 (presets.PAPER_DECODING cites them)
+PAPER_DECODING_CASES = [
+    ("real BLIP", lambda t: {}, (3, 16, 1), (3, 9, 0)),
+    ("real BLIP on the mplug route", lambda t: {"vqa_route": "mplug"}, (3, 16, 1), (5, 10, 1)),
+    ("mPLUG-recipe checkpoints", mplug_checkpoints, (5, 25, 8), (5, 10, 1)),
+    ("mPLUG-recipe checkpoints on the blip route", lambda t: mplug_checkpoints(t) | {"vqa_route": "blip"},
+     (5, 25, 8), (3, 9, 0)),
+]
+
+
+@pytest.mark.parametrize("how,caption,vqa", [c[1:] for c in PAPER_DECODING_CASES],
+                         ids=[c[0] for c in PAPER_DECODING_CASES])
+def test_the_paper_preset_decodes_as_its_family(tmp_path, how, caption, vqa):
+    """VQA cells decode as the family of their route, caption cells as their checkpoint's; the embedded presets
+    keep their own (3 beams and 30 tokens for captions, greedy answers of at most 6)."""
+    from vlpeft.study import presets
+    cells = presets.grid("paper", **how(tmp_path))
+    got = {(c.config.task, tuple(getattr(c.config, f"{c.config.task}_{f}") for f in ("beams", "max_tokens",
+                                                                                         "min_tokens")))
+           for c in cells}
+    assert got == {("caption", caption), ("vqa", vqa)}
+    tiny = {(c.config.caption_beams, c.config.caption_max_tokens, c.config.caption_min_tokens, c.config.vqa_beams,
+             c.config.vqa_max_tokens, c.config.vqa_min_tokens) for c in presets.grid("tiny")}
+    assert tiny == {(3, 30, 0, 1, 6, 0)}
 
 
 def test_help_is_fast_and_explains_sizes():

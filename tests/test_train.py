@@ -106,6 +106,26 @@ def test_schedules(task, step, expected):
     assert TASKS[task].lr_lambda(cfg, 100)(step) == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.parametrize("task,decoding", [("vqa", dict(vqa_beams=2, vqa_max_tokens=3, vqa_min_tokens=1)),
+                                           ("caption", dict(caption_beams=1, caption_max_tokens=5))])
+def test_a_run_decodes_as_its_config_declares(models, tiny_world, tmp_path, monkeypatch, task, decoding):
+    """Every evaluation of a run (validation and test) generates with the decoding its config declares, and the
+    config.json saved beside its numbers says so."""
+    seen, generate = [], type(TASKS[task]).generate
+
+    def spy(self, model, batch, tokenizer, **kw):
+        seen.append({k: kw.get(k) for k in ("num_beams", "max_new_tokens", "min_new_tokens")})
+        return generate(self, model, batch, tokenizer, **kw)
+    monkeypatch.setattr(type(TASKS[task]), "generate", spy)
+    m = run(smoke(models, tiny_world, tmp_path / "r", task=task, method="lora", size=2, **decoding), progress=False)
+    prefix = f"{task}_"
+    want = {"num_beams": decoding[prefix + "beams"], "max_new_tokens": decoding[prefix + "max_tokens"],
+            "min_new_tokens": decoding.get(prefix + "min_tokens") or None}
+    assert m["status"] == "complete" and len(seen) >= 3 and all(s == want for s in seen), seen
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert {k: saved[k] for k in decoding} == decoding
+
+
 def test_data_parallel_under_accelerate_launch(models, tiny_world, tmp_path):
     """Two CPU processes (gloo) under `accelerate launch`: each trains on half of every global batch with the
     gradients averaged, so the result tracks a single-process run of the same config closely."""

@@ -39,6 +39,15 @@ class RunConfig:
     eval_size: int = 100                  # validation images / questions (0: the whole split)
     test_size: int = 0                    # test images / questions (0: the whole split)
     eval_batch_size: int = 64             # generation batch (does not change results)
+    # decoding (evaluation's `generate`; tasks.Task.decoding): beams (1: greedy), at most / at least this many new
+    #   tokens ([SEP] counts in the most). The defaults are the embedded studies'; `paper` decodes as the checkpoint
+    #   family's released code (study.presets.PAPER_DECODING, cited there)
+    caption_beams: int = 3                # caption
+    caption_max_tokens: int = 30          # caption: after the prompt
+    caption_min_tokens: int = 0
+    vqa_beams: int = 1                    # vqa
+    vqa_max_tokens: int = 6
+    vqa_min_tokens: int = 0
     # where
     model_path: str = "checkpoints/embedded/{task}"  # a BLIP checkpoint dir or hub name; {task} is filled in
     data_root: str = "data/shapes"

@@ -245,7 +245,7 @@ def examples(cfg, n: int = 4):
     task, items, batch, tokenizer = _first_items(cfg, "test", n, teacher_forced=False)
     model = trained_model(cfg, cfg.out_dir)
     with torch.no_grad():
-        preds = task.predict(model, batch, tokenizer)
+        preds = task.predict(model, batch, tokenizer, **task.decoding(cfg))
     rows = [({"question": it.question} if hasattr(it, "question") else {})
             | {"generated": pred, "references": " | ".join(dict.fromkeys(task.references(it)))}
             for it, pred in zip(items, preds)]

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from .catalog import METHODS, variant
+from .config import RunConfig
 from .errors import RunFolderError
 from .io import Owner, config_hash, differing, provenance, read_json, said, write_json
 
@@ -34,20 +35,23 @@ from .io import Owner, config_hash, differing, provenance, read_json, said, writ
 HOW_FIELDS = frozenset({"out_dir", "threads", "num_workers", "eval_batch_size", "checkpoint_every", "fault",
                         "cache_images", "feature_cache", "image_root",   # image_root: where the same images lie
                         "compile", "compile_cache"})  # compiled ≡ eager within float rounding (tests/test_train.py)
+# RunConfig fields added after the committed studies ran (reports/): at their default, which is what those runs did,
+# a field stays out of the results-relevant config, so those runs keep their ids and their folders accept them; at
+# any other value it is in, as every field is
+LATER_FIELDS = ("caption_beams", "caption_max_tokens", "caption_min_tokens", "vqa_beams", "vqa_max_tokens",
+                "vqa_min_tokens",
+                "numerics")  # "pinned" (vlpeft/numerics.py): a folder from before the path was pinned reads as pinned,
+                             #   and its provenance, which has no numerics record, says it was not
+LATER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in LATER_FIELDS}
 PROJECT_FILES = ("config.json", "provenance.json", "curve.json", "train.log", "metrics.json", "best.safetensors",
                  "method", "checkpoint", "run.ipynb", "failed.json")
 BESIDE_A_RUN = ("run.lock", "sweep.lock", "run.ipynb", "failed.json")  # a sweep's files, and the locks
 
 
-# Fields added after the committed studies that enter a run's id only away from their default, so the ids of runs
-# made before them still name the same configs: numerics "pinned" (vlpeft/numerics.py; a run folder from before the
-# path was pinned reads as pinned, and its provenance, which has no numerics record, says it was not).
-NEW_DEFAULTS = {"numerics": "pinned"}
-
-
 def relevant(config: dict) -> dict:
     """The results-relevant part of a config dict."""
-    return {k: v for k, v in config.items() if k not in HOW_FIELDS and NEW_DEFAULTS.get(k, object()) != v}
+    return {k: v for k, v in config.items()
+            if k not in HOW_FIELDS and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
 
 
 def run_hash(config: dict) -> str:

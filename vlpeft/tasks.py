@@ -36,9 +36,10 @@ through these methods, so the forward that is trained is the forward that is dec
   which mPLUG-base's fusion layer (trained by its full fine-tuning, or by a method placed in it) could move; and the
   cached image states (`vlpeft.features`) are exactly what the answer decoder reads on this route.
 
-Decoding settings (the paper gives none): captions by beam search with `CAPTION_BEAMS` beams and at most
-`CAPTION_MAX_TOKENS` new tokens (BLIP's default is 3 beams), answers greedily with at most
-`ANSWER_MAX_TOKENS` tokens.
+Decoding is part of a run's config (the paper gives none): beams, at most and at least so many new tokens, per
+task (`RunConfig.caption_beams` …, `vqa_min_tokens`; `Task.decoding`). The embedded studies decode captions with
+3 beams and at most 30 tokens, answers greedily with at most 6; the `paper` preset decodes as the checkpoint
+family's released code (`study.presets.PAPER_DECODING`, which cites it).
 """
 from __future__ import annotations
 
@@ -52,15 +53,13 @@ from . import metrics
 from .blip.checkpoints import looks_vqa_finetuned
 from .blip.models import vision_states
 from .catalog import TASK_INFO, TaskInfo
+from .config import RunConfig
 from .data import Examples, Paths, load_captions, load_vqa, stack_images
 from .errors import ConfigError
 from .io import progress_bar
 
 CAPTION_PROMPT = "a picture of"                # paper §IV: the caption prompt
 VQA_TEMPLATE = "question: {question} answer:"  # paper §IV: "Question: {question} Answer:" (lower-cased tokenizer)
-CAPTION_BEAMS = 3
-CAPTION_MAX_TOKENS = 30
-ANSWER_MAX_TOKENS = 6
 MAX_TEXT_TOKENS = 40
 VQA_ROUTES = {"mplug": "[image; question]", "blip": "the question only"}  # route → what the answer decoder reads
 
@@ -171,12 +170,22 @@ class Task:
         out = self.forward(model, batch, labels=False)
         return token_logprobs(out.logits, batch["labels"])
 
+    def decoding(self, cfg: RunConfig | None = None) -> dict:
+        """`generate`'s settings from a run's config (its `<task>_beams`, `_max_tokens`, `_min_tokens`; without
+        one, RunConfig's defaults): beam search, greedy at one beam, never sampling. Every count is of new tokens,
+        [SEP] included in the most (transformers' max/min_new_tokens)."""
+        cfg = cfg or RunConfig()
+        beams, most, least = (getattr(cfg, f"{self.name}_{k}") for k in ("beams", "max_tokens", "min_tokens"))
+        kw = dict(num_beams=beams, max_new_tokens=most, do_sample=False)
+        return kw | {"min_new_tokens": least} if least else kw   # 0: transformers' default, as before the field
+
     def generate(self, model, batch: dict, tokenizer, **overrides):
-        """`generate`'s output (sequences, and scores when asked) with this task's decoding settings."""
+        """`generate`'s output (sequences, and scores when asked): `decoding()`'s settings, then `overrides`
+        (a run's own: `**task.decoding(cfg)`)."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def predict(self, model, batch: dict, tokenizer) -> list[str]:
+    def predict(self, model, batch: dict, tokenizer, **decoding) -> list[str]:
         raise NotImplementedError
 
     def score(self, predictions: dict, items: list) -> float:
@@ -236,13 +245,13 @@ class CaptionTask(Task):
         image = image_states(model, batch)
         ids, mask = self.prompt_ids(tokenizer, image.shape[0], image.device)
         cfg = model.config.text_config
-        kw = dict(num_beams=CAPTION_BEAMS, max_new_tokens=CAPTION_MAX_TOKENS, do_sample=False) | overrides
+        kw = self.decoding() | overrides
         return model.text_decoder.generate(input_ids=ids, attention_mask=mask, encoder_hidden_states=image,
                                            eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id, **kw)
 
     @torch.no_grad()
-    def predict(self, model, batch, tokenizer):
-        seqs = self.generate(model, batch, tokenizer)
+    def predict(self, model, batch, tokenizer, **decoding):
+        seqs = self.generate(model, batch, tokenizer, **decoding)
         n_prompt = self.prompt_ids(tokenizer, 1, "cpu")[0].shape[1]
         return [t.strip() for t in tokenizer.batch_decode(seqs[:, n_prompt:], skip_special_tokens=True)]
 
@@ -358,14 +367,14 @@ class VqaTask(Task):
         memory, mask = self.answer_memory(model, batch)
         bos = torch.full((memory.shape[0], 1), tokenizer.bos_token_id, device=memory.device)
         cfg = model.config.text_config
-        kw = dict(num_beams=1, do_sample=False, max_new_tokens=ANSWER_MAX_TOKENS) | overrides
+        kw = self.decoding() | overrides
         return model.text_decoder.generate(input_ids=bos, encoder_hidden_states=memory,
                                            encoder_attention_mask=mask,  # as in training
                                            eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id, **kw)
 
     @torch.no_grad()
-    def predict(self, model, batch, tokenizer):
-        return [t.strip() for t in tokenizer.batch_decode(self.generate(model, batch, tokenizer),
+    def predict(self, model, batch, tokenizer, **decoding):
+        return [t.strip() for t in tokenizer.batch_decode(self.generate(model, batch, tokenizer, **decoding),
                                                           skip_special_tokens=True)]
 
     def score(self, predictions, items):
@@ -407,13 +416,15 @@ class TaskModel(nn.Module):
 
 
 @torch.no_grad()
-def evaluate(model, task: Task, tokenizer, loader, items, device="cpu", progress: bool = False) -> tuple[float, dict]:
-    """Generate for every example of `loader` and score against `items`: (score, id → text)."""
+def evaluate(model, task: Task, tokenizer, loader, items, device="cpu", progress: bool = False,
+             decoding: dict | None = None) -> tuple[float, dict]:
+    """Generate for every example of `loader` (with `decoding`: a run's `task.decoding(cfg)`; None: the defaults)
+    and score against `items`: (score, id → text)."""
     model.eval()
     preds = {}
     for batch in progress_bar(iterable=loader, desc=f"generate {task.name}", disable=not progress, leave=False):
         batch = to_device(batch, device)
-        preds.update(zip(batch["ids"], task.predict(model, batch, tokenizer)))
+        preds.update(zip(batch["ids"], task.predict(model, batch, tokenizer, **(decoding or {}))))
     return task.score(preds, items), preds
 
 

@@ -57,9 +57,10 @@ from .rundir import RunFolder, config_dict
 from .signals import StopSignals
 from .tasks import TaskModel, evaluate, get_task, to_device
 
-POSITIVE = ("batch_size", "steps", "epochs", "eval_batch_size")
+POSITIVE = ("batch_size", "steps", "epochs", "eval_batch_size", "caption_beams", "caption_max_tokens", "vqa_beams",
+            "vqa_max_tokens")
 NON_NEGATIVE = ("warmup_steps", "warmup_per_ratio", "eval_every", "eval_size", "test_size", "threads",
-                "checkpoint_every", "image_size")
+                "checkpoint_every", "image_size", "caption_min_tokens", "vqa_min_tokens")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -96,6 +97,10 @@ def field_problems(cfg: RunConfig):
     yield from (f"{name} must be positive, got {getattr(cfg, name)}" for name in POSITIVE if getattr(cfg, name) <= 0)
     yield from (f"{name} must be 0 or more, got {getattr(cfg, name)}" for name in NON_NEGATIVE
                 if getattr(cfg, name) < 0)
+    for task in ("caption", "vqa"):
+        least, most = getattr(cfg, f"{task}_min_tokens"), getattr(cfg, f"{task}_max_tokens")
+        if least > most:
+            yield f"{task}_min_tokens ({least}) is more than {task}_max_tokens ({most}); lower it or raise the most"
     if cfg.num_workers < -1:
         yield f"num_workers must be -1 (auto) or 0 or more, got {cfg.num_workers}"
     yield device_problem(cfg.device)
@@ -262,7 +267,7 @@ def trained_model(cfg: RunConfig, folder: str | Path):
 
 def validate_now(s: Setup) -> float:
     with s.autocast():
-        return evaluate(s.model, s.task, s.tokenizer, *s.val, s.device)[0]
+        return evaluate(s.model, s.task, s.tokenizer, *s.val, s.device, decoding=s.task.decoding(s.cfg))[0]
 
 
 def evaluate_if_due(s: Setup, state: RunState, folder: RunFolder, log) -> None:
@@ -320,7 +325,7 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
             s.model.load_state_dict(load_file(folder.best_path), strict=False)
         t0 = time.time()
         with s.autocast():
-            test = evaluate(s.model, s.task, s.tokenizer, *s.test, s.device)[0]
+            test = evaluate(s.model, s.task, s.tokenizer, *s.test, s.device, decoding=s.task.decoding(s.cfg))[0]
         test_s = time.time() - t0
         save_method(s.model, folder.path / "method")
     write_json(folder.path / "curve.json", state.curve)

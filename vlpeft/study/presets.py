@@ -58,6 +58,32 @@ PAPER_BASE = {  # paper §IV + appendix
     "vqa": dict(epochs=10, warmup_per_ratio=800, batch_size=256, image_size=256, eval_every=2000, eval_size=5000,
                 cache_images=False),
 }
+# Decoding as each family's released code (the paper gives none), by the family whose route a cell runs (VQA: the
+# cell's route; captioning: its checkpoint's own, `checkpoint_route`). Lengths are of new tokens, [SEP] included
+# in the most (`tasks.Task.decoding`).
+# blip  salesforce/BLIP@056a169. VQA: models/blip_vqa.py L91-105, `inference='generate'`: num_beams=3,
+#       max_length=10, min_length=1 from [DEC] alone (configs/vqa.yaml L20 ranks 128 candidate answers instead; our
+#       answers are generated, so its generate branch). Caption: configs/caption_coco.yaml L24-27 (max_length 20,
+#       min_length 5, num_beams 3, prompt 'a picture of ') as train_caption.py L73-74 passes them to models/blip.py
+#       L128-163, beam search with repetition_penalty 1.0. transformers 4.15 (requirements.txt) counts the whole
+#       sequence in max/min_length: the VQA [DEC] (1 token) and the caption prompt [DEC] a picture of (4, blip.py
+#       L137-140) are in it, so 10 → 9 new tokens and min 1 → 0; 20 → 16 and 5 → 1.
+# mplug alibaba/AliceMind@a6d5afe, mPLUG/. VQA: vqa_mplug.py L307-310 (--min_length 1, --max_length 10,
+#       --beam_size 5; read into the config at L330-332) for models/model_vqa_mplug.py L27, L129 and L180-183, the
+#       TextGenerator of models/predictor.py: max_length decoding steps (L197), [SEP] barred while step < min_length
+#       (L207-208). Caption: scripts/caption_mplug_base.sh L19-20 (--min_length 8, --max_length 25), caption_mplug.py
+#       L328 (--beam_size 5), the same TextGenerator (mPLUG's caption prompt is '', configs/caption_mplug_base.yaml;
+#       ours is the paper's, and its lengths count after it).
+# What is not followed: how finished beams are ranked and when a search stops. Both families run transformers' beam
+# search here (today's: a beam's Σ log p over its number of new tokens, stopping by its early_stopping=False rule);
+# BLIP's transformers 4.15 divided by the whole length, prompt included; mPLUG's TextGenerator divides by GNMT's
+# ((5 + n) / 6) ** 0.6 (predictor.py L61, L213) and ends a question as soon as its best beam ends (L259).
+PAPER_DECODING = {
+    "blip": {"caption": dict(caption_beams=3, caption_max_tokens=16, caption_min_tokens=1),
+             "vqa": dict(vqa_beams=3, vqa_max_tokens=9, vqa_min_tokens=0)},
+    "mplug": {"caption": dict(caption_beams=5, caption_max_tokens=25, caption_min_tokens=8),
+              "vqa": dict(vqa_beams=5, vqa_max_tokens=10, vqa_min_tokens=1)},
+}
 
 # ---------------------------------------------------------------------------------------------------------
 # The embedded world's schedule: the paper's shape, by a rule declared before the study's runs
@@ -224,8 +250,11 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
     cells: list[Cell] = []
     for task in ("caption", "vqa"):
         if preset == "paper":
+            fields = where(task)
+            family = fields.get("vqa_route") or checkpoint_route(fields["model_path"], world.vqa_route)
+            fields = PAPER_DECODING[family][task] | fields
             for m in [*PEFT, "full", *extra]:
-                cells += _paper_axes(args, task, m, where(task))
+                cells += _paper_axes(args, task, m, fields)
         elif preset in ("tiny", "tiny-blip"):
             cells += _tiny_axes(args, task, [*PEFT, "full", *extra], TINY_SEEDS, where(task), classifier=True,
                                 world=world.world)
