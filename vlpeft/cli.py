@@ -127,8 +127,9 @@ def cmd_convert(args):
 
 def cmd_train(args):
     cfg = from_args(RunConfig, args)
-    if cfg.method in METHODS and (problem := size_problem(cfg.method, cfg.size)):  # a flag's mistake before any path's
-        raise ConfigError(problem)
+    size = cfg.size or (METHODS[cfg.method].default_size if cfg.method in METHODS and METHODS[cfg.method].sized else 0)
+    if cfg.method in METHODS and (problem := size_problem(cfg.method, size)):  # a flag's mistake before any path's
+        raise ConfigError(problem)                                         # (0: the method's default size)
     path = cfg.model_path.format(task=cfg.task)
     if not (cfg.task == "vqa" and looks_vqa_finetuned(path)):  # that refusal (in train.validate) says more
         check_path(path)                                       # before torch is imported: a wrong path fails at once
