@@ -289,7 +289,7 @@ def test_a_later_field_enters_the_id_only_off_its_default(tmp_path, field, other
     assert RunFolder(folder).check(config_dict(cfg)) is False                      # its folder is this config's
     changed = RunConfig(**(vars(cfg) | {field: other}))
     assert run_id(changed) != run_id(cfg)
-    with pytest.raises(Exception, match=f"{field}: None here, {other} asked"):
+    with pytest.raises(Exception, match=f"{field}: None here, {other!r} asked"):
         RunFolder(folder).check(config_dict(changed))
 
 
