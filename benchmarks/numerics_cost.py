@@ -5,10 +5,11 @@
 
 Each variant runs in its own process, started with VLPEFT_NUMERICS set (the caps are read before torch computes):
 - pre-training (the study's embedded world and model size, mPLUG's recipe): seconds a step over `--steps` steps
-  after 5 warm-up steps — pinned (AVX2 caps, 1 thread), native at 1 thread (the caps alone) and native at every
-  core's thread (what a lone pre-training took before the path was pinned);
+  after 5 warm-up steps — pinned (ATen and oneDNN at AVX2, MKL's COMPATIBLE branch, fused AdamW, 1 thread); the
+  three libraries at AVX2 with MKL's Intel branch (what the pinned path would cost without its vendor-independence),
+  1 thread; native at 1 thread; native at every core's thread (what a lone pre-training took before);
 - a training step of VQA LoRA r8 at batch 32 (the study's Setup, eager, benchmarks/step_time.py's `setup_for`):
-  the median of 20 steps after 5 — pinned vs native, one thread each (a sweep runs one run a core either way).
+  the median of 20 steps after 5 — the same variants at one thread (a sweep runs one run a core either way).
 Nothing is asserted: the figures go in the issue's note and the README ("Reproduce"). Needs the embedded world
 (data/shapes); the step needs the embedded model (it is pre-trained if missing, on the pinned path).
 """
@@ -65,8 +66,11 @@ def child_step(threads: int) -> dict:
     return {"ms_per_step": 1000 * statistics.median(times), "threads": torch.get_num_threads(), **numerics.record()}
 
 
-def run_child(kind: str, mode: str, threads: int, steps: int) -> dict:
-    env = os.environ | {"VLPEFT_NUMERICS": mode}
+AVX2_EVERYWHERE = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def run_child(kind: str, mode: str, threads: int, steps: int, shell: dict | None = None) -> dict:
+    env = os.environ | {"VLPEFT_NUMERICS": mode} | (shell or {})
     done = subprocess.run([sys.executable, __file__, "--child", kind, "--threads", str(threads), "--steps", str(steps)],
                           env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
@@ -85,12 +89,14 @@ def main() -> None:
         return
     cores = os.cpu_count() or 1
     rows = []
-    for label, mode, threads in (("pinned", "pinned", 0), ("native, 1 thread", "native", 1),
-                                 (f"native, {cores} threads", "native", cores)):
-        r = run_child("pretrain", mode, threads, a.steps)
+    variants = [("pinned", "pinned", None), ("AVX2 caps on all three libraries (MKL's Intel branch), 1 thread",
+                                              "native", AVX2_EVERYWHERE), ("native, 1 thread", "native", None)]
+    for label, mode, shell in variants + [(f"native, {cores} threads", "native", None)]:
+        r = run_child("pretrain", mode, 0 if mode == "pinned" else (cores if "threads" in label else 1), a.steps,
+                      shell)
         rows.append(("pre-training step", label, f"{r['s_per_step']:.3f} s", r["cpu_capability"], r["threads"]))
-    for label, mode in (("pinned", "pinned"), ("native, 1 thread", "native")):
-        r = run_child("step", mode, 1, a.steps)
+    for label, mode, shell in variants:
+        r = run_child("step", mode, 1, a.steps, shell)
         rows.append(("VQA LoRA r8 step, batch 32", label, f"{r['ms_per_step']:.1f} ms", r["cpu_capability"],
                      r["threads"]))
     print(f"CPU: {r['cpu']} ({cores} cores)\n")

@@ -340,3 +340,17 @@ def worked_example(folder) -> Method:
     method = eval(entry.strip().rstrip(","), {"Method": Method})  # noqa: S307 - our own page
     return dataclasses.replace(method, impl=method.impl.replace("vlpeft.methods.ia3", "ia3"),
                                count=method.count.replace("vlpeft.methods.ia3", "ia3"), notebook="04_lora")
+
+
+def cli_call(args, capture) -> tuple[int, str, str]:
+    """The CLI in-process: (exit code, stdout, stderr). `capture`: pytest's capsys, or capfd to include what sweep
+    workers print."""
+    from vlpeft import cli
+    capture.readouterr()
+    try:
+        cli.main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capture.readouterr()
+    return code, out, err

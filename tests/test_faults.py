@@ -12,19 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import blip_layout, original_state_dict, save_pth, smoke_config, snapshot
+from helpers import blip_layout, cli_call, original_state_dict, save_pth, smoke_config, snapshot
 from vlpeft import cli
 
 
 def call(args, capsys) -> tuple[int, str]:
     """The CLI in-process: (exit code, stderr)."""
-    capsys.readouterr()
-    try:
-        cli.main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
+    code, _, err = cli_call(args, capsys)
+    return code, err
 
 
 class Ctx:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import smoke_config, snapshot
+from helpers import cli_call, smoke_config, snapshot
 from vlpeft import cli
 from vlpeft.train import run
 
@@ -21,13 +21,8 @@ def argv(cfg) -> list[str]:
 
 def call(args, capsys) -> tuple[int, str]:
     """Run the CLI in-process: (exit code, stderr)."""
-    capsys.readouterr()
-    try:
-        cli.main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
+    code, _, err = cli_call(args, capsys)
+    return code, err
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import cli_call
 from vlpeft import cli
 from vlpeft.study import verify as v
 from vlpeft.study.presets import grid, make_cell
@@ -22,14 +23,7 @@ REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 def call(args, capfd) -> tuple[int, str, str]:
     """The CLI in-process: (exit code, stdout, stderr), the sweep workers' lines included (capfd: file descriptors)."""
-    capfd.readouterr()
-    try:
-        cli.main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capfd.readouterr()
-    return code, out, err
+    return cli_call(args, capfd)
 
 
 @pytest.fixture(scope="module")
