@@ -102,8 +102,9 @@ class Assets:
 
 
 # The stand-ins' identity: each embedded world's pre-trained weights (sha256 of caption/ and vqa/ model.safetensors)
-# as made on the pinned numeric path (vlpeft/numerics.py) from its committed config — the models behind the committed
-# reports. A machine that re-makes them computes the committed numbers; `make study` says which after pre-training.
+# as made on the pinned numeric path (vlpeft/numerics.py) from its committed config. A machine that re-makes them
+# fine-tunes the same model as every other; `make study` says which after pre-training. (The committed reports were
+# made before the path was pinned, on other stand-ins: the README's "Reproduce".)
 STANDINS = Path(__file__).with_name("standins.json")
 
 
@@ -121,15 +122,15 @@ def identity(world: str | World, model_root: str | None = None) -> str | None:
     if committed is None:
         return f"stand-in {w.name}: {short} — no committed hash to compare with (vlpeft/worlds/standins.json)"
     if made == committed["weights_sha256"]:
-        return (f"stand-in {w.name}: this machine re-made the committed weights ({short}); its runs give the "
-                f"committed numbers")
+        return (f"stand-in {w.name}: this machine re-made the committed weights ({short}): runs on it give the "
+                f"numbers any machine gives on the pinned path")
     why = ("it was pre-trained on the native numeric path" if mode != "pinned" else
            f"this CPU ({(card.get('numerics') or {}).get('cpu', '?')}, "
            f"{(card.get('numerics') or {}).get('cpu_capability', '?')} kernels) or its libraries compute otherwise "
            f"than the committed one's ({committed.get('cpu', '?')}; compare the versions in the card's provenance)")
     return (f"stand-in {w.name}: NOT the committed weights ({short}; committed "
-            f"{', '.join(f'{t} {h[:12]}' for t, h in sorted(committed['weights_sha256'].items()))}): {why}, so its "
-            f"numbers will differ from the committed reports'")
+            f"{', '.join(f'{t} {h[:12]}' for t, h in sorted(committed['weights_sha256'].items()))}): {why}, so runs "
+            f"on it will give other numbers than runs on the committed stand-in")
 
 
 def prepare(world: str | World, data_root: str | None = None, model_root: str | None = None,
