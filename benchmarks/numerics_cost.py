@@ -49,7 +49,7 @@ def child_pretrain(steps: int, threads: int) -> dict:
         pre._pretrain(cfg, Path(out), progress=False)
         n = torch.get_num_threads()
     per_step = [b - a for a, b in zip(times[5:], times[6:])]
-    return {"s_per_step": statistics.median(per_step), "threads": n, **numerics.record()}
+    return {**numerics.record(), "s_per_step": statistics.median(per_step), "threads": n}
 
 
 def child_step(threads: int) -> dict:
@@ -63,7 +63,7 @@ def child_step(threads: int) -> dict:
     torch.set_num_threads(threads)
     batches = iter(s.train_loader(0))
     times = [step(s, next(batches)) for _ in range(25)][5:]
-    return {"ms_per_step": 1000 * statistics.median(times), "threads": torch.get_num_threads(), **numerics.record()}
+    return {**numerics.record(), "ms_per_step": 1000 * statistics.median(times), "threads": torch.get_num_threads()}
 
 
 AVX2_EVERYWHERE = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
