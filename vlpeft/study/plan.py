@@ -37,8 +37,11 @@ REPO = Path(__file__).resolve().parents[2]
 REFERENCE_RUNS = REPO / "reports" / "tiny" / "runs.csv"   # the embedded model: 198 runs with wall_s and steps
 SMOKE_STEP_S = {"caption": 0.41, "vqa": 0.04}     # the smoke model: s per planned step (its runs, eval included)
 WORLD_S_PER_IMAGE = 0.0033                         # the shapes world: 6,500 images in 21 s
-PRETRAIN_STEP_S = {"embedded": 0.25, "smoke": 0.25}  # s per pre-training step, one at a time (start-up included)
-PRETRAIN_PAIR_STEP_S = 0.52                        # … two at a time on one thread each (the dial: 5 in 26 min)
+PRETRAIN_STEP_S = {"embedded": 0.87, "smoke": 0.25}  # s per pre-training step, one at a time, on the pinned numeric
+                                                    #   path (benchmarks/numerics_cost.py; native on 2 threads: 0.25)
+PRETRAIN_PAIR_STEP_S = 0.92                        # … two at a time (the pinned stand-ins: 921 s and 863 s for 1000)
+PINNED_COST = 1.74   # a run on the pinned path against the committed runs, which predate it: a VQA LoRA r8 step
+                     #   101.8 ms vs 58.6 ms on one thread (benchmarks/numerics_cost.py); it scales their rates
 PREPARE_S = {"embedded": 25.0, "smoke": 3.0}       # the data check and the frozen features
 REPORT_S = {"embedded": 60.0, "smoke": 10.0}       # analysis, figures and the page
 COLD_START_S = 25.0                                # a worker's first kernel: start, import torch and transformers
@@ -194,6 +197,9 @@ class Plan:
             if steps is None or rate is None:
                 self.unknown.append(c.run_id)
                 continue
+            if source == "reference" and size == "embedded" and c.config.numerics == "pinned":
+                rate *= PINNED_COST
+                source = "reference, pinned"
             used.add((source, size))
             worker_s += steps * rate + CELL_S
         if worker_s:
@@ -203,6 +209,8 @@ class Plan:
                  for s in ("smoke", "embedded", None)}
         words[("reference", "embedded")] = ("reports/tiny/runs.csv, the committed study's runs on the reference "
                                             "machine (2 CPU cores, 2 workers)")
+        words[("reference, pinned", "embedded")] = (words[("reference", "embedded")] + f", × {PINNED_COST} for the "
+                                                    f"pinned numeric path they predate (benchmarks/numerics_cost.py)")
         words[("reference", "smoke")] = "the smoke runs of the reference machine (plan.SMOKE_STEP_S)"
         if used:
             self.basis.insert(0, "runs: planned steps × seconds per step of the same task and method in "
