@@ -15,11 +15,12 @@ inside the commands, so `--help` answers at once.
 Presets (`--preset` of sweep and study; `--dry-run` says what exists, what will be made and about how long):
     smoke      a wiring check: 3 runs on a 16-px world and a 20-step model, under a minute from nothing (`make smoke`);
                its numbers mean nothing
-    tiny       the embedded study: 198 runs, the tiny BLIP pre-trained with mPLUG's recipe; about 2 h 15 min on
-               2 CPU cores (`make study`)
+    tiny       the embedded study: 198 runs, the tiny BLIP pre-trained with mPLUG's recipe; about 4 h on 2 CPU
+               cores on the pinned numeric path (`make study`)
     tiny-blip  the same grid from BLIP's pre-training recipe (the second family); about as long
     dial       the consistency dial (beyond the paper): 234 caption runs over 3 consistency levels × 2
-               pre-trainings; about 2 h 12 min on 2 CPU cores after `make study` (`make dial`)
+               pre-trainings; 2 h 12 min on 2 CPU cores after `make study` before the path was pinned
+               (`make dial`)
     paper      Table II on BLIP-base and MSCOCO/VQAv2: 810 runs, for GPU nodes (Slurm)
 
 A user's mistake (a bad config, bad data, a bad model folder, a busy run folder) prints one or two lines
