@@ -60,13 +60,15 @@ def test_pretraining_gives_the_same_weights_whatever_the_process_may_use(tmp_pat
              for i, (_, shell, cpus, mode) in enumerate(PROCESSES)]
     for (what, *_), card in zip(PROCESSES, cards):
         assert card["weights_sha256"] == cards[0]["weights_sha256"], what
-        assert card["numerics"]["mode"] == "pinned" and card["numerics"]["threads"] == numerics.THREADS, what
+        made_on = card["provenance"]["numerics"]
+        assert made_on["mode"] == "pinned" and made_on["threads"] == numerics.THREADS, what
         if numerics.has_avx2():
-            assert card["numerics"]["cpu_capability"] == "AVX2", what
+            assert made_on["cpu_capability"] == "AVX2", what
     if numerics.has_avx2():  # the check can tell: another numeric path gives other weights on this machine
         _, shell, cpus, mode = CONTROL
         other = pretrain_in_a_process(tiny_world, tmp_path / "control", shell, cpus, mode)
-        assert other["numerics"]["mode"] == "native" and other["numerics"]["cpu_capability"] == "DEFAULT"
+        made_on = other["provenance"]["numerics"]
+        assert made_on["mode"] == "native" and made_on["cpu_capability"] == "DEFAULT"
         assert other["weights_sha256"] != cards[0]["weights_sha256"]
 
 
@@ -126,7 +128,8 @@ def test_an_unknown_path_is_refused_in_one_line():
 
 def card(folder: Path, hashes: dict, mode: str = "pinned") -> None:
     folder.mkdir(parents=True)
-    (folder / "card.json").write_text(json.dumps({"weights_sha256": hashes, "numerics": {"mode": mode}}))
+    made_on = {"numerics": {"mode": mode}}
+    (folder / "card.json").write_text(json.dumps({"weights_sha256": hashes, "provenance": made_on}))
 
 
 # (the model's hashes, its numeric path, the committed hashes or None, what the line says)

@@ -27,10 +27,11 @@ def main() -> None:
         w = get_world(name)
         card = json.loads((Path(w.model_root) / "card.json").read_text())
         expected = PretrainConfig(data_root=w.data_root, out=w.model_root, **w.pretrain).as_dict()
-        if card["config"] != expected or card.get("numerics", {}).get("mode") != "pinned":
+        made_on = card.get("provenance", {}).get("numerics", {})
+        if card["config"] != expected or made_on.get("mode") != "pinned":
             sys.exit(f"{w.model_root}: not {name}'s committed config on the pinned path; pre-train it with "
                      f"`vlpeft study --preset ...` or `vlpeft pretrain` and its defaults")
-        entries[name] = {"weights_sha256": card["weights_sha256"], "cpu": card["numerics"]["cpu"],
+        entries[name] = {"weights_sha256": card["weights_sha256"], "cpu": made_on["cpu"],
                          "zero_shot": card.get("zero_shot"), "git_commit": card["provenance"]["git_commit"]}
         print(f"{name}: {', '.join(f'{t} {h[:12]}' for t, h in card['weights_sha256'].items())}")
     STANDINS.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")

@@ -117,7 +117,8 @@ def identity(world: str | World, model_root: str | None = None) -> str | None:
         return None
     card = json.loads(card_path.read_text())
     made, committed = card.get("weights_sha256") or {}, json.loads(STANDINS.read_text()).get(w.name)
-    mode = (card.get("numerics") or {}).get("mode", "native (made before the numeric path was pinned)")
+    path = (card.get("provenance") or {}).get("numerics") or {}   # what it was made on (numerics.record)
+    mode = path.get("mode", "native (made before the numeric path was pinned)")
     short = ", ".join(f"{task} {h[:12]}" for task, h in sorted(made.items())) or "no weight hashes in its card"
     if committed is None:
         return f"stand-in {w.name}: {short} — no committed hash to compare with (vlpeft/worlds/standins.json)"
@@ -125,8 +126,8 @@ def identity(world: str | World, model_root: str | None = None) -> str | None:
         return (f"stand-in {w.name}: this machine re-made the committed weights ({short}): runs on it give the "
                 f"numbers any machine gives on the pinned path")
     why = ("it was pre-trained on the native numeric path" if mode != "pinned" else
-           f"this CPU ({(card.get('numerics') or {}).get('cpu', '?')}, "
-           f"{(card.get('numerics') or {}).get('cpu_capability', '?')} kernels) or its libraries compute otherwise "
+           f"this CPU ({path.get('cpu', '?')}, "
+           f"{path.get('cpu_capability', '?')} kernels) or its libraries compute otherwise "
            f"than the committed one's ({committed.get('cpu', '?')}; compare the versions in the card's provenance)")
     return (f"stand-in {w.name}: NOT the committed weights ({short}; committed "
             f"{', '.join(f'{t} {h[:12]}' for t, h in sorted(committed['weights_sha256'].items()))}): {why}, so runs "

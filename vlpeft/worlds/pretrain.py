@@ -113,7 +113,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
                        f"{cfg.spec.max_positions - 1})",
             "zero_shot": zero_shot(caption, vqa, tokenizer, paths, corpus.images, cfg.zero_shot_eval),
             "shift_loss": shift_loss(caption, tokenizer, paths, corpus.images, cfg.zero_shot_eval),
-            "numerics": numerics.record(), "provenance": provenance()}
+            "provenance": provenance()}   # its `numerics`: the path, caps, threads and CPU it was made on
     save_model(caption, processor, out / "caption")
     save_model(vqa, processor, out / "vqa")
     card["weights_sha256"] = weight_hashes(out)   # the stand-in's identity (presets.STANDINS holds the committed)
