@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import blip_layout, cli_call, original_state_dict, save_pth, smoke_config, snapshot
 from vlpeft import cli
+from vlpeft.errors import Interrupted, Preempted
 
 
 def call(args, capsys) -> tuple[int, str]:
@@ -343,21 +347,71 @@ def test_sigterm_checkpoints_and_the_run_resumes_to_the_same_result(models, tiny
     assert [resumed[k] for k in keys] == [whole[k] for k in keys]
 
 
-def test_ctrl_c_in_pretraining_says_it_starts_over(tiny_world, tmp_path, capsys, monkeypatch):
+def test_ctrl_c_in_pretraining_says_where_it_resumes(tiny_world, tmp_path, capsys, monkeypatch):
     from vlpeft.worlds import pretrain as pt
-    calls = {"n": 0}
-    real = pt.Objectives.__call__
-
-    def interrupt(self, *a):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(self, *a)
-    monkeypatch.setattr(pt.Objectives, "__call__", interrupt)
+    monkeypatch.setattr(pt, "SAVE_EVERY", 2)
+    monkeypatch.setattr(pt.Objectives, "__call__", stopping(pt.Objectives.__call__, 3, "ctrl-c"))
     code, err = call(["pretrain", "--data-root", tiny_world, "--out", tmp_path / "m", "--steps", "5",
                       "--batch-size", "4", "--zero-shot-eval", "0"], capsys)
     assert code == 130 and "\nvlpeft pretrain: error: pre-training interrupted" in err, err   # on its own line
-    assert "pre-training interrupted at step 2 of 5" in err and f"start it over in {tmp_path / 'm'}" in err
+    assert "interrupted at step 2 of 5; run the same command again: it resumes from step 2" in err, err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A stopped pre-training resumes where it stopped, to the uninterrupted weights bit for bit
+def stopping(objectives, at: int, how: str):
+    """Objectives.__call__ that stops the pre-training during its `at`-th step: as Ctrl-C, a scheduler's SIGTERM (read
+    after the step), or a crash (a killed process: nothing saved then)."""
+    calls = {"n": 0}
+
+    def call_(self, *a):
+        calls["n"] += 1
+        if calls["n"] == at:
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            if how == "crash":
+                raise MemoryError("killed")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return objectives(self, *a)
+    return call_
+
+
+# (how it stops, in which step, the step it resumes at, what the stop says)
+STOPS = [
+    ("ctrl-c", 4, 2, "interrupted at step 3 of 5; run the same command again: it resumes from step 2"),
+    ("sigterm", 3, 3, "stopped by SIGTERM at step 3 of 5 (saved)"),
+    ("crash", 5, 4, "killed"),
+    ("another code's resume point", 4, None, "another state at its step 2; starting over"),
+]
+
+
+@pytest.mark.parametrize("how, at, resumes_at, says", STOPS, ids=[s[0] for s in STOPS])
+def test_a_stopped_pretraining_resumes_to_the_uninterrupted_weights(how, at, resumes_at, says, tiny_world, tmp_path,
+                                                                    monkeypatch, capsys):
+    from helpers import SPEC
+    from vlpeft.config import PretrainConfig
+    from vlpeft.worlds import pretrain as pt
+    monkeypatch.setattr(pt, "SAVE_EVERY", 2)
+    config = dict(data_root=str(tiny_world), steps=5, batch_size=4, warmup=2, zero_shot_eval=0, spec=SPEC)
+    whole = pt.pretrain(PretrainConfig(out=str(tmp_path / "whole"), **config), progress=False)
+    real, out = pt.Objectives.__call__, tmp_path / "stopped"
+    with monkeypatch.context() as m:
+        m.setattr(pt.Objectives, "__call__", stopping(real, at, "ctrl-c" if how.startswith("another") else how))
+        with pytest.raises((Interrupted, Preempted, MemoryError)) as stop:
+            pt.pretrain(PretrainConfig(out=str(out), **config), progress=False)
+    if how.startswith("another"):   # a resume point this code's batches do not reach: the generator's state differs
+        point = torch.load(out / pt.RESUME, weights_only=False)
+        torch.save(point | {"generator": torch.Generator().manual_seed(99).get_state()}, out / pt.RESUME)
+    else:
+        assert says in str(stop.value)
+    assert not (out / "card.json").exists() and (out / pt.RESUME).exists()
+    pt.pretrain(PretrainConfig(out=str(out), **config), progress=False)
+    card, reference = (json.loads((folder / "card.json").read_text()) for folder in (out, whole))
+    assert card["weights_sha256"] == reference["weights_sha256"] and card["loss_curve"] == reference["loss_curve"]
+    assert card["resumed_at"] == ([resumes_at] if resumes_at else []) and reference["resumed_at"] == []
+    assert not (out / pt.RESUME).exists()
+    if how.startswith("another"):
+        assert says in capsys.readouterr().err
 
 
 def test_a_bug_keeps_its_traceback_and_says_so(capsys, monkeypatch):

@@ -5,21 +5,19 @@ image, and ITM is taught to call a match a mismatch.
 
     python tools/itm_negatives.py --data-root data/shapes          # the stand-in's pre-training (the defaults)
 
-Nothing is trained: the pre-training's own corpus (`Corpus`) and objectives (`Objectives`) run forward, without
-gradients, on a random model of the same vocabulary and position table (neither the order of the pairs nor any
-draw of the shared generator depends on the model's width or weights), so the batches are exactly the pre-training's,
-step for step; no image is decoded (the order does not depend on the pixels). Prints, for `--steps` steps: rolled
+Nothing is trained or computed: the pre-training's own corpus (`Corpus`) and its objectives' random draws
+(`Objectives.draw`, which never read the model) run step by step, so the batches are exactly the pre-training's; no
+image is decoded (the order does not depend on the pixels). Prints, for `--steps` steps: rolled
 negatives that share the positive's image, and those whose text is word for word one of that image's captions
 although the image is another.
 """
 import argparse
-import dataclasses
 from pathlib import Path
 
 import torch
 
-from vlpeft.blip.models import build_processor, build_tokenizer, random_blip
-from vlpeft.config import PretrainConfig, TinySpec
+from vlpeft.blip.models import build_processor, build_tokenizer
+from vlpeft.config import PretrainConfig
 from vlpeft.data import Paths
 from vlpeft.worlds import shapes
 from vlpeft.worlds.pretrain import Corpus, Objectives
@@ -45,11 +43,7 @@ class Blank:  # the pixels' stand-in: the batches' order and every draw are the 
 
 
 corpus.pairs.dataset.images = Blank()
-small = dataclasses.replace(TinySpec(), hidden=16, layers=1, heads=1, intermediate=16)  # same positions and vocabulary
-model = random_blip("vqa", tokenizer, small, 0)
-heads = torch.nn.ModuleDict({"itm": torch.nn.Linear(small.hidden, 2), "mlm": torch.nn.Linear(small.hidden,
-                                                                                             len(tokenizer))})
-objectives = Objectives(model, heads, tokenizer, cfg.spec.max_positions, corpus.g, cfg.recipe)
+objectives = Objectives(None, None, tokenizer, cfg.spec.max_positions, corpus.g, cfg.recipe)  # draws only
 captions = {it.image_id: set(it.captions) for it in corpus.items}
 negatives = same_image = same_text = steps = 0
 with torch.no_grad():
@@ -60,7 +54,7 @@ with torch.no_grad():
         same_text += sum(ids[i] != ids[j] and texts[j] in captions[ids[i]] for i, j in enumerate(neg))
         negatives += len(ids)
         steps += 1
-        objectives(pairs, text)                                     # the generator's draws, as in pre-training
+        objectives.draw(pairs, text)                                # the generator's draws, as in pre-training
 n_pairs, n_images = len(corpus.pairs.dataset), len(corpus.items)
 print(f"{steps} steps, {negatives} rolled negatives ({n_pairs} pairs of {n_images} images, "
       f"{n_pairs / n_images:.1f} captions per image)")

@@ -44,6 +44,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -81,8 +83,19 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     out = Path(cfg.out)
     if own(out, "pre-trained model", cfg.as_dict(), "card.json", force=force):   # force: any model of ours, redone
         return out
+    if force:
+        (out / RESUME).unlink(missing_ok=True)
     with numerics.computing(cfg.numerics):   # the same weights on any x86-64 machine (numerics.py)
-        return _pretrain(cfg, out, progress)
+        try:
+            return _pretrain(cfg, out, progress)
+        except StartOver as why:
+            print(f"{out / RESUME}: {why}; starting over", file=sys.stderr)
+            (out / RESUME).unlink()
+            return _pretrain(cfg, out, progress)
+
+
+class StartOver(Exception):
+    """A resume point this code cannot continue exactly (its data stream reaches another state there)."""
 
 
 def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
@@ -95,7 +108,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
     vqa.config.vqa_route = RECIPES[cfg.recipe]                                #    (the route travels with it)
     if cfg.share_text_towers:
         share_text_towers(vqa)
-    step, losses, curve, wall = _train(cfg, vqa, corpus, tokenizer, progress, out)
+    step, losses, curve, wall, resumed_at = _train(cfg, vqa, corpus, tokenizer, progress, out)
     if cfg.share_text_towers:                                                # 3. the two task models, as BLIP's
         untie_text_towers(vqa)                                               #    released checkpoints are
     vqa.eval()
@@ -107,7 +120,8 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
             "text_sentences": len(corpus.texts.dataset), "steps": step,
             "final_losses": {k: round(v.item(), 4) for k, v in losses.items()},
             "loss_curve": curve,   # the summed objectives, mean over each 1 % of the steps (§7 of the schedule)
-            "wall_s": round(wall, 1), "params": count_parameters(vqa)[1],
+            "wall_s": round(wall, 1), "resumed_at": resumed_at,   # steps it was resumed at (bit for bit: _train)
+            "params": count_parameters(vqa)[1],
             "footing": "text-only LM (decoder) and MLM (encoder) on a corpus holding every caption/answer word, "
                        "never a question; every text at a random position offset (rows 0.."
                        f"{cfg.spec.max_positions - 1})",
@@ -118,6 +132,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
     save_model(vqa, processor, out / "vqa")
     card["weights_sha256"] = weight_hashes(out)   # the stand-in's identity (presets.STANDINS holds the committed)
     write_json(out / "card.json", card)  # written last, atomically: marks a complete checkpoint
+    (out / RESUME).unlink(missing_ok=True)
     return out
 
 
@@ -180,9 +195,15 @@ class Corpus:
                 step += 1
 
 
+SAVE_EVERY = 100       # steps between resume points (weights, optimiser and generators: ~20 MB for the embedded BLIP)
+RESUME = "resume.pt"   # in the out folder while the pre-training is unfinished; removed when the card is written
+
+
 def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, out: Path):
-    """The optimisation: (steps done, last losses, wall seconds). Ctrl-C or a stop signal ends it with a message
-    saying that an unfinished pre-training keeps nothing and how it starts again."""
+    """The optimisation: (steps done, last losses, loss curve, wall seconds, steps it resumed at). Every SAVE_EVERY
+    steps, and when a stop signal arrives, it saves a resume point; run again, it restores the weights, optimiser,
+    schedule and both generators there and re-draws the skipped steps' batches and random choices without computing
+    them (`Objectives.draw`), so a resumed pre-training gives the uninterrupted one's weights bit for bit."""
     heads = torch.nn.ModuleDict({"itm": torch.nn.Linear(cfg.spec.hidden, 2),                 # discarded after
                                  "mlm": torch.nn.Linear(cfg.spec.hidden, len(tokenizer))})
     params = unique_parameters(vqa) + list(heads.parameters())
@@ -192,31 +213,68 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, corpus.g, cfg.recipe)
-    t0, step, losses, curve, window = time.time(), 0, {}, [], []   # curve: the summed loss, mean per 1 % of steps
-    again = (f"an unfinished pre-training keeps nothing: run the same command again to start it over in {out} "
-             f"(about {cfg.steps} steps)")
+    batches = corpus.batches(cfg.steps)
+    # the run's state: steps done, the loss curve (the summed loss, mean per 1 % of steps) and its open window
+    run = {"step": 0, "curve": [], "window": [], "wall": 0.0, "resumed_at": []}
+    modules = {"vqa": vqa, "heads": heads, "opt": opt, "sched": sched}
+    if (point := _resume_point(out, cfg.steps)) is not None:
+        with progress_bar(total=point["run"]["step"], desc="pre-train (re-drawing to the resume point)",
+                          disable=not progress) as bar:
+            for _ in range(point["run"]["step"]):      # the skipped steps' batches and draws, nothing computed
+                objectives.draw(*next(batches))
+                bar.update()
+        if torch.equal(corpus.g.get_state(), point["generator"]):
+            for name, module in modules.items():
+                module.load_state_dict(point[name])
+            torch.set_rng_state(point["rng"])          # dropout's generator
+            run = point["run"] | {"resumed_at": point["run"]["resumed_at"] + [point["run"]["step"]]}
+        else:                                          # another code's data stream: this is not that pre-training
+            raise StartOver(f"this code's batches and draws reach another state at its step {point['run']['step']}")
+
+    def save() -> None:
+        torch.save({name: m.state_dict() for name, m in modules.items()} | {
+            "run": run, "generator": corpus.g.get_state(), "rng": torch.get_rng_state()}, out / f"{RESUME}.part")
+        os.replace(out / f"{RESUME}.part", out / RESUME)
+
+    t0, losses = time.time() - run["wall"], {}
     try:
-        with progress_bar(total=cfg.steps, desc="pre-train", disable=not progress) as bar, StopSignals() as stop:
-            for pairs, text in corpus.batches(cfg.steps):
-                losses = objectives(pairs, text)
+        with progress_bar(total=cfg.steps, initial=run["step"], desc="pre-train", disable=not progress) as bar, \
+                StopSignals() as stop:
+            for pairs, text in batches:
+                losses = objectives(pairs, text, objectives.draw(pairs, text))
                 opt.zero_grad(set_to_none=True)
                 total = sum(losses.values())
                 total.backward()
-                window.append(total.item())
-                if len(window) >= max(1, cfg.steps // 100) or step + 1 == cfg.steps:
-                    curve.append(round(sum(window) / len(window), 4))
-                    window.clear()
+                run["window"].append(total.item())
+                if len(run["window"]) >= max(1, cfg.steps // 100) or run["step"] + 1 == cfg.steps:
+                    run["curve"].append(round(sum(run["window"]) / len(run["window"]), 4))
+                    run["window"] = []
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
-                step += 1
+                run["step"] += 1
+                run["wall"] = time.time() - t0
                 bar.update()
                 bar.set_postfix({k: f"{v.item():.2f}" for k, v in losses.items()}, refresh=False)
-                if stop.requested and step < cfg.steps:   # at the last step: just finish
-                    raise Preempted(f"pre-training stopped by {stop.requested} at step {step} of {cfg.steps}; {again}")
+                if run["step"] < cfg.steps and (run["step"] % SAVE_EVERY == 0 or stop.requested):
+                    save()
+                if stop.requested and run["step"] < cfg.steps:   # at the last step: just finish
+                    raise Preempted(f"pre-training stopped by {stop.requested} at step {run['step']} of {cfg.steps} "
+                                    f"(saved); run the same command again: it resumes there")
     except KeyboardInterrupt:
-        raise Interrupted(f"pre-training interrupted at step {step} of {cfg.steps}; {again}") from None
-    return step, losses, curve, time.time() - t0
+        last = run["step"] // SAVE_EVERY * SAVE_EVERY
+        raise Interrupted(f"pre-training interrupted at step {run['step']} of {cfg.steps}; run the same command "
+                          f"again: it resumes from step {last} in {out}") from None
+    return run["step"], losses, run["curve"], run["wall"], run["resumed_at"]
+
+
+def _resume_point(out: Path, steps: int) -> dict | None:
+    """The saved resume point of this folder's unfinished pre-training (its config is this one: `io.own`), if any."""
+    path = out / RESUME
+    if not path.is_file():
+        return None
+    point = torch.load(path, weights_only=False)   # our own file, in a folder `own` has checked is this config's
+    return point if 0 < point["run"]["step"] < steps else None
 
 
 SHARED = ("crossattention", "intermediate", "output")   # per block; the self-attention stays each tower's own
@@ -274,7 +332,9 @@ def prefix_lm_batch(tokenizer, captions: list[str], g: torch.Generator) -> dict:
 
 
 class Objectives:
-    """The five pre-training losses of one step (see the module docstring); the third is the recipe's."""
+    """The five pre-training losses of one step (see the module docstring); the third is the recipe's. Every random
+    choice of a step is drawn first (`draw`), in a fixed order, from the pre-training generator, and only then is
+    anything computed (`__call__`): a resumed pre-training re-draws the steps it skips without computing them."""
 
     def __init__(self, vqa, heads, tokenizer, max_positions: int, g: torch.Generator, recipe: str = "mplug"):
         self.vqa, self.heads, self.tok, self.max_pos, self.g = vqa, heads, tokenizer, max_positions, g
@@ -285,12 +345,31 @@ class Objectives:
     def pos(self, mask):
         return offset_positions(mask, self.max_pos, self.g)
 
-    def __call__(self, b: dict, text: dict) -> dict[str, torch.Tensor]:
+    def draw(self, b: dict, text: dict) -> dict:
+        """The step's random choices, in the order the objectives below use them: position offsets for each text,
+        PrefixLM's cut (mplug), MLM's masked words. They depend on the batch's shapes and words, never on the model."""
+        mask, t_mask = b["attention_mask"], text["attention_mask"]
+        neg = torch.roll(torch.arange(mask.shape[0]), 1)
+        d = {"lm": self.pos(mask), "itm": self.pos(torch.cat([mask, mask[neg]]))}
+        if self.recipe == "mplug":
+            p = prefix_lm_batch(self.tok, b["captions"], self.g)
+            d |= {"prefix_lm": p, "question": self.pos(p["attention_mask"]),
+                  "answer": self.pos(p["decoder_attention_mask"])}
+        else:
+            d |= {"question": self.pos(self.prompt["attention_mask"].expand(mask.shape[0], -1)),
+                  "answer": self.pos(mask)}
+        d["tlm"] = self.pos(t_mask)
+        special = torch.isin(text["input_ids"], torch.tensor(self.tok.all_special_ids))
+        d["masked"] = (torch.rand(text["input_ids"].shape, generator=self.g) < 0.15) & ~special
+        d["mlm"] = self.pos(t_mask)
+        return d
+
+    def __call__(self, b: dict, text: dict, d: dict) -> dict[str, torch.Tensor]:
         vqa, ids, mask = self.vqa, b["input_ids"], b["attention_mask"]
         B = ids.shape[0]
         image = vision_states(vqa, b["pixel_values"])                                  # (B, 1+N, d)
         # 1. LM: the captioning forward, cross-attending to the image
-        lm = TASKS["caption"].loss(vqa, b | {"image_embeds": image, "position_ids": self.pos(mask)})
+        lm = TASKS["caption"].loss(vqa, b | {"image_embeds": image, "position_ids": d["lm"]})
         # 2. ITM: [ENC] + caption; negatives are the captions of the next image in the batch. Known flaw, kept (a fix
         #    changes the stand-in: it waits for the next change of the recipe): a batch holds captions, five per
         #    image, shuffled, so a rolled "negative" can be another caption of the positive's own image and ITM is
@@ -303,32 +382,28 @@ class Objectives:
         neg = torch.roll(torch.arange(B), 1)
         both = torch.cat([mask, mask[neg]])
         fused = vqa.text_encoder(input_ids=torch.cat([enc_ids, enc_ids[neg]]), attention_mask=both,
-                                 position_ids=self.pos(both),
+                                 position_ids=d["itm"],
                                  encoder_hidden_states=torch.cat([image, image])).last_hidden_state  # (2B, T, d)
         itm = F.cross_entropy(self.heads["itm"](fused[:, 0]), torch.cat([torch.ones(B), torch.zeros(B)]).long())
         # 3. the recipe's: the VQA forward on the model's route (mplug: [image; prefix], blip: question only)
         if self.recipe == "mplug":   # PrefixLM: [ENC] + a caption's prefix → [DEC] + the rest
-            third, p = "prefix_lm", prefix_lm_batch(self.tok, b["captions"], self.g)
-            batch = p | {"position_ids": self.pos(p["attention_mask"]),
-                         "decoder_position_ids": self.pos(p["decoder_attention_mask"])}
+            third, batch = "prefix_lm", d["prefix_lm"]
         else:                        # ELM: "a picture of" as the question and the caption as the answer
             third = "elm"
-            q_ids, q_mask = self.prompt["input_ids"].expand(B, -1), self.prompt["attention_mask"].expand(B, -1)
-            batch = {"input_ids": q_ids, "attention_mask": q_mask, "position_ids": self.pos(q_mask),
-                     "decoder_input_ids": ids, "decoder_attention_mask": mask, "decoder_position_ids": self.pos(mask),
-                     "labels": b["labels"]}
-        conditioned = TASKS["vqa"].loss(vqa, batch | {"image_embeds": image})
+            batch = {"input_ids": self.prompt["input_ids"].expand(B, -1),
+                     "attention_mask": self.prompt["attention_mask"].expand(B, -1),
+                     "decoder_input_ids": ids, "decoder_attention_mask": mask, "labels": b["labels"]}
+        placed = {"position_ids": d["question"], "decoder_position_ids": d["answer"], "image_embeds": image}
+        conditioned = TASKS["vqa"].loss(vqa, batch | placed)
         # 4. TLM: the decoder alone on the footing text ([DEC] first, as every decoder text)
         t_ids, t_mask = text["input_ids"].clone(), text["attention_mask"]
         t_ids[:, 0] = self.tok.bos_token_id
-        tlm = vqa.text_decoder(input_ids=t_ids, attention_mask=t_mask, position_ids=self.pos(t_mask),
+        tlm = vqa.text_decoder(input_ids=t_ids, attention_mask=t_mask, position_ids=d["tlm"],
                                labels=t_ids.masked_fill(t_mask == 0, -100)).loss
         # 5. MLM: BERT's objective for the text encoder, 15 % of the words masked
-        m_ids = text["input_ids"].clone()
-        special = torch.isin(m_ids, torch.tensor(self.tok.all_special_ids))
-        chosen = (torch.rand(m_ids.shape, generator=self.g) < 0.15) & ~special
+        m_ids, chosen = text["input_ids"].clone(), d["masked"]
         m_ids[chosen] = self.tok.mask_token_id
-        h = vqa.text_encoder(input_ids=m_ids, attention_mask=t_mask, position_ids=self.pos(t_mask)).last_hidden_state
+        h = vqa.text_encoder(input_ids=m_ids, attention_mask=t_mask, position_ids=d["mlm"]).last_hidden_state
         mlm = F.cross_entropy(self.heads["mlm"](h[chosen]), text["input_ids"][chosen]) if chosen.any() else h.sum() * 0
         return {"lm": lm, "itm": itm, third: conditioned, "tlm": tlm, "mlm": mlm}
 
