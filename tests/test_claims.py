@@ -33,8 +33,9 @@ def test_the_paper_scenario_supports_all_eleven_claims(paper):
     assert table.verdict.tolist() == ["supported"] * 11, table[["claim", "verdict", "evidence"]].to_string()
     stat = table[table.claim <= 10]
     assert (stat.ci_low <= stat.value).all() and (stat.value <= stat.ci_high).all()
-    assert (stat.n == len(SEEDS)).all()  # n counts units (seeds), not runs
-    assert table.seeds_needed.isna().all()  # only inconclusive claims get a number
+    assert (stat.n == len(SEEDS)).all() and (table.unit == "seed").all()  # n counts units (one model: seeds), not runs
+    assert table.units_needed.isna().all()  # only inconclusive claims get a number
+    assert (table.split_parts == "").all()  # every seed on the side of every bound the paper's answer is on
 
 
 def test_claims_are_deterministic_and_take_the_checks_one_by_one(paper):
@@ -52,11 +53,46 @@ def test_no_complete_runs_make_every_claim_inconclusive():
     assert claims.dial_verdict(frame().assign(status="failed"))["verdict"] == "inconclusive"
 
 
-def test_the_unit_is_pretrain_seed_by_seed():
-    df = frame(seeds=(0, 1), pretrain_seeds=(0, 1))
+def test_the_unit_is_the_draw_when_there_are_several():
+    df = frame(seeds=(0, 1), pretrain_seeds=(0, 1, 2))
     table = claims.evaluate_claims(df)
-    assert (table[table.claim <= 10].n == 4).all(), table[["claim", "n", "evidence"]]
-    assert claims.evaluate_claims(df.assign(pretrain_seed=float("nan"))).n[0] == 2  # missing: one pre-training
+    assert (table[table.claim <= 10].n == 3).all() and (table.unit == "draw").all(), table[["claim", "n", "unit"]]
+    one = claims.evaluate_claims(df.assign(pretrain_seed=float("nan")))   # missing: one pre-trained model
+    assert one.n[0] == 2 and (one.unit == "seed").all()
+    assert claims.evaluate_claims(df[df.pretrain_seed == 1]).n[0] == 2     # one draw: its seeds are the units
+
+
+def test_a_draws_estimate_is_the_mean_of_its_seeds():
+    """The meaning of a unit's number: a draw's own estimate of every part equals the mean over its fine-tuning
+    seeds of what each seed alone estimates (that draw analysed alone, where the seeds are the units)."""
+    df = frame(seeds=(0, 1), pretrain_seeds=(0, 1, 2), seed_sd=0.01, noise=0.005)
+    units = claims.units_table(df)
+    assert set(units.unit) == {"draw 0", "draw 1", "draw 2"}
+    checked = 0
+    for draw in (0, 1, 2):
+        alone = claims.units_table(df[df.pretrain_seed == draw])
+        assert set(alone.unit) == {f"{draw}/0", f"{draw}/1"}
+        mean = alone.groupby(["claim", "part"], sort=False).estimate.mean()
+        mine = units[units.unit == f"draw {draw}"].set_index(["claim", "part"]).estimate
+        both = mine.to_frame("draw").join(mean.rename("seeds"), how="inner")
+        assert len(both) > 20 and np.allclose(both.draw, both.seeds, atol=1e-9), both[~np.isclose(both.draw,
+                                                                                                both.seeds)]
+        checked += len(both)
+    assert checked == 3 * len(units[units.unit == "draw 0"])
+
+
+def test_a_part_whose_draws_disagree_is_named_split():
+    """Claim 4's rise on VQA: two draws rise, one falls — the pooled answer may be anything, but the claim names the
+    parts its draws split on, and the units table shows each draw's side."""
+    df = frame(seeds=(0,), pretrain_seeds=(0, 1, 2), seed_sd=0.001)
+    falls = (df.pretrain_seed == 1) & (df.task == "vqa") & (df.method == "lora")
+    df.loc[falls, "best_val"] -= 0.05 * np.log10(df.loc[falls, "data_ratio"]) * 3   # draw 1: LoRA falls with data
+    row = claims.evaluate_claims(df).set_index("claim").loc[4]
+    assert row.unit == "draw" and "lora" in row.split_parts, row.split_parts
+    units = claims.units_table(df)
+    lora = units[(units.claim == 4) & units.part.str.startswith("lora")]
+    assert lora.set_index("unit").towards_yes.to_dict() == {"draw 0": True, "draw 1": False, "draw 2": True}
+    assert "lora" not in claims.evaluate_claims(frame(seeds=(0,), pretrain_seeds=(0, 1, 2))).split_parts[3]
 
 
 def test_effects_are_in_score_points(paper):
@@ -228,27 +264,27 @@ def test_claim_verdicts(claim, kwargs, verdict):
 def test_one_seed_says_how_many_seeds_an_interval_needs():
     row = claims.CLAIMS[4](frame(seeds=(0,)))
     assert row["verdict"] == "inconclusive" and row["n"] == 1
-    assert f"needs ≥ {claims.MIN_UNITS} seeds" in row["evidence"] and "too few seeds" in row["evidence"]
+    assert f"needs ≥ {claims.MIN_UNITS} seeds" in row["evidence"] and "too few units" in row["evidence"]
 
 
 def test_an_undecided_claim_reports_the_seeds_that_would_decide_it():
     def rise_of_3_points(m, i, cls, r):
         return paper_vqa(m, 1, cls, 1.0) + 0.03 * math.log10(r)
     row = claims.CLAIMS[4](frame(vqa=rise_of_3_points, noise=0.03))
-    assert row["verdict"] == "inconclusive" and len(SEEDS) < row["seeds_needed"] < 1000, row["evidence"]
-    assert f"about {row['seeds_needed']:.0f} seeds would decide it" in row["evidence"]
+    assert row["verdict"] == "inconclusive" and len(SEEDS) < row["units_needed"] < 1000, row["evidence"]
+    assert f"about {row['units_needed']:.0f} seeds would decide it" in row["evidence"]
     # a true rise of exactly MIN_GAIN_VQA sits on the bound: no number of seeds decides it
     row = claims.CLAIMS[4](frame(vqa=vqa_small_rise, noise=0.03))
-    assert row["verdict"] == "inconclusive" and row["seeds_needed"] == math.inf
+    assert row["verdict"] == "inconclusive" and row["units_needed"] == math.inf
 
 
-def test_seeds_needed_is_a_t_power_calculation():
+def test_units_needed_is_a_t_power_calculation():
     # t(0.95, 4)·2/√5 = 1.91 < 2 ≤ t(0.95, 3)·2/√4 = 2.35
-    assert claims.seeds_needed(effect=2.0, sd=2.0, margin=0.0) == 5
-    assert claims.seeds_needed(effect=3.0, sd=1.0, margin=1.0) == 3  # t(0.95, 2)/√3 = 1.69 < 2
-    assert claims.seeds_needed(effect=1.0, sd=float("nan"), margin=0.0) is None
-    assert claims.seeds_needed(effect=1.0, sd=1.0, margin=1.0) == math.inf  # on the bound: never decided
-    n = claims.seeds_needed(0.5, 3.0, 0.0)
+    assert claims.units_needed(effect=2.0, sd=2.0, margin=0.0) == 5
+    assert claims.units_needed(effect=3.0, sd=1.0, margin=1.0) == 3  # t(0.95, 2)/√3 = 1.69 < 2
+    assert claims.units_needed(effect=1.0, sd=float("nan"), margin=0.0) is None
+    assert claims.units_needed(effect=1.0, sd=1.0, margin=1.0) == math.inf  # on the bound: never decided
+    n = claims.units_needed(0.5, 3.0, 0.0)
     from scipy import stats
     t = lambda k: stats.t.ppf(0.95, k - 1) * 3.0 / math.sqrt(k)  # noqa: E731
     assert t(n) < 0.5 <= t(n - 1)
@@ -261,7 +297,8 @@ def test_verdict_rules_name_every_threshold_and_margin():
         if name != "CI_LEVEL":
             assert name in rules, name
             assert f"{value:g}" in rules, name
-    for words in ("epoch-based", "unit of replication", "TOST", "reference size", "seeds_needed"):
+    for words in ("epoch-based", "unit of replication", "pre-training draw", "TOST", "reference size", "units_needed",
+                  "split_parts"):
         assert words.lower() in rules.lower(), words
 
 
@@ -304,7 +341,7 @@ def test_dial_supported_when_the_ratio_slope_rises_as_consistency_falls():
     row = claims.dial_verdict(dial_frame())
     assert row["verdict"] == "supported", row["evidence"]
     assert row["value"] == pytest.approx(3.0, abs=0.5)  # points per doubling, lowest − highest level
-    assert row["n"] == 6  # pretrain seed × seed
+    assert row["n"] == 2 and row["unit"] == "draw"  # the two pre-training draws, each over its three seeds
     assert row["levels"] == [0.0, 0.5, 1.0] and row["value_unit"] == "score points per doubling"
     assert "monotone rise in 3/3 methods" in row["evidence"] and "interior optimum in 3/3" in row["evidence"]
 

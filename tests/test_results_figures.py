@@ -7,6 +7,7 @@ so every claim must come out supported; tests/test_claims.py holds the claim rul
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -216,7 +217,7 @@ def test_write_report_is_offline_and_follows_the_paper(study, tmp_path):
     for name in ("runs.csv", "curves.csv", "claims.csv", "claims.md", "claims_per_method.csv", "claims_parts.csv"):
         assert (out / name).stat().st_size > 0
     assert len(pd.read_csv(out / "claims.csv")) == 11
-    assert " pt" in page and "seeds to decide" in page  # points, not %
+    assert " pt" in page and "seeds to decide" in page and "depends on the draw" not in page  # points; one model
     assert "TOST" in page  # the verdict rules are rendered
 
 
@@ -237,6 +238,33 @@ def test_the_forest_plots_draw_what_the_claims_judged(runs):
         assert lo < r.ci_low and r.ci_high < hi, r
     spec = figures.fig_forest(parts, 4, "supported").to_dict()
     assert "Claim 4: supported" in json.dumps(spec["title"])
+
+
+def test_a_study_of_several_draws_shows_each_draws_estimate(tmp_path):
+    """Draws as the unit: the verdict table counts draws and says whether each answer depends on the draw; each
+    forest plot has a row per draw under every part, at that draw's own estimate (the units table's), coloured by
+    the side of the part's bound it lies on; claims_units.csv holds them."""
+    from vlpeft.study.report.sections import forest
+    runs = scenario(seeds=(0,), pretrain_seeds=(0, 1, 2))
+    study = report.Study("draws", "memory", runs.assign(run_dir=[f"r{i}" for i in range(len(runs))], error=""),
+                         pd.DataFrame(columns=["run_dir"]))
+    assert study.unit == "draw" and set(study.units.unit) == {"draw 0", "draw 1", "draw 2"}
+    out = report.write_report(study, tmp_path / "report", formats=("svg",))
+    page = (out / "index.html").read_text()
+    assert "<th>n (draws)</th><th>draws to decide</th><th>depends on the draw</th>" in glance(page)
+    assert "t intervals over pre-training draws (3:" in page
+    assert pd.read_csv(out / "claims_units.csv").equals(pd.read_csv(io.StringIO(study.units.to_csv(index=False))))
+    spec = forest(study, 4).to_dict()
+    rings = [layer for layer in spec["layer"] if layer.get("mark", {}).get("filled") is False]
+    assert len(rings) == 1
+    drawn = spec["datasets"][rings[0]["data"]["name"]]
+    mine = study.units[study.units.claim == 4]
+    assert sorted((r["part"], r["unit"], round(r["estimate"], 9)) for r in drawn) == sorted(
+        (r.part, r.unit, round(r.estimate, 9)) for r in mine.itertuples())
+    assert {r["side"] for r in drawn} == {"#2e7d32"}    # every draw of the paper scenario on the yes side
+    seeds = report.Study("seeds", "memory", scenario(), pd.DataFrame(columns=["run_dir"]))
+    assert seeds.unit == "seed" and not any(layer.get("mark", {}).get("filled") is False
+                                            for layer in forest(seeds, 4).to_dict()["layer"])
 
 
 def test_each_kind_of_judge_lives_in_one_place(runs):

@@ -238,20 +238,30 @@ def fig_curves(curves: pd.DataFrame, task: str) -> alt.FacetChart:
 
 # ---------------------------------------------------------------------------------------------------------
 # The claims, drawn: each part against its margin, and each method's mark
-MARK_COLOURS = {"yes": "#2e7d32", "no": "#c62828", "unclear": "#f9a825", "too few seeds": "#9e9e9e",
+MARK_COLOURS = {"yes": "#2e7d32", "no": "#c62828", "unclear": "#f9a825", "too few units": "#9e9e9e",
                 "too few points": "#9e9e9e", "not judged": "#607d8b"}
 
 
-def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str | None = None) -> alt.LayerChart:
+UNIT_ROW = " ⟩ "   # joins a part and one of its units in a row's key: "lora ⟩ draw 1" (labelled "⟩ draw 1")
+
+
+def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str | None = None,
+               units: pd.DataFrame | None = None) -> alt.LayerChart:
     """One claim's parts (a forest plot): each effect in score points with its 90 % interval (thick) and the
     Bonferroni interval that 'no' is read from (thin), the region where the 90 % interval means 'yes' shaded
     green, the margin dashed, the mark as colour. The region, the margin lines and the rule's words are the part's
-    kind of judge's own (`claims.judges.KINDS`): this draws them."""
+    kind of judge's own (`claims.judges.KINDS`): this draws them. With `units` (the units table of a study whose
+    units are pre-training draws), a row per draw under each part: that draw's own estimate, a ring, green when it
+    lies on the side of the bound where the part reads yes and red when not — whether the answer depends on the
+    draw."""
     d = parts[parts.claim.astype(str) == str(claim)].copy()
     if d.empty:
         raise ValueError(f"claim {claim}: no parts to draw")
+    u = (units[units.claim.astype(str) == str(claim)].merge(d.drop(columns="estimate"), on=["claim", "part"])
+         if units is not None else pd.DataFrame(columns=list(dict.fromkeys([*d.columns, "unit", "towards_yes"]))))
+    d["row"], u["row"] = d.part, u.part + UNIT_ROW + u.unit.astype(str)
     bounds = pd.concat([d[c] for c in ("ci_low", "ci_high", "bonferroni_low", "bonferroni_high", "estimate")]
-                       + [d.margin, -d.margin]).dropna()
+                       + [u.estimate, d.margin, -d.margin]).dropna()
     span = float(bounds.max() - bounds.min()) or 1.0
     lo, hi = float(bounds.min()) - 0.08 * span, float(bounds.max()) + 0.08 * span
     kinds = [KINDS.get(j) for j in d.judge]        # None: a part reported beside the claim, not judged
@@ -260,8 +270,15 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
     d["yes_from"], d["yes_to"] = [r[0] for r in region], [r[1] for r in region]
     d["rule"] = [k.label(m) if k else REPORTED for k, m in zip(kinds, d.margin)]
     d["margin_at"], d["margin_neg"] = [ln[0] for ln in lines], [ln[1] for ln in lines]
-    order = list(dict.fromkeys(d.part))
-    y = alt.Y("part:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
+    order = [r for part in dict.fromkeys(d.part) for r in [part, *u.row[u.part == part]]]
+    shade = d[["part", "yes_from", "yes_to", "margin_at", "margin_neg"]]
+    d = pd.concat([d, u.drop(columns=["yes_from", "yes_to", "margin_at", "margin_neg"], errors="ignore")
+                   .merge(shade, on="part")[["row", "part", "yes_from", "yes_to", "margin_at", "margin_neg"]]]
+                  ) if len(u) else d                       # the shading and margins run on through a part's draws
+    u["side"] = ["#2e7d32" if s else "#c62828" for s in u.towards_yes]
+    u["side_words"] = ["on the yes side of the bound" if s else "on the other side" for s in u.towards_yes]
+    label = f"indexof(datum.label, '{UNIT_ROW}') >= 0 ? '⟩ ' + split(datum.label, '{UNIT_ROW}')[1] : datum.label"
+    y = alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=260, labelExpr=label))
     x = alt.X("estimate:Q", title="effect (score points)", scale=alt.Scale(domain=[lo, hi], clamp=True))
     marks = [m for m in MARK_COLOURS if m in set(d["mark"])]
     colour = alt.Color("mark:N", scale=alt.Scale(domain=marks, range=[MARK_COLOURS[m] for m in marks]),
@@ -279,9 +296,13 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
         base.mark_rule(strokeWidth=4).encode(x="ci_low:Q", x2="ci_high:Q", color=colour, tooltip=tip),
         base.mark_point(filled=True, size=70, shape="diamond").encode(x=x, color=colour, tooltip=tip),
     ]
+    if len(u):
+        layers.append(alt.Chart(u).mark_point(filled=False, size=45, strokeWidth=1.5).encode(
+            y=y, x=x, color=alt.Color("side:N", scale=None),
+            tooltip=["part", "unit", alt.Tooltip("estimate:Q", format="+.2f"), "side_words"]))
     title = f"Claim {claim}" if claim != "dial" else "Consistency dial"
     return alt.layer(*layers).properties(
-        width=WIDTH * 1.1, height=max(60, 22 * len(order)),
+        width=WIDTH * 1.1, height=max(60, (22 if len(u) == 0 else 16) * len(order)),
         title=_title(f"{title}: {verdict}" if verdict else title, text or ""))
 
 

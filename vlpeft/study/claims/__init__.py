@@ -22,14 +22,14 @@ from .dial import TEXT as DIAL_TEXT
 from .dial import dial_slopes, dial_verdict
 from .estimators import EMBEDDING, FAMILIES, LAYER, N_METHODS, PEFT, paper_setting
 from .judges import KINDS, THRESHOLDS, Judge, JudgeKind, Mark, Verdict
-from .parts import CLAIMS, COLUMNS, PART_COLUMNS, PER_METHOD_COLUMNS, Claim, Part
-from .stats import CI_LEVEL, MIN_UNITS, Estimate, seeds_needed, t_interval
+from .parts import CLAIMS, COLUMNS, PART_COLUMNS, PER_METHOD_COLUMNS, UNIT_COLUMNS, Claim, Part
+from .stats import CI_LEVEL, MIN_UNITS, Estimate, t_interval, unit_word, units_needed
 
 __all__ = ["CI_LEVEL", "CLAIMS", "COLUMNS", "DIAL_TEXT", "EMBEDDING", "FAMILIES", "KINDS", "LAYER", "MIN_UNITS",
            "PART_COLUMNS", "PEFT", "PER_METHOD_COLUMNS", "THRESHOLDS", "VERDICTS", "VERDICT_RULES", "Claim",
            "Estimate", "Judge", "JudgeKind", "Mark", "Part", "Verdict", "dial_slopes", "dial_verdict",
            "evaluate_claims", "paper_setting", "parts_table", "per_method_table", "rules_by_claim", "rules_page",
-           "seeds_needed", "t_interval"]
+           "t_interval", "units_needed", "units_table"]
 
 CLAIMS = dict(sorted(CLAIMS.items()))
 VERDICTS = tuple(str(v) for v in Verdict)
@@ -37,14 +37,16 @@ VERDICTS = tuple(str(v) for v in Verdict)
 
 def evaluate_claims(df: pd.DataFrame) -> pd.DataFrame:
     """All eleven claims, one row each: claim, text, statistic, value, ci_low, ci_high, n (units), verdict,
-    evidence, value_unit, seeds_needed (inconclusive claims: seeds that would decide at the measured spread)."""
+    unit (draw or seed), evidence, value_unit, units_needed (inconclusive claims: units that would decide at the
+    measured spread), split_parts (parts whose units' own estimates fall on both sides of their decision)."""
     d = paper_setting(df)
-    return pd.DataFrame([c.evaluate(d)[0] for c in CLAIMS.values()], columns=COLUMNS)
+    table = pd.DataFrame([c.evaluate(d)[0] for c in CLAIMS.values()], columns=COLUMNS)
+    return table.assign(unit=unit_word(d["unit"]))   # the study's, also for a claim computed without units (11)
 
 
 def per_method_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (claim, method) for the claims judged or reported per method (1–6, 8, 10, 11): the method's
-    own estimate (score points), its t interval, n_units, mark and, when unclear, the seeds that would decide it."""
+    own estimate (score points), its t interval, n_units, mark and, when unclear, the units that would decide it."""
     d = paper_setting(df)
     return pd.DataFrame([r for c in CLAIMS.values() for r in c.evaluate(d)[1]], columns=PER_METHOD_COLUMNS)
 
@@ -58,6 +60,16 @@ def parts_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PART_COLUMNS)
 
 
+def units_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per unit of every part of the parts table: that unit's own estimate (a pre-training draw's, or a
+    seed's) and whether it lies on the side of the part's bound where it reads yes — the forest plots' rows per
+    draw, so a reader sees whether an answer depends on the draw."""
+    d = paper_setting(df)
+    rows = [r for n, c in CLAIMS.items() for p in c.evaluate(d)[0]["parts"] for r in p.unit_rows(n)]
+    rows += [r for p in dial_verdict(df, with_parts=True)["parts"] for r in p.unit_rows("dial")]
+    return pd.DataFrame(rows, columns=UNIT_COLUMNS)
+
+
 def rules_by_claim() -> dict[int, str]:
     """Each claim's rule: its function's docstring."""
     return {n: c.rule for n, c in CLAIMS.items()}
@@ -69,14 +81,19 @@ in the paper; only complete runs are used. Effects are **absolute, in score poin
 point, an accuracy point); no effect is divided by a baseline. "Methods" are the {N} PEFT methods. When the table
 has a `consistency` column, claims 1–11 use the runs at its highest level (missing = 1, the paper's setting).
 
-**Unit of replication.** A seed fixes both the training-data subset and the initialisation, so the unit is the
-seed — (pre-training seed, seed) when a `pretrain_seed` column exists (missing = one pre-trained model). Every
-effect is computed *within each unit* (a per-unit slope, a per-unit paired difference, averaged over the unit's
-matched cells); the interval is a {CI_LEVEL:.0%} Student t interval over units (mean ± t·sd/√n), n = units.
-Fewer than MIN_UNITS = {MIN_UNITS} units give no interval: the part is marked *too few seeds* and the claim is
-inconclusive. For an undecided part the report gives `seeds_needed`: the smallest n with
-t(0.95, n−1)·sd/√n < |estimate − the bound that would decide it|, sd the measured seed-to-seed spread (a rough
-planning figure: the spread of 2–3 seeds is itself uncertain).
+**Unit of replication.** When the runs come from more than one pre-trained model of the world (the
+`pretrain_seed` column holds several values), the unit is the **pre-training draw**: the draws of a stand-in differ
+more than the fine-tuning seeds on one draw, so a draw is what an answer must not hinge on (reports/tiny/schedule.md
+§7.3). Otherwise (one pre-trained model, as the paper's) the unit is the seed, which fixes both the training-data
+subset and the initialisation. Every effect is computed *within each unit* (a per-unit slope, a per-unit paired
+difference, averaged over the unit's matched cells, and so over a draw's fine-tuning seeds); the interval is a
+{CI_LEVEL:.0%} Student t interval over units (mean ± t·sd/√n), n = units. Fewer than MIN_UNITS = {MIN_UNITS} units
+give no interval: the part is marked *too few units* and the claim is inconclusive. For an undecided part the
+report gives `units_needed` (draws needed, or seeds needed): the smallest n with t(0.95, n−1)·sd/√n < |estimate −
+the bound that would decide it|, sd the measured unit-to-unit spread (a rough planning figure: the spread of 2–4
+units is itself uncertain). Each part's units are shown one by one too; a part whose units' own estimates fall on
+both sides of the bound that decides it is listed in `split_parts` (with draws as the units: its answer depends on
+the draw).
 
 **Margins** (score points, per task): minimum effect MIN_GAIN_CAPTION = {MIN_GAIN_CAPTION:g} CIDEr point,
 MIN_GAIN_VQA = {MIN_GAIN_VQA:g} accuracy point — the smallest gain papers in either field report as an

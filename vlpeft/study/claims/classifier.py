@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .estimators import LAYER, PEFT, cls_gain, contrast, methods_in, reference_cells, task_runs
 from .judges import COMPARABLE_VQA, REPORTED, Judge, Mark, Verdict, all_parts, every_method, gain
-from .parts import Part, claim, evidence, result, seed_note
+from .parts import Part, claim, evidence, result, unit_note
 from .stats import mean_of
 
 STATISTIC = "'+ classifier' − plain"
@@ -29,7 +29,7 @@ def caption_classifier_helps_prompt_hurts_layers(d):
     layer_mean = mean_of([per[m] for m in layer])
     value = per["prompt"] - layer_mean if per.get("prompt") is not None and layer_mean is not None else None
     prefix = [Part("prefix gain", per["prefix"], label=REPORTED, mark=Mark.NOT_JUDGED)] if "prefix" in per else []
-    note, needed = seed_note([helps, *losses.values()])
+    note, needed = unit_note([helps, *losses.values()])
     judged = {"prompt": (helps.mark, "judged: helps")} | {m: (p.mark, "judged: hurts (negated gain)")
                                                            for m, p in hurts.items()}
     rows = []
@@ -62,7 +62,7 @@ def vqa_classifier_raises_every_method(d):
                else Verdict.SUPPORTED if every == Verdict.SUPPORTED and up_part.mark == Mark.YES
                else Verdict.INCONCLUSIVE)
     vs = "; ".join(f"{m} {each[m] if each[m] else 'n/a'} ({up.mark(each[m])})" for m in each)
-    note, needed = seed_note([*gains.values(), up_part])
+    note, needed = unit_note([*gains.values(), up_part])
     rows = [gains[m].method_row(6, m, STATISTIC, f"+cls at reference size − full FT: "
                                 f"{each[m] if each[m] else 'n/a'} (up to full: {up.mark(each[m])})") for m in per]
     return result(6, "+cls gain, paired (mean over methods)", mean_of(list(per.values())), verdict,

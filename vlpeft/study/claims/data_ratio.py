@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .estimators import methods_in, ratio_change, task_runs
 from .judges import FLAT_CAPTION, Judge, every_method, gain
-from .parts import Part, claim, evidence, result, seed_note
+from .parts import Part, claim, evidence, result, unit_note
 from .stats import mean_of
 
 STATISTIC = "change lowest → highest data ratio"
@@ -15,7 +15,7 @@ def trend(d, number: int, task: str, judge: Judge):
     per = {m: ratio_change(d[d.method == m]) for m in methods_in(d)}
     k = max(sum(e is not None for e in per.values()), 1)
     parts = {m: Part(m, e, judge, k) for m, e in per.items()}
-    note, needed = seed_note(list(parts.values()))
+    note, needed = unit_note(list(parts.values()))
     rows = [p.method_row(number, m, STATISTIC) for m, p in parts.items()]
     return result(number, STATISTIC + " (mean over methods)", mean_of(list(per.values())),
                   every_method({m: p.mark for m, p in parts.items()}),

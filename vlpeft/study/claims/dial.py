@@ -8,8 +8,8 @@ import pandas as pd
 from .estimators import methods_in, prepare, size_profile, task_runs, unit_slopes
 from .judges import DIAL_NEGLIGIBLE, MIN_LEVELS, Judge, Mark, Verdict, gain
 from .param_size import monotone, optimum
-from .parts import Part, result, seed_note
-from .stats import Estimate
+from .parts import Part, result, unit_note
+from .stats import Estimate, unit_word
 
 TEXT = ("Consistency dial (declared in advance): the captioning data-ratio slope rises as consistency with "
         "pre-training falls, and the size effect turns monotone.")
@@ -41,7 +41,7 @@ def _size_marks(d: pd.DataFrame) -> str:
 
 
 def dial_verdict(df: pd.DataFrame, with_parts: bool = False) -> dict:
-    """Per consistency level and unit (pre-training seed, seed): the caption data-ratio slope in CIDEr points per
+    """Per consistency level and unit (the pre-training draw; `stats`): the caption data-ratio slope in CIDEr points per
     doubling of data (least squares in log2(ratio), one intercept per series (method, variant, size), all
     caption runs). Per unit with ≥ {MIN_LEVELS} levels: the line of slope against level; the statistic is its
     fall over the level range, slope(lowest level) − slope(highest level), from that line. *Supported* when
@@ -72,9 +72,9 @@ def _dial(df: pd.DataFrame) -> dict:
     fall = Part("fall over the range", Estimate(pd.Series(trend, dtype=float)), Judge("gain", DIAL_NEGLIGIBLE))
     verdict = {Mark.YES: Verdict.SUPPORTED, Mark.NO: Verdict.NOT_SUPPORTED}.get(fall.mark, Verdict.INCONCLUSIVE)
     per_level = "; ".join(f"consistency {c:g}: {Estimate(slopes[c])}" for c in levels)
-    note, needed = seed_note([fall])
+    note, needed = unit_note([fall])
     size = "; ".join(f"consistency {c:g}: {_size_marks(d[d.consistency == c])}" for c in (levels[0], levels[-1]))
     text = (f"ratio slope per level (points per doubling): {per_level}; fall over the range {fall.estimate} "
             f"({fall.mark}){note}. Secondary, size effect — {size}")
     return result(0, STATISTIC, fall.estimate, verdict, text, needed, value_unit=UNIT,
-                  claim_text=TEXT, parts=[fall]) | {"levels": levels}
+                  claim_text=TEXT, parts=[fall]) | {"levels": levels, "unit": unit_word(d["unit"])}

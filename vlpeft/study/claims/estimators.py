@@ -10,7 +10,7 @@ import pandas as pd
 from ...catalog import PAPER_METHODS, PAPER_PEFT, family_methods
 from ..results import complete, highest_consistency, reference_sizes
 from .judges import MIN_LEVELS, POINTS
-from .stats import Estimate
+from .stats import DRAW, Estimate
 
 # The claims are the paper's: its five PEFT methods by name (catalog.PAPER_PEFT), by its two families; a method
 # beyond them enters no claim (`prepare` leaves its runs out; the report shows them beside the paper's)
@@ -24,7 +24,8 @@ FAMILIES = {"embedding": EMBEDDING, "layer": LAYER}
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """Complete runs of the paper's methods (and full fine-tuning) with `pts` (score points), `pretrain_seed` and
-    `consistency` filled, and `unit`: a method beyond the paper's enters no claim."""
+    `consistency` filled, and `unit` (`stats`): the pre-training draw ("draw 1") when the runs come from several,
+    else (pre-training seed, seed) ("0/1"). A method beyond the paper's enters no claim."""
     d = complete(df)
     d = d[d.method.isin(PAPER_METHODS)]
     for col, default in (("pretrain_seed", 0.0), ("consistency", 1.0)):
@@ -35,7 +36,9 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     if "cost" not in d:
         d["cost"] = (d["n_train"] * d["trainable_params"] if {"n_train", "trainable_params"} <= set(d)
                      else math.nan)
-    d["unit"] = [f"{p:g}/{s:g}" for p, s in zip(d["pretrain_seed"], d["seed"].astype(float))]
+    draws = d["pretrain_seed"].nunique() > 1
+    d["unit"] = [f"{DRAW}{p:g}" if draws else f"{p:g}/{s:g}"
+                 for p, s in zip(d["pretrain_seed"], d["seed"].astype(float))]
     # a canonical row order, so that sums (and so the last digits of every estimate) do not depend on the input's
     order = [c for c in ("task", "method", "tune_classifier", "size", "data_ratio", "consistency", "pretrain_seed",
                          "seed", "pts") if c in d]

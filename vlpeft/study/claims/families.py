@@ -6,7 +6,7 @@ import math
 
 from .estimators import FAMILIES, LAYER, contrast, methods_in, reference_cells
 from .judges import COMPARABLE_CAPTION, COMPARABLE_VQA, LAG_VQA, MIN_METHODS, Judge, Mark, Verdict, all_parts, gain
-from .parts import Part, claim, evidence, result, seed_note
+from .parts import Part, claim, evidence, result, unit_note
 from .stats import mean_of
 
 
@@ -16,7 +16,7 @@ def both_tasks(number: int, statistic: str, per: dict):
     parts = {t: Part(t, e, gain(t), 2) for t, e in per.items()}
     known = {t: e for t, e in per.items() if e is not None and e.n}
     weaker = min(known, key=lambda t: known[t].lo if math.isfinite(known[t].lo) else -math.inf) if known else None
-    note, needed = seed_note(list(parts.values()))
+    note, needed = unit_note(list(parts.values()))
     return result(number, f"{statistic} ({weaker or 'no'} task: the lower bound)", known.get(weaker),
                   all_parts([p.mark for p in parts.values()]), evidence(list(parts.values())) + note, needed,
                   parts=list(parts.values())), []
@@ -48,7 +48,7 @@ def vqa_layer_near_full_embedding_far(d):
             8, m, "method at reference size − full FT", "judged: comparable" if m in LAYER else "judged: lags far"))
     each = "; ".join(f"{r['method']} {'n/a' if r['estimate'] != r['estimate'] else format(r['estimate'], '+.2f')} "
                      f"({r['mark']})" for r in rows)   # n/a: no estimate (a NaN)
-    note, needed = seed_note([layer, emb])
+    note, needed = unit_note([layer, emb])
     return result(8, "layer − embedding family score (reference sizes)", gap, all_parts([layer.mark, emb.mark]),
                   f"{evidence([layer, emb])}; per method: {each or 'none'}{note}", needed, parts=[layer, emb]), rows
 
@@ -72,7 +72,7 @@ def caption_peft_at_least_full(d):
     verdict = all_parts(marks) if len(per) >= MIN_METHODS else (
         Verdict.NOT_SUPPORTED if Mark.NO in marks else Verdict.INCONCLUSIVE)
     prompt = Part("prompt − full", contrast(tbl, "prompt", "full"), label="the paper's exception, not judged")
-    note, needed = seed_note([*per.values(), *fams.values()])
+    note, needed = unit_note([*per.values(), *fams.values()])
     statistic = "method at reference size − full FT"
     rows = [Part(m, p.estimate, atleast, k).method_row(10, m, statistic) for m, p in per.items()]
     if "prompt" in set(d.method):

@@ -1,7 +1,7 @@
 """How one effect is judged against its margin, and how parts combine into a verdict. The margins are fixed
 here, before any run, in score points (1 point = 0.01 of the metric).
 
-    Judge("equiv", FLAT_CAPTION).mark(estimate, k)    # yes / no / unclear / too few seeds / too few points
+    Judge("equiv", FLAT_CAPTION).mark(estimate, k)    # yes / no / unclear / too few units / too few points
     KINDS["equiv"]                                    # a kind of judge, whole: its marks, rule, words, yes-region
 
 Each kind of judge (gain, equiv, noninf, lag) is one entry of KINDS: the verdicts (`Judge`), the verdict-rules
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
 
-from .stats import CI_LEVEL, MIN_UNITS, Estimate, seeds_needed
+from .stats import CI_LEVEL, MIN_UNITS, Estimate, units_needed
 
 MIN_LEVELS = 3            # a trend needs ≥ 3 distinct data ratios / sizes / consistency levels
 MIN_METHODS = 2           # a claim about "every method" needs ≥ 2 methods that could be evaluated
@@ -51,13 +51,13 @@ class Mark(_Text):
     YES = "yes"
     NO = "no"
     UNCLEAR = "unclear"
-    TOO_FEW_SEEDS = "too few seeds"       # fewer than MIN_UNITS units: no interval
+    TOO_FEW_UNITS = "too few units"       # fewer than MIN_UNITS units (draws or seeds): no interval
     TOO_FEW_POINTS = "too few points"     # nothing to estimate it from
     NOT_JUDGED = "not judged"             # reported beside the claim, not part of it
 
     @property
     def undecidable(self) -> bool:
-        return self in (Mark.TOO_FEW_SEEDS, Mark.TOO_FEW_POINTS)
+        return self in (Mark.TOO_FEW_UNITS, Mark.TOO_FEW_POINTS)
 
 
 class Verdict(_Text):
@@ -73,7 +73,7 @@ class Verdict(_Text):
 class JudgeKind:
     """One kind of judge. With e the estimate, [lo, hi] its CI_LEVEL interval, [blo, bhi] its Bonferroni interval
     and m the margin: `yes(e, lo, hi, m)` and `no(blo, bhi, m)` mark the effect; `towards_yes(e, m)` and
-    `boundary(e, m)` name the bound that would decide it (the seeds that would); `yes_region(m, lo, hi)` is where
+    `boundary(e, m)` name the bound that would decide it (the units that would); `yes_region(m, lo, hi)` is where
     the interval means 'yes' on a plot spanning lo–hi, and `margin_lines(m)` where the plot dashes the margin."""
     name: str                 # the parts table's `judge`
     words: str                # how a forest plot names it
@@ -132,7 +132,7 @@ class Judge:
         if e is None or e.n == 0:
             return Mark.TOO_FEW_POINTS
         if e.n < MIN_UNITS:
-            return Mark.TOO_FEW_SEEDS
+            return Mark.TOO_FEW_UNITS
         kind, m = KINDS[self.kind], self.margin
         if kind.yes(e.est, e.lo, e.hi, m):
             return Mark.YES
@@ -144,7 +144,7 @@ class Judge:
             return None
         kind = KINDS[self.kind]
         level = CI_LEVEL if kind.towards_yes(e.est, self.margin) else 1 - (1 - CI_LEVEL) / max(k, 1)
-        return seeds_needed(e.est, e.sd, kind.boundary(e.est, self.margin), level)
+        return units_needed(e.est, e.sd, kind.boundary(e.est, self.margin), level)
 
 
 def gain(task: str) -> Judge:

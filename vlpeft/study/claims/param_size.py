@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .estimators import methods_in, size_profile, task_runs
 from .judges import MIN_METHODS, Judge, Mark, Verdict, every_method, gain
-from .parts import Part, claim, result, seed_note
+from .parts import Part, claim, result, unit_note
 from .stats import MIN_UNITS, Estimate, mean_of
 
 
@@ -24,7 +24,7 @@ def optimum(g, judge: Judge, k: int) -> tuple[Estimate | None, Estimate | None, 
     interior = prof[prof.columns[1:-1]].mean(axis=1)
     small, large = Estimate(interior - prof[prof.columns[0]]), Estimate(interior - prof[prof.columns[-1]])
     a, b = judge.mark(small, 2 * k), judge.mark(large, 2 * k)
-    for bad in (Mark.TOO_FEW_SEEDS, Mark.TOO_FEW_POINTS):
+    for bad in (Mark.TOO_FEW_UNITS, Mark.TOO_FEW_POINTS):
         if bad in (a, b):
             return small, large, bad
     return small, large, Mark.YES if a == b == Mark.YES else Mark.NO if Mark.NO in (a, b) else Mark.UNCLEAR
@@ -65,7 +65,7 @@ def caption_has_a_size_optimum(d):
             f"{large if large is not None else 'n/a'} ({words.get(mark, mark)})"
             for m, (small, large, mark) in res.items()]
     parts = [Part(m, e, judge, 2 * k, mark=r[2]) for m, r in res.items() for e in r[:2] if e is not None]
-    note, needed = seed_note(parts)
+    note, needed = unit_note(parts)
     rows = [Part(m, large, judge, 2 * k, mark=marks[m]).method_row(
                 2, m, "interior − largest size", f"interior − smallest: {small}" if small else "")
             for m, (small, large, _) in res.items()]
@@ -87,7 +87,7 @@ def vqa_rises_with_size(d):
         st = ", ".join(f"{s.est:+.2f}" for s in steps)
         text.append(f"{m}: largest − smallest {rise if rise else 'n/a'}, steps [{st}] ({mark})")
     parts = {m: Part(m, r[0], judge, k, mark=r[2]) for m, r in res.items()}
-    note, needed = seed_note(list(parts.values()))
+    note, needed = unit_note(list(parts.values()))
     rows = [parts[m].method_row(5, m, "largest − smallest size", "steps: " + ", ".join(str(s) for s in r[1]))
             for m, r in res.items()]
     return result(5, "largest − smallest size (mean over methods)", mean_of([r[0] for r in res.values()]),

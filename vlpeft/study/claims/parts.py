@@ -1,6 +1,7 @@
 """A claim is a short function registered with its number; its docstring *is* its rule. What it computes is a
 list of declared parts — each an effect, the judge that marks it and the number k of parts that can refute the
-claim — from which the claim's verdict, its evidence text and the seeds that would decide it follow.
+claim — from which the claim's verdict, its evidence text, the units that would decide it and whether its units
+(pre-training draws, or seeds) fall on both sides of a part's decision follow.
 
     @claim(4, "VQA (inconsistent): score rises with data ratio, for every method.")
     def vqa_rises_with_data(d):
@@ -16,15 +17,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .estimators import paper_setting
-from .judges import THRESHOLDS, Judge, Mark, Verdict
-from .stats import MIN_UNITS, Estimate
+from .judges import KINDS, THRESHOLDS, Judge, Mark, Verdict
+from .stats import MIN_UNITS, Estimate, unit_word
 
-COLUMNS = ["claim", "text", "statistic", "value", "ci_low", "ci_high", "n", "verdict", "evidence", "value_unit",
-           "seeds_needed"]
+COLUMNS = ["claim", "text", "statistic", "value", "ci_low", "ci_high", "n", "unit", "verdict", "evidence",
+           "value_unit", "units_needed", "split_parts"]
 PART_COLUMNS = ["claim", "part", "estimate", "ci_low", "ci_high", "bonferroni_low", "bonferroni_high", "k",
-                "n_units", "judge", "margin", "mark"]
+                "n_units", "judge", "margin", "mark", "split"]
+UNIT_COLUMNS = ["claim", "part", "unit", "estimate", "towards_yes"]   # each unit's own estimate of each part
 PER_METHOD_COLUMNS = ["claim", "method", "statistic", "estimate", "ci_low", "ci_high", "n_units", "mark",
-                      "seeds_needed", "detail"]
+                      "units_needed", "detail"]
 
 
 @dataclass
@@ -53,11 +55,32 @@ class Part:
         return f"{self.name}: {shown} ({self.label + ': ' if self.label else ''}{self.mark})"
 
     @property
-    def seeds_needed(self):
+    def units_needed(self):
         """Units that would decide this part at the measured spread (None unless it is unclear)."""
         if self.judge is None or self.mark != Mark.UNCLEAR:
             return None
         return self.judge.needed(self.estimate, self.k)
+
+    def towards_yes(self) -> dict:
+        """{unit: whether its own estimate lies on the side of the bound where the part reads yes} (judged parts)."""
+        if self.judge is None or self.estimate is None:
+            return {}
+        kind, m = KINDS[self.judge.kind], self.judge.margin
+        return {u: bool(kind.towards_yes(v, m)) for u, v in self.estimate.values.items()}
+
+    @property
+    def split(self) -> bool:
+        """The units' own estimates fall on both sides of the bound that decides this part: with other units
+        (other pre-training draws) the answer could be the other one."""
+        return len(set(self.towards_yes().values())) > 1
+
+    def unit_rows(self, claim) -> list[dict]:
+        """Each unit's own estimate of this part, as rows of the units table (the forest plots' rows per draw)."""
+        if self.estimate is None:
+            return []
+        side = self.towards_yes()
+        return [{"claim": claim, "part": self.name, "unit": u, "estimate": v, "towards_yes": side.get(u)}
+                for u, v in self.estimate.values.items()]
 
     def as_row(self, claim) -> dict:
         """This part as one row of the parts table (the forest plots): its interval, its margin and its mark."""
@@ -67,33 +90,39 @@ class Part:
         return {"claim": claim, "part": self.name, "estimate": e.est if ok else math.nan,
                 "ci_low": e.lo if ok else math.nan, "ci_high": e.hi if ok else math.nan,
                 "bonferroni_low": blo, "bonferroni_high": bhi, "k": self.k, "n_units": e.n if ok else 0,
-                "judge": j.kind if j else "", "margin": j.margin if j else math.nan, "mark": str(self.mark)}
+                "judge": j.kind if j else "", "margin": j.margin if j else math.nan, "mark": str(self.mark),
+                "split": self.split}
 
     def method_row(self, claim: int, method: str, statistic: str, detail: str = "") -> dict:
         """This part as one method's row of the per-method table."""
         e = self.estimate
         ok = e is not None and e.n > 0
-        needed = self.seeds_needed
+        needed = self.units_needed
         return {"claim": claim, "method": method, "statistic": statistic, "estimate": e.est if ok else math.nan,
                 "ci_low": e.lo if ok else math.nan, "ci_high": e.hi if ok else math.nan, "n_units": e.n if ok else 0,
-                "mark": str(self.mark), "seeds_needed": math.nan if needed is None else float(needed),
+                "mark": str(self.mark), "units_needed": math.nan if needed is None else float(needed),
                 "detail": detail}
 
 
-def seed_note(parts: list[Part]) -> tuple[str, float]:
-    """The evidence's closing words and the claim's `seeds_needed`: too few seeds anywhere, or the most seeds
-    that any unclear part would need at the measured seed-to-seed spread."""
-    few = [p.estimate.n for p in parts if p.mark == Mark.TOO_FEW_SEEDS]
+def unit_note(parts: list[Part]) -> tuple[str, float]:
+    """The evidence's closing words and the claim's `units_needed`: too few units anywhere, or the most units
+    (draws or seeds) that any unclear part would need at the measured unit-to-unit spread."""
+    unit = units_of(parts)
+    few = [p.estimate.n for p in parts if p.mark == Mark.TOO_FEW_UNITS]
     if few:
-        return f" — an interval needs ≥ {MIN_UNITS} seeds (units); some parts have only {max(few)}", math.nan
-    needs = [n for n in (p.seeds_needed for p in parts) if n is not None]
+        return f" — an interval needs ≥ {MIN_UNITS} {unit}s (units); some parts have only {max(few)}", math.nan
+    needs = [n for n in (p.units_needed for p in parts) if n is not None]
     if not needs:
         return "", math.nan
     most = max(needs)
     if most == math.inf:
-        return " — more than 1000 seeds would be needed to decide it at the measured spread", math.inf
-    return f" — about {most} seeds would decide it at the measured seed-to-seed spread", float(most)
+        return f" — more than 1000 {unit}s would be needed to decide it at the measured spread", math.inf
+    return f" — about {most} {unit}s would decide it at the measured {unit}-to-{unit} spread", float(most)
 
+
+def units_of(parts) -> str:
+    """What the parts' units are, "draw" or "seed" (`stats.unit_word`)."""
+    return unit_word([u for p in parts if p.estimate is not None for u in p.estimate.values.index])
 
 def evidence(parts: list[Part], sep: str = "; ") -> str:
     return sep.join(p.evidence for p in parts)
@@ -132,10 +161,12 @@ def claim(number: int, text: str):
 def result(claim_number: int, statistic: str, value: Estimate | None, verdict: Verdict, text: str,
            needed: float = math.nan, value_unit: str = "score points", claim_text: str | None = None,
            parts: list[Part] = ()) -> dict:
-    """One row of the claims table; `parts` (kept under "parts", not a column) are what its forest plot shows."""
+    """One row of the claims table; `parts` (kept under "parts", not a column) are what its forest plot shows.
+    `split_parts`: the judged parts whose units fall on both sides of their decision (`Part.split`)."""
     ok = value is not None and value.n > 0
     return {"claim": claim_number, "text": claim_text or CLAIMS[claim_number].text, "statistic": statistic,
             "value": value.est if ok else math.nan, "ci_low": value.lo if ok else math.nan,
-            "ci_high": value.hi if ok else math.nan, "n": value.n if ok else 0, "verdict": str(verdict),
-            "evidence": text, "value_unit": value_unit,
-            "seeds_needed": needed if verdict == Verdict.INCONCLUSIVE else math.nan, "parts": list(parts)}
+            "ci_high": value.hi if ok else math.nan, "n": value.n if ok else 0,
+            "unit": units_of([*parts, Part("value", value)]), "verdict": str(verdict), "evidence": text,
+            "value_unit": value_unit, "units_needed": needed if verdict == Verdict.INCONCLUSIVE else math.nan,
+            "split_parts": "; ".join(p.name for p in parts if p.split), "parts": list(parts)}

@@ -1,9 +1,11 @@
 """The statistics under every claim: an effect measured once per unit of replication, its Student t interval,
 and how many units would decide it.
 
-The unit is the seed — (pre-training seed, seed) when several pre-trained models exist: a seed fixes the training
-subset and the initialisation of every run made with it, so runs of one seed are not independent. Effects are in
-score points (100 × the metric). Everything here is deterministic (no resampling).
+The unit is the pre-training draw when the runs come from more than one pre-trained model of a world (each draw's
+effect computed from its own runs, over its fine-tuning seeds: reports/tiny/schedule.md §7.3), and the seed when
+they come from one (a seed fixes the training subset and the initialisation of every run made with it, so runs of
+one seed are not independent). `estimators.prepare` labels each run's unit: "draw 2", or "0/1" (pre-training seed /
+seed). Effects are in score points (100 × the metric). Everything here is deterministic (no resampling).
 """
 from __future__ import annotations
 
@@ -14,7 +16,13 @@ import pandas as pd
 from scipy import stats
 
 CI_LEVEL = 0.90           # two-sided; a 90% CI inside ±margin is TOST at α = 0.05
-MIN_UNITS = 2             # a t interval over units needs ≥ 2 units (seeds)
+MIN_UNITS = 2             # a t interval over units needs ≥ 2 units (draws or seeds)
+DRAW = "draw "            # a unit label that starts so is a pre-training draw
+
+
+def unit_word(labels) -> str:
+    """What the units behind these labels are: "draw" or "seed"."""
+    return "draw" if any(str(u).startswith(DRAW) for u in labels) else "seed"
 
 
 def t_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:
@@ -27,7 +35,7 @@ def t_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:
     return float(v.mean() - half), float(v.mean() + half)
 
 
-def seeds_needed(effect: float, sd: float, margin: float, level: float = CI_LEVEL, max_n: int = 1000):
+def units_needed(effect: float, sd: float, margin: float, level: float = CI_LEVEL, max_n: int = 1000):
     """Smallest number of units n ≥ 2 whose interval half-width t(level, n−1)·sd/√n is below |effect − margin|,
     i.e. that would decide a part whose true effect and seed-to-seed spread are the ones measured.
     math.inf when more than `max_n` would be needed (an effect on the bound is never decided); None when no

@@ -10,6 +10,7 @@ same sections, from the same walk.
                       claims.csv, claims.md       one row per claim (and the dial's): value, interval, verdict, evidence
                       claims_per_method.csv       each method's own mark per claim
                       claims_parts.csv            every part of every claim: what the forest plots draw
+                      claims_units.csv            each unit's (draw's) own estimate of every part: their rows
                       figures/*.png|svg           every figure
                       index.html                  the page: every figure inline (SVG), nothing loaded from the network
 

@@ -2,7 +2,7 @@
 from them — the claims, each method's marks, the parts the forest plots draw, and the dial's verdict.
 
     study = Study.load("runs/tiny")      # run folders; a report folder (its runs.csv, curves.csv); or a bare name
-    study.claims, study.per_method, study.parts, study.dial
+    study.claims, study.per_method, study.parts, study.units, study.dial
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 from ...catalog import METHODS, PAPER_METHODS
 from ...errors import VlpeftError
 from ...io import read_json
-from ..claims import dial_verdict, evaluate_claims, parts_table, per_method_table
+from ..claims import dial_verdict, evaluate_claims, parts_table, per_method_table, units_table
 from ..presets import PRESET_WORLD
 from ..results import highest_consistency, load_curves, load_runs, setting
 
@@ -35,6 +35,7 @@ class Study:
     claims: pd.DataFrame = field(init=False)
     per_method: pd.DataFrame = field(init=False)
     parts: pd.DataFrame = field(init=False)
+    units: pd.DataFrame = field(init=False)   # each part's units one by one (the forest plots' rows per draw)
     dial: dict = field(init=False)
 
     def __post_init__(self):
@@ -43,10 +44,11 @@ class Study:
             raise StudyError(f"study {self.name!r} mixes VQA runs of the routes {' and '.join(routes)}; its claims "
                              f"would pool them. Run each route as its own study (`--study NAME`)")
         self.claims, self.per_method = evaluate_claims(self.runs), per_method_table(self.runs)
-        self.parts, self.dial = parts_table(self.runs), dial_verdict(self.runs)
+        self.parts, self.units, self.dial = parts_table(self.runs), units_table(self.runs), dial_verdict(self.runs)
         if self.wiring_check:  # its numbers mean nothing: every claim computed (the wiring), none judged
             self.claims["verdict"] = self.dial["verdict"] = NOT_JUDGED
             self.per_method["mark"] = self.parts["mark"] = "not judged"
+            self.parts["split"] = False
 
     @property
     def is_dial(self) -> bool:
@@ -85,6 +87,11 @@ class Study:
                            wiring_check=_wiring_check(folder))
         raise StudyError(f"no runs of study {where.name!r} in {' or '.join(map(str, candidates))}. "
                          + _how_to_fill(where if where.exists() or len(where.parts) > 1 else Path("runs") / where))
+
+    @property
+    def unit(self) -> str:
+        """What its claims' units are: "draw" (several pre-training draws) or "seed" (`claims.stats`)."""
+        return str(self.claims.unit.iloc[0]) if len(self.claims) else "seed"
 
     def claim_row(self, claim) -> dict:
         if claim == "dial":

@@ -1,7 +1,8 @@
 """The report folder: the tables, every figure and index.html — the study's sections (`walker.walk`) as one
 offline page, every figure inline as SVG, nothing loaded from the network.
 
-    write_report(study, "reports/tiny")          # runs.csv, curves.csv, claims*, figures/, index.html
+    write_report(study, "reports/tiny")          # runs.csv, curves.csv, claims* (claims_units: per draw), figures/,
+                                                 # index.html
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def _write_tables(study: Study, out: Path) -> None:
     (out / "claims.md").write_text(_markdown(table.round({"value": 3, "ci_low": 3, "ci_high": 3})))
     study.per_method.to_csv(out / "claims_per_method.csv", index=False)
     study.parts.to_csv(out / "claims_parts.csv", index=False)
+    study.units.to_csv(out / "claims_units.csv", index=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -105,6 +107,15 @@ def _section_html(study: Study, section: Section, out: Path, formats, notes: lis
     return "".join(body)
 
 
+def _unit_words(study: Study) -> str:
+    """The unit of replication, as the page's opening names it."""
+    if study.unit == "draw":
+        draws = sorted(set(study.units.unit))
+        return (f"pre-training draws ({len(draws)}: each draw's effect over its own runs; every forest plot shows "
+                f"each draw's own estimate under the pooled one)")
+    return "seeds"
+
+
 def _page(study: Study, shown: list[Section], body: str, notes: list[str]) -> str:
     """index.html: the verdicts at a glance, the notes, the sections, the rules, and every run's state."""
     e = html.escape
@@ -119,8 +130,8 @@ def _page(study: Study, shown: list[Section], body: str, notes: list[str]) -> st
 <h1>vlpeft report — study <code>{e(study.name)}</code></h1>{WIRING_BANNER if study.wiring_check else ""}
 <p class='q'>Re-run of <i>An Empirical Study of Parameter Efficient Fine-tuning on Vision-Language Pre-train Model</i>
 (Tian et al., 2024): {len(runs)} run folders, {n_complete} complete. Effects are in score points (100 × CIDEr or
-VQA accuracy) with {CI_LEVEL:.0%} t intervals over seeds, the unit of replication; the rules were fixed before any
-result was seen (end of the page). The evidence behind each verdict, in words, is in claims.md.</p>
+VQA accuracy) with {CI_LEVEL:.0%} t intervals over {_unit_words(study)}, the unit of replication; the rules were fixed
+before any result was seen (end of the page). The evidence behind each verdict, in words, is in claims.md.</p>
 <nav>{nav}</nav>
 <h2>The answer at a glance</h2>{_html_table(verdict_table(study), verdicts=True)}
 {"".join(f"<p class='note'>{e(n)}</p>" for n in notes)}

@@ -3,7 +3,7 @@ the figures by name, each claim's forest plot, and the verdict table.
 
     sections_of(study)                  # the sections a study has something for
     figure(study, "vqa_data_ratio")     # (chart, None), or (None, why it is not drawn)
-    verdict_table(study, (4, 5, 6))     # claim, verdict, value with its interval, n, seeds to decide
+    verdict_table(study, (4, 5, 6))     # claim, verdict, value with its interval, n, units to decide (, split on)
 """
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ def forest(study: Study, claim):
     mine = study.parts[study.parts.claim.astype(str) == str(claim)]
     if not (mine.n_units > 0).any():
         return None
-    return F.fig_forest(study.parts, claim, row["verdict"], row["text"])
+    units = study.units if study.unit == "draw" else None    # a row per draw; not per seed (one model's seeds)
+    return F.fig_forest(study.parts, claim, row["verdict"], row["text"], units=units)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -116,14 +117,23 @@ def _seeds(x) -> str:
 
 
 def verdict_table(study: Study, claims=None) -> pd.DataFrame:
-    """Claim, its text, the verdict, its value with the 90 % interval, n (units) and the seeds that would decide
-    it — one row per claim (the dial's last for a dial study); the evidence is in claims.md."""
+    """Claim, its text, the verdict, its value with the 90 % interval, n (units: draws or seeds), the units that
+    would decide it, and, when the units are pre-training draws, the parts whose draws fall on both sides of their
+    decision ("depends on the draw") — one row per claim (the dial's last for a dial study); the evidence is in
+    claims.md."""
+    unit = study.unit
     rows = [study.claim_row(c) for c in (claims or [*study.claims.claim, *(["dial"] if study.is_dial else [])])]
     out = []
     for c in rows:
-        unit = c.get("value_unit", "score points")
-        ci = "" if pd.isna(c["ci_low"]) else f"[{_value(c['ci_low'], unit)}, {_value(c['ci_high'], unit)}]"
+        value_unit = c.get("value_unit", "score points")
+        ci = "" if pd.isna(c["ci_low"]) else f"[{_value(c['ci_low'], value_unit)}, {_value(c['ci_high'], value_unit)}]"
         out.append({"#": c["claim"], "claim": c["text"], "verdict": c["verdict"],
-                    "value": f"{_value(c['value'], unit)} {ci}".strip(), "n": c["n"],
-                    "seeds to decide": _seeds(c.get("seeds_needed"))})
+                    "value": f"{_value(c['value'], value_unit)} {ci}".strip(), f"n ({unit}s)": c["n"],
+                    f"{unit}s to decide": _seeds(c.get("units_needed"))}
+                   | ({"depends on the draw": _split(c.get("split_parts"))} if unit == "draw" else {}))
     return pd.DataFrame(out)
+
+
+def _split(parts) -> str:
+    """The parts whose draws disagree, or "no" (every draw on one side of every bound)."""
+    return "no" if pd.isna(parts) or not str(parts) else f"yes: {parts}"
