@@ -8,11 +8,14 @@ eleven verdicts and each method's scores of the two side by side:
     studies = {"mPLUG recipe": Study.load("reports/tiny"), "BLIP recipe": Study.load("reports/tiny-blip")}
     verdicts_side_by_side(studies)     # claim × recipe: verdict (value [90 % interval])
     scores_side_by_side(studies)       # task × method at its reference size and 100 % data: score per recipe, and
-                                       #   the difference (first − second) with its 90 % t interval over seeds
+                                       #   the difference (first − second) with its 90 % t interval over units
     write_families(studies, "reports/families")
 
-A difference is paired by seed (a seed fixes the training subset and the method's initialisation in both studies,
-`claims.stats`); a recipe's runs are those its study holds, each study judged by its own declared rules.
+A difference is paired by unit, the studies' unit of replication (`claims.stats`): by seed (a seed fixes the
+training subset and the method's initialisation in both studies), or, for studies of several pre-training draws, by
+draw number (draw d of each study, fine-tuned with the same seed; the two draws are independent pre-trainings, so
+the pairing matches the fine-tuning seed only). A recipe's runs are those its study holds, each study judged by
+its own declared rules.
 
 The page is read as a result, so its premise is checked before anything is written (`check_premise`): the two
 studies hold one grid — the same cells (task, method, size, "+ classifier", data ratio, consistency level,
@@ -197,26 +200,31 @@ def verdicts_side_by_side(studies: dict[str, Study]) -> pd.DataFrame:
     return out
 
 
-def _per_seed(study: Study, task: str, method: str) -> pd.Series:
-    """Score points (100 × best validation score) per seed of a method's plain runs at its reference size and 100 %
-    data (full fine-tuning: at 100 % data)."""
+def _per_unit(study: Study, task: str, method: str) -> pd.Series:
+    """Score points (100 × best validation score) per unit (a draw: the mean over its seeds; else a seed) of a
+    method's plain runs at its reference size and 100 % data (full fine-tuning: at 100 % data)."""
     d = complete(study.paper_runs)
     d = d[(d.task == task) & ~d.tune_classifier]
     if d.empty or method not in set(d.method):
         return pd.Series(dtype=float)
     size = reference_sizes(d)[method]
     d = d[(d.method == method) & (d["size"] == size) & (d.data_ratio == d.data_ratio.max())]
-    return (100 * d.groupby("seed")["best_val"].mean()).rename(method)
+    return (100 * d.groupby("pretrain_seed" if study.unit == "draw" else "seed")["best_val"].mean()).rename(method)
+
+
+def unit_of(studies) -> str:
+    """The studies' unit of replication, in words ("draw" only when every study's is)."""
+    return "draw" if all(s.unit == "draw" for s in studies) else "seed"
 
 
 def scores_side_by_side(studies: dict[str, Study]) -> pd.DataFrame:
-    """task × method: each recipe's mean score (points, 90 % interval over seeds) and the first minus the second,
-    paired by seed."""
+    """task × method: each recipe's mean score (points, 90 % interval over units) and the first minus the second,
+    paired by unit."""
     names = list(studies)
     rows = []
     for task in TASK_INFO:
         for method in METHODS:
-            per = {name: _per_seed(s, task, method) for name, s in studies.items()}
+            per = {name: _per_unit(s, task, method) for name, s in studies.items()}
             if all(v.empty for v in per.values()):
                 continue
             row = {"task": task, "method": METHODS[method].title, "family": METHODS[method].family}
@@ -231,7 +239,7 @@ def scores_side_by_side(studies: dict[str, Study]) -> pd.DataFrame:
 
 
 def scores_chart(scores: pd.DataFrame, names: list[str], noun: str = "recipe") -> alt.Chart:
-    """Each method's score per study (points: the mean; whiskers: the 90 % interval over seeds), one panel per
+    """Each method's score per study (points: the mean; whiskers: the 90 % interval over units), one panel per
     task, the studies told apart by `noun` (the factor compared); the axis starts where the scores are, not at 0,
     so that their difference shows."""
     long = pd.concat([scores[["task", "method"]].assign(**{noun: n}, score=scores[n], low=scores[f"{n} low"],
@@ -292,7 +300,7 @@ def write_families(studies: dict[str, Study], out_dir, formats=("png", "svg"), f
     `check_premise` (a refusal writes nothing)."""
     f = get_factor(factor)
     check_premise(list(studies.values()), factor)
-    names = list(studies)
+    names, unit = list(studies), unit_of(studies.values())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     verdicts, scores = verdicts_side_by_side(studies), scores_side_by_side(studies)
@@ -303,7 +311,7 @@ def write_families(studies: dict[str, Study], out_dir, formats=("png", "svg"), f
     (out / "families.md").write_text(
         f"# Two {f.plural}, one study\n\n## What the {f.noun} changes\n\n" + "".join(f"- {c}\n" for c in changes)
         + "\n## The verdicts\n\n" + _markdown(verdicts) + "\n## The scores at the reference sizes, 100 % data "
-        f"(points, {CI_LEVEL:.0%} t intervals over seeds)\n\n" + _markdown(table))
+        f"(points, {CI_LEVEL:.0%} t intervals over {unit}s)\n\n" + _markdown(table))
     figure = _img(F.save(scores_chart(scores, names, f.noun), out / "figures", "scores", formats),
                   f"scores per {f.noun}")
     e = html.escape
@@ -316,7 +324,7 @@ def write_families(studies: dict[str, Study], out_dir, formats=("png", "svg"), f
 <h1>vlpeft — the same study {f.phrase}</h1>
 <p class='q'>{e(intro, quote=False)} {sources}. Each study is judged by its own declared rules;
 scores are 100 × the best validation CIDEr / VQA accuracy at each method's reference size and 100 % data, with
-{CI_LEVEL:.0%} t intervals over seeds; differences are paired by seed.</p>
+{CI_LEVEL:.0%} t intervals over {unit}s; differences are paired by {unit}.</p>
 <h2>What the {f.noun} changes</h2><ul>{"".join(f"<li>{e(c)}</li>" for c in changes)}</ul>
 <h2>The eleven verdicts</h2>{_html_table(verdicts)}
 <h2>Each method's score</h2>{figure}{_html_table(table)}
