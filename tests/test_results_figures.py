@@ -267,6 +267,29 @@ def test_a_study_of_several_draws_shows_each_draws_estimate(tmp_path):
                                             for layer in forest(seeds, 4).to_dict()["layer"])
 
 
+def test_the_fairness_check_is_each_draws_margin_over_the_question_prior(tmp_path):
+    """Per draw, every plain VQA PEFT configuration at 100 % data: best validation accuracy minus the question prior
+    its run recorded; a method below it in one draw is not above in every draw; the VQA section shows the table."""
+    from vlpeft.study.results import fairness
+    runs = scenario(seeds=(0,), pretrain_seeds=(0, 1, 2)).assign(question_prior=0.3)
+    runs = runs.assign(run_dir=[f"r{i}" for i in range(len(runs))], error="")
+    low = (runs.task == "vqa") & (runs.method == "prompt") & (runs.pretrain_seed == 2)
+    runs.loc[low, "best_val"] = 0.25
+    table = fairness(runs)
+    plain = runs[(runs.task == "vqa") & ~runs.tune_classifier & (runs.method != "full") & (runs.data_ratio == 1.0)]
+    assert len(table) == len(plain.groupby(["method", "size"])) and table.attrs["prior"] == pytest.approx(0.3)
+    for r in plain.itertuples():
+        row = table[(table.method == r.method) & (table["size"] == r.size)].iloc[0]
+        assert row[f"draw {r.pretrain_seed}"] == pytest.approx(r.best_val - 0.3)
+    verdict = table.set_index(["method", "size"])["above in every draw"]
+    assert set(verdict[verdict == "no"].index.get_level_values(0)) == {"prompt"}
+    page = (report.write_report(report.Study("f", "memory", runs, pd.DataFrame(columns=["run_dir"])),
+                                tmp_path / "r", formats=("svg",)) / "index.html").read_text()
+    vqa = page.split("id='inconsistent'")[1].split("<h2")[0]
+    assert "Fairness check" in vqa and "question-type prior of its validation questions (0.300)" in vqa
+    assert fairness(runs.drop(columns="question_prior")).empty   # runs from before #39 record none: no table
+
+
 def test_each_kind_of_judge_lives_in_one_place(runs):
     """Every kind of judge the claims use is an entry of KINDS, and that entry is what the verdict-rules page states
     and what the forest plots draw: its words and margin in the tooltip, its margin lines (its yes-region: above);

@@ -54,6 +54,38 @@ def test_tiny_preset_covers_the_study():
         assert len({c.seed for c in sub}) >= 2
 
 
+@pytest.mark.parametrize("preset, recipe", [("tiny", "mplug"), ("tiny-blip", "blip")])
+def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monkeypatch):
+    """The design of #39 (schedule.md §7.3): each pre-training draw d of the recipe, pre-trained L steps (warm-up
+    L/10) from seed d, runs the whole grid with its own fine-tuning seeds; a cell of draw d is the one-draw study's
+    cell of seed d in every field but the model it starts from. The dial's level-1 draw 0 stays the 1000-step model."""
+    from vlpeft.config import PretrainConfig
+    from vlpeft.errors import ConfigError
+    from vlpeft.rundir import config_dict
+    from vlpeft.worlds import assets
+    one = presets.grid(preset)
+    monkeypatch.setattr(assets, "DESIGN", assets.Design(3000, {0: (0,), 1: (1,), 2: (2,)}))
+    draws = presets.grid(preset)
+    assert len(draws) == len(one) and len({c.run_id for c in draws}) == len(draws)
+    for d in (0, 1, 2):
+        mine = [c for c in draws if c.config.seed == d]
+        world = assets.get_world(assets.RECIPE_WORLD[recipe] + (f"-p{d}" if d else ""))
+        pre = PretrainConfig(**world.pretrain)
+        assert (pre.seed, pre.steps, pre.warmup, pre.recipe) == (d, 3000, 300, recipe)
+        assert {c.world for c in mine} == {world.name}
+        assert {c.config.model_path for c in mine} == {f"checkpoints/{recipe}-L3000-p{d}/{{task}}"}
+        same = {"model_path", "out_dir"}
+        strip = [{k: v for k, v in config_dict(c.config).items() if k not in same}
+                 for c in sorted(mine, key=lambda c: c.run_id)]
+        want = [{k: v for k, v in config_dict(c.config).items() if k not in same}
+                for c in sorted((c for c in one if c.config.seed == d), key=lambda c: c.run_id)]
+        assert sorted(map(repr, strip)) == sorted(map(repr, want))
+    dial = assets.get_world("dial-c1-p0")
+    assert dial.model_root == "checkpoints/embedded" and PretrainConfig(**dial.pretrain).steps == 1000
+    with pytest.raises(ConfigError, match="3 pre-training draws"):
+        presets.grid(preset, model_path="elsewhere/{task}")
+
+
 def test_dry_run_and_filters(capsys):
     cells = presets.select(presets.grid("paper"), tasks=["vqa"], methods=["lora"], ratios=[1.0])
     assert len(cells) == 2 * 5  # 5 ranks, with and without classifier

@@ -39,6 +39,22 @@ def test_run_writes_a_complete_folder(models, tiny_world, tmp_path, task, method
     assert steps[0] == 0 and steps[-1] == m["steps"] and steps == sorted(set(steps)) and steps[1] == 2
 
 
+@pytest.mark.parametrize("task", ["caption", "vqa"])
+def test_a_vqa_run_records_what_the_question_alone_scores(models, tiny_world, tmp_path, task):
+    """The fairness check's bar, in the run's own metrics: the question-type prior of the whole training split (not
+    the run's share of it) on exactly the questions the run validates on; a caption run has none."""
+    from vlpeft.data import Paths, question_prior
+    from vlpeft.tasks import get_task
+    cfg = smoke(models, tiny_world, tmp_path / "run", task=task, method="lora", size=2, data_ratio=0.5, eval_size=5)
+    m = run(cfg, progress=False)
+    if task == "caption":
+        assert m["question_prior"] is None
+        return
+    train, val, _ = get_task("vqa").splits(Paths.of(cfg))
+    assert m["question_prior"] == question_prior(train, val[:5])[0]
+    assert m["question_prior"] != question_prior(train, val)[0] or len(val) == 5
+
+
 def test_complete_run_is_not_redone(models, tiny_world, tmp_path):
     cfg = smoke(models, tiny_world, tmp_path / "r", task="vqa", method="lora", size=2)
     first = run(cfg, progress=False)

@@ -37,7 +37,7 @@ from .blip.checkpoints import check_path
 from .blip.models import load_model, load_processor
 from .catalog import METHODS, variant
 from .config import RunConfig
-from .data import Paths, Pixels, StepBatches, check_images, nested_subset, ratio_problem
+from .data import Paths, Pixels, StepBatches, check_images, nested_subset, question_prior, ratio_problem
 from .devices import PRECISIONS, autocast_dtype, device_problem, resolve_device
 from .errors import ConfigError, Interrupted, MetricError, Preempted
 from .features import ensure_features
@@ -144,6 +144,7 @@ class Setup:
     all_params: int
     compiled: str                       # whether the training step is compiled, and why (compiling.plan)
     features: str | None = None         # the feature-cache key the run read its image states from
+    question_prior: float | None = None  # VQA: what the question alone scores on the run's validation questions
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
@@ -167,9 +168,12 @@ def make_loader(cfg: RunConfig, device: torch.device, task, tokenizer, dataset, 
 def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
     """Data first (a bad image or annotation is found before anything is written), then model and method."""
     task = get_task(cfg.task)
-    train_items, val_items, test_items = task.splits(Paths.of(cfg))
-    train_items = nested_subset(train_items, cfg.data_ratio, cfg.seed)
+    all_train, val_items, test_items = task.splits(Paths.of(cfg))
+    train_items = nested_subset(all_train, cfg.data_ratio, cfg.seed)
     val_items = val_items[:cfg.eval_size] if cfg.eval_size else val_items
+    # the fairness check's bar (reports/tiny/schedule.md §2): the question-type prior of the whole training split on
+    # the questions this run validates on
+    prior = question_prior(all_train, val_items)[0] if cfg.task == "vqa" else None
     test_items = test_items[:cfg.test_size] if cfg.test_size else test_items
     check_images(task.image_paths(train_items + val_items + test_items))
 
@@ -213,7 +217,7 @@ def build(cfg: RunConfig, dp: Ranks, progress: bool = False) -> Setup:
                  scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, task.lr_lambda(cfg, total)),
                  train_set=train_set, val=(loader(val_items), val_items), test=(loader(test_items), test_items),
                  total=total, trainable=trainable, all_params=all_params, compiled=why,
-                 features=getattr(images, "folder", Path("")).name or None)
+                 features=getattr(images, "folder", Path("")).name or None, question_prior=prior)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -348,7 +352,7 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
         "compile": s.compiled if getattr(s.loss_module, "failed", None) is None else f"eager: {s.loss_module.failed}",
         "error": None if status == "complete" else "non-finite loss",
         "vqa_route": cfg.vqa_route or None, "recipe": start.get("pretrain", {}).get("recipe"),
-        "start": start, "provenance": provenance(),
+        "question_prior": s.question_prior, "start": start, "provenance": provenance(),
     }
     return folder.finish(metrics)
 

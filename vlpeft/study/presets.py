@@ -20,8 +20,9 @@ Presets:
          "+ classifier", and full fine-tuning at every ratio; BLIP-base converted from BLIP's pre-training
          checkpoint (`vlpeft convert-blip`), MSCOCO/VQAv2 under data/coco.
   tiny   the embedded study for a 2-core CPU: per task and PEFT, 3 data ratios at the middle size and 3 sizes
-         at the full data, "+ classifier" at the middle size and full data, full fine-tuning at each ratio;
-         three seeds. The tiny BLIP is pre-trained with mPLUG's recipe (the paper's model; VQA route mplug).
+         at the full data, "+ classifier" at the middle size and full data, full fine-tuning at each ratio; on
+         every pre-training draw of `assets.DESIGN`, with its fine-tuning seeds. The tiny BLIP is pre-trained with
+         mPLUG's recipe (the paper's model; VQA route mplug).
   tiny-blip  the same grid from the tiny BLIP pre-trained with BLIP's recipe (VQA route blip): the second
          family, for the influence of the base model (reports/tiny-blip).
   dial   the consistency dial (beyond the paper): captioning at three consistency levels × two pre-training
@@ -42,7 +43,8 @@ from ..catalog import method as catalogue_entry
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..rundir import config_dict, run_id
-from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, dial_world, get_world
+from ..worlds import assets
+from ..worlds.assets import DIAL_LEVELS, DIAL_PRETRAIN_SEEDS, RECIPE_WORLD, dial_world, get_world
 from ..worlds.shapes import CAPTIONS_PER_IMAGE
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -115,8 +117,7 @@ def tiny_base(world, vqa_epochs: int = TINY_VQA_EPOCHS) -> dict[str, dict]:
                         test_size=0)}
 
 
-TINY_RATIOS = [0.1, 0.3, 1.0]
-TINY_SEEDS = [0, 1, 2]
+TINY_RATIOS = [0.1, 0.3, 1.0]   # (the seeds, per pre-training draw: assets.DESIGN)
 SMOKE_BASE = dict(steps=4, warmup_steps=1, epochs=1, warmup_per_ratio=1, batch_size=8, eval_every=2, eval_size=8,
                   test_size=8, lr=1e-3)
 # The consistency dial (beyond the paper; README, "The consistency dial"): captioning at every level × pre-training
@@ -240,8 +241,12 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
         return cells
     world = get_world(PRESET_WORLD[preset])
     args = (study, world.name, runs_root)
+    draws = assets.DESIGN.draws
+    if preset in ("tiny", "tiny-blip") and len(draws) > 1 and model_path:
+        raise ConfigError(f"the {preset} preset fine-tunes {len(draws)} pre-training draws, one model each "
+                          f"(vlpeft.worlds.assets.DESIGN); --model-path does not apply")
 
-    def where(task: str) -> dict:
+    def where(task: str, world=world) -> dict:
         paths = dict(data_root=data_root or world.data_root, model_path=model_path or world.model_path,
                      feature_cache=feature_cache, compile_cache=compile_cache)
         if task == "vqa":
@@ -256,8 +261,11 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
             for m in [*PEFT, "full", *extra]:
                 cells += _paper_axes(args, task, m, fields)
         elif preset in ("tiny", "tiny-blip"):
-            cells += _tiny_axes(args, task, [*PEFT, "full", *extra], TINY_SEEDS, where(task), classifier=True,
-                                world=world.world)
+            recipe = {name: r for r, name in RECIPE_WORLD.items()}[world.name]
+            for draw, seeds in assets.DESIGN.seeds.items():   # every draw, with its own fine-tuning seeds
+                w = assets.standin(recipe, draw)
+                cells += _tiny_axes((study, w.name, runs_root), task, [*PEFT, "full", *extra], list(seeds),
+                                    where(task, w), classifier=True, world=w.world)
     if preset == "smoke":
         for task, m, size in (("caption", "lora", 4), ("vqa", "prompt", 4), ("vqa", "parallel_adapter", 8)):
             cells += _axis(*args, task, m, [size], [0.5], [0], [False], SMOKE_BASE | where(task))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..catalog import family_of, variant
+from ..catalog import METHODS, family_of, variant
 from ..io import read_json
 
 RUN_FILES = ("config.json", "metrics.json", "failed.json")
@@ -31,11 +31,12 @@ KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed", "vqa_
 COLUMNS = ["study", "task", "method", "variant", "family", "size", "tune_classifier", "data_ratio", "seed",
            "metric", "best_val", "best_step", "test", "final_val", "zero_shot_val", "trainable_params",
            "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s", "samples_per_s",
-           "pretrain_seed", "consistency", "recipe", "vqa_route", "status", "error", "run_dir",
+           "pretrain_seed", "pretrain_steps", "consistency", "recipe", "vqa_route", "question_prior", "status",
+           "error", "run_dir",
            "numerics", "cpu", "lock", "torch", "transformers", "peft", "standin"]   # where the number was made
 NUMERIC = ["size", "data_ratio", "seed", "best_val", "best_step", "test", "final_val", "zero_shot_val",
            "trainable_params", "all_params", "trainable_pct", "n_train", "cost", "steps", "wall_s",
-           "samples_per_s", "pretrain_seed", "consistency"]
+           "samples_per_s", "pretrain_seed", "pretrain_steps", "consistency", "question_prior"]
 
 
 def _read(path: Path):
@@ -68,7 +69,8 @@ def _row(run_dir: Path, study: str) -> dict:
         row |= {k: v for k, v in metrics.items() if k in COLUMNS}
         start = (metrics.get("start") or {}).get("pretrain") or {}   # the embedded model's card (dial levels)
         recipe = metrics.get("recipe") or (start.get("recipe", "blip") if start else None)  # a card before #29: BLIP's
-        row |= {"pretrain_seed": start.get("seed"), "consistency": start.get("consistency"), "recipe": recipe}
+        row |= {"pretrain_seed": start.get("seed"), "pretrain_steps": start.get("steps"),
+                "consistency": start.get("consistency"), "recipe": recipe}
         row |= made_on(metrics)
     elif failed is not None:
         row |= {"status": "failed", "error": failed.get("error")}
@@ -146,6 +148,32 @@ def highest_consistency(df: pd.DataFrame) -> pd.DataFrame:
         return df
     level = pd.to_numeric(df["consistency"], errors="coerce").fillna(1.0)
     return df[level == level.max()]
+
+
+METHOD_ORDER = list(METHODS)   # the catalogue's order
+
+
+def fairness(df: pd.DataFrame) -> pd.DataFrame:
+    """The fairness check (reports/tiny/schedule.md §2), per pre-training draw: every plain PEFT configuration on
+    VQA at the highest data ratio, its best validation accuracy (mean over the draw's seeds) against the
+    question-type prior of the questions it validated on (the run records it). One row per (method, size), a
+    column per draw and `above` (in every draw); empty when the runs record no prior (runs made before #39)."""
+    d = complete(highest_consistency(df))
+    if "question_prior" not in d or d.empty:
+        return pd.DataFrame()
+    d = d[(d.task == "vqa") & ~d.tune_classifier & (d.method != "full") & d.question_prior.notna()]
+    d = d[d.data_ratio == d.data_ratio.max()]
+    if d.empty:
+        return pd.DataFrame()
+    d = d.assign(draw=pd.to_numeric(d.get("pretrain_seed", 0), errors="coerce").fillna(0).astype(int),
+                 margin=d.best_val.astype(float) - d.question_prior.astype(float))
+    wide = d.groupby(["method", "size", "draw"]).margin.mean().unstack("draw")
+    order = {m: i for i, m in enumerate(dict.fromkeys([*METHOD_ORDER, *wide.index.get_level_values(0)]))}
+    wide = wide.sort_index(key=lambda ix: ix.map(order) if ix.name == "method" else ix)
+    out = wide.rename(columns=lambda c: f"draw {c}").reset_index()
+    out["above in every draw"] = (wide > 0).all(axis=1).map({True: "yes", False: "no"}).to_numpy()
+    out.attrs["prior"] = float(d.question_prior.astype(float).mean())
+    return out
 
 
 def reference_sizes(df: pd.DataFrame) -> dict[str, int]:

@@ -4,8 +4,8 @@ A preset names its world; the study, the sweep and the notebooks resolve it here
 
     smoke     a seconds-long shapes world and a 20-step tiny BLIP (tests, a first look; numbers mean nothing)
     embedded  the study's shapes world and its tiny BLIP pre-trained with mPLUG's recipe, the paper's model
-              (minutes, cached)
-    embedded-blip  the same world, the tiny BLIP pre-trained with BLIP's recipe (the second family)
+              (minutes, cached): draw 0 of the study's stand-ins (`DESIGN`); embedded-p1, … its other draws
+    embedded-blip  the same world, the tiny BLIP pre-trained with BLIP's recipe (the second family); -p1, …
     dial-c*-p*  the consistency dial's worlds (one per level) and pre-trained models (one per level and seed)
     real      real BLIP on real MSCOCO/VQAv2 files: nothing is generated, trained or written
 
@@ -59,8 +59,39 @@ class World:
         return self.pretrain.get("recipe", PretrainConfig.recipe)
 
 
+@dataclass(frozen=True)
+class Design:
+    """The embedded studies' stand-ins (#39, reports/tiny/schedule.md §7): each recipe pre-trained `steps` steps
+    (warm-up a tenth) from every pre-training draw of `seeds`, which maps a draw to the fine-tuning seeds run on it."""
+    steps: int
+    seeds: dict[int, tuple[int, ...]]
+
+    @property
+    def draws(self) -> tuple[int, ...]:
+        return tuple(self.seeds)
+
+
+ONE_DRAW = Design(1000, {0: (0, 1, 2)})   # the studies committed before #39: one 1000-step draw, three seeds on it
+DESIGN = ONE_DRAW                         # the studies `tiny` and `tiny-blip` (presets.grid)
+RECIPE_WORLD = {"mplug": "embedded", "blip": "embedded-blip"}   # a recipe's draw 0, by name
+
+
+def standin(recipe: str, draw: int, design: Design | None = None) -> World:
+    """A recipe's stand-in of one pre-training draw: `embedded` (mPLUG's recipe) or `embedded-blip`, `-p<draw>`
+    after draw 0. A 1000-step draw 0 lives where the studies before #39 put it (checkpoints/embedded[-blip]); every
+    other in checkpoints/<recipe>-L<steps>-p<draw>."""
+    base, design = RECIPE_WORLD[recipe], design or DESIGN
+    longer = design.steps != PretrainConfig.steps
+    before = not longer and draw == 0
+    pretrain = (({"recipe": recipe} if recipe != "mplug" else {}) | ({"seed": draw} if draw else {})
+                | ({"steps": design.steps, "warmup": design.steps // 10} if longer else {}))
+    return World(base + (f"-p{draw}" if draw else ""), WorldConfig(), pretrain, "data/shapes",
+                 f"checkpoints/{base}" if before else f"checkpoints/{recipe}-L{design.steps}-p{draw}")
+
+
 # The consistency dial (beyond the paper): one world per level, one pre-trained model per level and seed. Level 1
-# with pre-training seed 0 is the embedded world and model themselves (the same configs, so the same folders).
+# with pre-training seed 0 is the 1000-step embedded world and model of the studies before #39 (the same configs, so
+# the same folders).
 DIAL_LEVELS = (1.0, 0.5, 0.0)
 DIAL_PRETRAIN_SEEDS = (0, 1)
 
@@ -75,8 +106,7 @@ def dial_world(level: float, seed: int) -> World:
 WORLDS: dict[str, World] = {w.name: w for w in [
     World("smoke", SMOKE_WORLD, dict(steps=20, batch_size=16, zero_shot_eval=0, spec=SMOKE_SPEC),
           "data/smoke", "checkpoints/smoke"),
-    World("embedded", WorldConfig(), {}, "data/shapes", "checkpoints/embedded"),
-    World("embedded-blip", WorldConfig(), {"recipe": "blip"}, "data/shapes", "checkpoints/embedded-blip"),
+    *(standin(recipe, draw) for recipe in RECIPE_WORLD for draw in DESIGN.draws),
     World("real", None, {}, "data/coco", "checkpoints/blip-base-pretrained"),
     *(dial_world(level, seed) for level in DIAL_LEVELS for seed in DIAL_PRETRAIN_SEEDS),
 ]}
@@ -86,9 +116,11 @@ WIRING_CHECKS = frozenset({"smoke"})  # worlds whose runs check the wiring only:
 
 
 def get_world(name: str) -> World:
-    if name not in WORLDS:
-        raise AssetError(f"unknown world {name!r}; choose one of {', '.join(WORLDS)}")
-    return WORLDS[name]
+    """A world by name; the stand-ins' are those of today's `DESIGN`."""
+    worlds = WORLDS | {w.name: w for w in (standin(r, d) for r in RECIPE_WORLD for d in DESIGN.draws)}
+    if name not in worlds:
+        raise AssetError(f"unknown world {name!r}; choose one of {', '.join(worlds)}")
+    return worlds[name]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from .families import (
 )
 from .load import Study, StudyError
 from .sections import SECTION, VERDICT_COLOURS, verdict_table
-from .walker import Figure, Note, Question, Verdicts, walk
+from .walker import Figure, Note, Question, Table, Verdicts, walk
 
 
 def load_or_say(where) -> Study | None:
@@ -82,5 +82,7 @@ def show(study: Study | None, key: str) -> None:
                 display(chart)
             case Verdicts(table=table):
                 display(_styled(table))
+            case Table(caption=caption, table=table):
+                display(Markdown(f"*{caption}*"), table)
             case Note(text=text):
                 display(Markdown(f"*{text}*"))

@@ -18,7 +18,7 @@ from ..claims import CI_LEVEL, VERDICT_RULES
 from ..results import complete, summarize
 from .load import Study
 from .sections import NEEDS, SECTIONS, VERDICT_COLOURS, Section, sections_of, verdict_table
-from .walker import Figure, Note, Question, Verdicts, walk
+from .walker import Figure, Note, Question, Table, Verdicts, walk
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 6px;
@@ -102,6 +102,8 @@ def _section_html(study: Study, section: Section, out: Path, formats, notes: lis
                 body.append(_img(F.save(chart, out / "figures", name, formats), caption))
             case Verdicts(table=table):
                 body.append(_html_table(table, verdicts=True))
+            case Table(caption=caption, table=table):
+                body.append(f"<p class='q'>{e(caption)}</p>{_html_table(table)}")
             case Note(text=text):
                 notes.append(text)
     return "".join(body)

@@ -2,7 +2,8 @@
 notebook (`notebook`) each render the same items in their own medium.
 
     for item in walk(study, SECTION["inconsistent"]):
-        ...   # Question, then per figure a Figure (or a Note: why it is not drawn), Verdicts, a Figure per forest
+        ...   # Question, then per figure a Figure (or a Note: why it is not drawn), the fairness check's Table (VQA,
+              # when the runs record the question prior), Verdicts, a Figure per forest
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Iterator
 import altair as alt
 import pandas as pd
 
+from ..results import fairness
 from .load import Study
 from .sections import Section, figure, forest, verdict_table
 
@@ -36,12 +38,22 @@ class Note:
 
 
 @dataclass(frozen=True, eq=False)
+class Table:
+    """A table the section shows besides its verdicts (the VQA section's fairness check)."""
+    caption: str
+    table: pd.DataFrame
+
+
+@dataclass(frozen=True, eq=False)
 class Verdicts:
     """The verdict table of the section's claims."""
     table: pd.DataFrame
 
 
-Item = Question | Figure | Note | Verdicts
+FAIRNESS = ("Fairness check (schedule.md §2): each plain PEFT configuration at 100 % data, its best validation "
+            "accuracy minus the question-type prior of its validation questions ({prior:.3f}), per pre-training draw: "
+            "a method at or below 0 scores no better than the question alone.")
+Item = Question | Figure | Note | Table | Verdicts
 BEYOND = ("Beyond the paper's methods: {}. The figures show them beside the paper's families; they enter no claim "
           "(claims 1–11, their verdicts and marks judge the paper's five PEFT methods and full fine-tuning).")
 
@@ -60,6 +72,8 @@ def walk(study: Study, section: Section) -> Iterator[Item]:
     for name in section.figures:
         chart, why = figure(study, name)
         yield Figure(name, name, chart) if chart is not None else Note(why)
+    if section.key == "inconsistent" and len(fair := fairness(study.runs)):
+        yield Table(FAIRNESS.format(prior=fair.attrs["prior"]), fair.round(3))
     if section.claims:
         yield Verdicts(verdict_table(study, section.claims))
         for c in section.claims:
