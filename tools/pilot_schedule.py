@@ -9,6 +9,8 @@ under 1 point over its last fifth. Pilot seed 7 only (the study's seeds are 0, 1
     python tools/pilot_schedule.py figure                                       # reports/tiny/schedule_curves.png
     python tools/pilot_schedule.py --world embedded --root runs/pilot_schedule_mplug \
         --figure reports/tiny/schedule_curves_mplug run vqa --epochs 3           # section 6's pilot
+    python tools/pilot_schedule.py --world embedded --model-root checkpoints/pilot-length/mplug-L3000-p7 \
+        --root runs/pilot_schedule_L3000 run vqa --epochs 3                      # section 7's: a pilot draw's model
 """
 import argparse
 import json
@@ -25,6 +27,7 @@ GAIN_POINTS = 1.0          # "flattened": the last fifth gains under 1 point
 PILOT_EVALUATIONS = 10     # validation points per pilot run (the whole validation split each time)
 ROOT = Path("runs/pilot_schedule")
 WORLD = "embedded-blip"    # the stand-in the pilot runs on (section 5 ran on BLIP's recipe, then named `embedded`)
+MODEL_ROOT = ""            # another model of the world's data (section 7: a pilot draw, tools/pilot_length.py)
 
 
 def reference_size(method: str) -> int:
@@ -40,7 +43,8 @@ def config(task: str, method: str, epochs: int) -> RunConfig:
     return RunConfig(**(base | dict(task=task, method=method, size=reference_size(method), data_ratio=1.0,
                                     seed=PILOT_SEED, lr=METHODS[method].embedded_lr[task], eval_size=0,
                                     eval_every=-(-total // PILOT_EVALUATIONS), data_root=world.data_root,
-                                    model_path=world.model_path, out_dir=str(out), threads=1, checkpoint_every=0,
+                                    model_path=f"{MODEL_ROOT}/{{task}}" if MODEL_ROOT else world.model_path,
+                                    out_dir=str(out), threads=1, checkpoint_every=0,
                                     feature_cache="cache/features")
                                  | ({"vqa_route": world.vqa_route} if task == "vqa" else {})))
 
@@ -117,12 +121,15 @@ if __name__ == "__main__":
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--world", default=WORLD, choices=["embedded", "embedded-blip"])
     p.add_argument("--root", default=str(ROOT), help="where the pilot's runs go")
+    p.add_argument("--model-root", default="", help="fine-tune this pre-trained model (its caption/ and vqa/) instead "
+                                                    "of the world's own: a pilot draw of section 7")
     p.add_argument("--figure", default="reports/tiny/schedule_curves", help="the curves' figure (no extension)")
     a = p.parse_args()
-    WORLD, ROOT = a.world, Path(a.root)
+    WORLD, ROOT, MODEL_ROOT = a.world, Path(a.root), a.model_root
     if a.cmd == "run":
         from vlpeft.train import run
-        prepare(WORLD)
+        if not MODEL_ROOT:
+            prepare(WORLD)
         for m in a.methods:
             cfg = config(a.task, m, a.epochs)
             r = run(cfg, progress=False)
