@@ -94,3 +94,26 @@ def test_the_vqa_is_not_answerable_from_the_question_alone(tmp_path):
         answers = Counter(q.answer for q in train if world.question_type(q.question) == t)
         assert max(answers.values()) / sum(answers.values()) < 1.3 / len(answers), (t, answers)
     assert world.TYPE_SHARES.keys() == {world.question_type(q.question) for q in train}
+
+
+@pytest.mark.parametrize("steps, window", [(7, 1), (251, 2)])
+def test_the_cards_loss_curve_is_the_mean_summed_loss_per_hundredth_of_the_steps(tiny_world, tmp_path, monkeypatch,
+                                                                                 steps, window):
+    """The card's `loss_curve` (what schedule.md §7.1's "final loss" reads): the sum of the five objectives, averaged
+    over each window of max(1, steps // 100) steps, the last window whatever is left — recomputed here from every
+    step's own losses as the objectives returned them."""
+    from helpers import SPEC
+    from vlpeft.config import PretrainConfig
+    from vlpeft.worlds import pretrain as pt
+    seen, real = [], pt.Objectives.__call__
+
+    def record(self, *a):
+        losses = real(self, *a)
+        seen.append(sum(losses.values()).item())
+        return losses
+    monkeypatch.setattr(pt.Objectives, "__call__", record)
+    out = pt.pretrain(PretrainConfig(data_root=str(tiny_world), out=str(tmp_path / "m"), steps=steps, batch_size=2,
+                                     warmup=1, zero_shot_eval=0, spec=SPEC), progress=False)
+    curve = json.loads((out / "card.json").read_text())["loss_curve"]
+    windows = [seen[i:i + window] for i in range(0, steps, window)]
+    assert len(seen) == steps and curve == [round(sum(w) / len(w), 4) for w in windows]
