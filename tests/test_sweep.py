@@ -80,6 +80,8 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
         want = [{k: v for k, v in config_dict(c.config).items() if k not in same}
                 for c in sorted((c for c in one if c.config.seed == d), key=lambda c: c.run_id)]
         assert sorted(map(repr, strip)) == sorted(map(repr, want))
+    one_draw = presets.select(draws, draws=[1])   # `--draws 1`: one draw re-made alone
+    assert one_draw == [c for c in draws if c.config.seed == 1] and len(one_draw) == len(draws) // 3
     dial = assets.get_world("dial-c1-p0")
     assert dial.model_root == "checkpoints/embedded" and PretrainConfig(**dial.pretrain).steps == 1000
     with pytest.raises(ConfigError, match="3 pre-training draws"):

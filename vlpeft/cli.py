@@ -159,7 +159,7 @@ def _cells(args, preset: str):
                  model_path=args.model_path, feature_cache=args.feature_cache, image_root=args.image_root,
                  extra_methods=extras(args.methods or []), **overrides)   # methods beyond the paper's: when named
     return select(cells, tasks=args.tasks, methods=args.methods, sizes=args.sizes, ratios=args.ratios,
-                  seeds=args.seeds)
+                  seeds=args.seeds, draws=args.draws)
 
 
 def cmd_sweep(args):
@@ -283,10 +283,12 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
                         "kernels; vlpeft/numerics.py); native: the machine's own kernels and a share of its threads "
                         "(faster, machine-dependent; enters the run ids)")
     s.add_argument("--workers", type=positive, default=2, help="local: parallel runs (one GPU each when present)")
-    for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int)):
+    for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int),
+                       ("draws", int)):
         s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}" + (
             "; a catalogue method beyond the paper's is laid out by the preset's rule and run beside them"
-            if name == "methods" else ""))
+            if name == "methods" else " (pre-training draws: each its own stand-in, `vlpeft.worlds.assets.DESIGN`; "
+            "the quickest way to re-make one draw of a study)" if name == "draws" else ""))
 
 
 class Parser(argparse.ArgumentParser):

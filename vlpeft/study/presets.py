@@ -275,19 +275,28 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
     return cells
 
 
-def select(cells: list[Cell], tasks=None, methods=None, sizes=None, ratios=None, seeds=None) -> list[Cell]:
+def draw_of(cell: Cell) -> int | None:
+    """The pre-training draw a cell fine-tunes (its world's pre-training seed); None for real BLIP."""
+    w = get_world(cell.world)
+    return w.pretrain.get("seed", 0) if w.synthetic else None
+
+
+def select(cells: list[Cell], tasks=None, methods=None, sizes=None, ratios=None, seeds=None,
+           draws=None) -> list[Cell]:
     """The cells matching every filter given; a filter that matches nothing is an error naming the choices."""
-    filters = {"task": tasks, "method": methods, "size": sizes, "data_ratio": ratios, "seed": seeds}
+    filters = {"task": tasks, "method": methods, "size": sizes, "data_ratio": ratios, "seed": seeds, "draw": draws}
+
+    def value(c: Cell, name: str):
+        return draw_of(c) if name == "draw" else getattr(c.config, name)
     for name, allowed in filters.items():
         if allowed is None:
             continue
-        present = sorted({getattr(c.config, name) for c in cells}, key=str)
+        present = sorted({value(c, name) for c in cells}, key=str)
         unknown = [v for v in allowed if v not in present]
         if unknown:
             raise ConfigError(f"no runs with {name} {', '.join(map(str, unknown))} in this grid; valid values: "
                               f"{', '.join(map(str, present))}")
-    return [c for c in cells if all(allowed is None or getattr(c.config, name) in allowed
-                                    for name, allowed in filters.items())]
+    return [c for c in cells if all(allowed is None or value(c, name) in allowed for name, allowed in filters.items())]
 
 
 def print_grid(cells: list[Cell]) -> None:
