@@ -287,7 +287,10 @@ Every run of a study in one table, the paper's figures redrawn from it (Fig. 3/4
 parameter size; Fig. 5: score against cost; Fig. 6–10: validation curves), and each of the paper's eleven claims
 tested by a rule declared before any run. One section per finding, as in the paper; each claim's forest plot shows
 every part it rests on — the effect in score points, its 90 % interval, the margin it is judged against, the
-region where the interval means *yes* (shaded), and the mark as colour.
+region where the interval means *yes* (shaded), and the mark as colour. A study of several pre-training draws
+(the unit of replication then: each draw's effect over its own runs, the interval over draws) shows under every
+part a row per draw, its own estimate as a ring — green on the side of the bound where the part reads *yes*, red
+on the other — and the verdict table says which answers depend on the draw.
 
 This notebook never trains. It reads `runs/<study>/` when that holds runs (after `make study`), else the study's
 committed report, `reports/<study>/runs.csv`. In a live JupyterLab kernel the charts are interactive — tooltips
