@@ -376,41 +376,49 @@ def stopping(objectives, at: int, how: str):
     return call_
 
 
-# (how it stops, in which step, the step it resumes at, what the stop says)
+# (how it stops, the pre-training's steps, in which step it stops, the step it resumes at, what the stop says); a
+# resume point every 3 steps. 203 steps: the loss curve's window is 2 steps, and step 99's point is in the middle of one
 STOPS = [
-    ("ctrl-c", 4, 2, "interrupted at step 3 of 5; run the same command again: it resumes from step 2"),
-    ("sigterm", 3, 3, "stopped by SIGTERM at step 3 of 5 (saved)"),
-    ("crash", 5, 4, "killed"),
-    ("another code's resume point", 4, None, "another state at its step 2; starting over"),
+    ("ctrl-c", 5, 5, 3, "interrupted at step 4 of 5; run the same command again: it resumes from step 3"),
+    ("ctrl-c before a resume point", 5, 3, None, "interrupted at step 2 of 5; run the same command again: it starts "
+                                                 "over (no resume point yet)"),
+    ("sigterm", 5, 2, 2, "stopped by SIGTERM at step 2 of 5 (saved)"),
+    ("crash", 5, 5, 3, "killed"),
+    ("ctrl-c in a loss window", 203, 101, 99, "interrupted at step 100 of 203; run the same command again: it resumes "
+                                              "from step 99"),
+    ("another code's resume point", 5, 5, None, "another state at its step 3; starting over"),
 ]
 
 
-@pytest.mark.parametrize("how, at, resumes_at, says", STOPS, ids=[s[0] for s in STOPS])
-def test_a_stopped_pretraining_resumes_to_the_uninterrupted_weights(how, at, resumes_at, says, tiny_world, tmp_path,
-                                                                    monkeypatch, capsys):
+@pytest.mark.parametrize("how, steps, at, resumes_at, says", STOPS, ids=[s[0] for s in STOPS])
+def test_a_stopped_pretraining_resumes_to_the_uninterrupted_weights(how, steps, at, resumes_at, says, tiny_world,
+                                                                    tmp_path, monkeypatch, capsys):
     from helpers import SPEC
     from vlpeft.config import PretrainConfig
     from vlpeft.worlds import pretrain as pt
-    monkeypatch.setattr(pt, "SAVE_EVERY", 2)
-    config = dict(data_root=str(tiny_world), steps=5, batch_size=4, warmup=2, zero_shot_eval=0, spec=SPEC)
+    monkeypatch.setattr(pt, "SAVE_EVERY", 3)
+    config = dict(data_root=str(tiny_world), steps=steps, batch_size=4, warmup=2, zero_shot_eval=0, spec=SPEC)
     whole = pt.pretrain(PretrainConfig(out=str(tmp_path / "whole"), **config), progress=False)
     real, out = pt.Objectives.__call__, tmp_path / "stopped"
+    other = how.startswith("another")
     with monkeypatch.context() as m:
-        m.setattr(pt.Objectives, "__call__", stopping(real, at, "ctrl-c" if how.startswith("another") else how))
+        m.setattr(pt.Objectives, "__call__", stopping(real, at, "ctrl-c" if other else how.split()[0]))
         with pytest.raises((Interrupted, Preempted, MemoryError)) as stop:
             pt.pretrain(PretrainConfig(out=str(out), **config), progress=False)
-    if how.startswith("another"):   # a resume point this code's batches do not reach: the generator's state differs
+    if other:   # a resume point this code's batches do not reach: the generator's state differs
         point = torch.load(out / pt.RESUME, weights_only=False)
         torch.save(point | {"generator": torch.Generator().manual_seed(99).get_state()}, out / pt.RESUME)
     else:
         assert says in str(stop.value)
-    assert not (out / "card.json").exists() and (out / pt.RESUME).exists()
+    assert not (out / "card.json").exists() and (out / pt.RESUME).exists() == (resumes_at is not None or other)
     pt.pretrain(PretrainConfig(out=str(out), **config), progress=False)
     card, reference = (json.loads((folder / "card.json").read_text()) for folder in (out, whole))
     assert card["weights_sha256"] == reference["weights_sha256"] and card["loss_curve"] == reference["loss_curve"]
-    assert card["resumed_at"] == ([resumes_at] if resumes_at else []) and reference["resumed_at"] == []
+    assert [seg["from_step"] for seg in card["segments"]] == [0] + ([resumes_at] if resumes_at else [])
+    assert [seg["from_step"] for seg in reference["segments"]] == [0]
+    assert all(seg["git_commit"] == reference["segments"][0]["git_commit"] for seg in card["segments"])
     assert not (out / pt.RESUME).exists()
-    if how.startswith("another"):
+    if other:
         assert says in capsys.readouterr().err
 
 

@@ -262,9 +262,24 @@ def test_a_study_of_several_draws_shows_each_draws_estimate(tmp_path):
     assert sorted((r["part"], r["unit"], round(r["estimate"], 9)) for r in drawn) == sorted(
         (r.part, r.unit, round(r.estimate, 9)) for r in mine.itertuples())
     assert {r["side"] for r in drawn} == {"#2e7d32"}    # every draw of the paper scenario on the yes side
+    reported = set(study.parts[study.parts.judge == ""].part)
+    for claim in study.parts[study.parts.judge == ""].claim.unique():   # parts reported beside a claim: grey rings
+        spec = forest(study, claim).to_dict()
+        ring = next(layer for layer in spec["layer"] if layer.get("mark", {}).get("filled") is False)
+        rows = spec["datasets"][ring["data"]["name"]]
+        assert {r["side"] for r in rows if r["part"] in reported} == {"#9e9e9e"}
+        assert "#9e9e9e" not in {r["side"] for r in rows if r["part"] not in reported}
     seeds = report.Study("seeds", "memory", scenario(), pd.DataFrame(columns=["run_dir"]))
     assert seeds.unit == "seed" and not any(layer.get("mark", {}).get("filled") is False
                                             for layer in forest(seeds, 4).to_dict()["layer"])
+
+
+def test_a_study_pooling_two_pretraining_lengths_is_refused():
+    runs = scenario(seeds=(0,), pretrain_seeds=(0, 1)).assign(run_dir="r", error="", pretrain_steps=1000)
+    runs.loc[runs.pretrain_seed == 1, "pretrain_steps"] = 3000
+    with pytest.raises(report.StudyError, match="mixes runs from stand-ins pre-trained 1000 and 3000 steps"):
+        report.Study("mixed", "runs/mixed", runs, pd.DataFrame(columns=["run_dir"]))
+    report.Study("one", "runs/one", runs.assign(pretrain_steps=3000), pd.DataFrame(columns=["run_dir"]))
 
 
 def test_the_fairness_check_is_each_draws_margin_over_the_question_prior(tmp_path):
@@ -280,7 +295,7 @@ def test_the_fairness_check_is_each_draws_margin_over_the_question_prior(tmp_pat
     assert len(table) == len(plain.groupby(["method", "size"])) and table.attrs["prior"] == pytest.approx(0.3)
     for r in plain.itertuples():
         row = table[(table.method == r.method) & (table["size"] == r.size)].iloc[0]
-        assert row[f"draw {r.pretrain_seed}"] == pytest.approx(r.best_val - 0.3)
+        assert row[f"draw {r.pretrain_seed}"] == pytest.approx(100 * (r.best_val - 0.3))   # accuracy points
     verdict = table.set_index(["method", "size"])["above in every draw"]
     assert set(verdict[verdict == "no"].index.get_level_values(0)) == {"prompt"}
     page = (report.write_report(report.Study("f", "memory", runs, pd.DataFrame(columns=["run_dir"])),
@@ -288,6 +303,9 @@ def test_the_fairness_check_is_each_draws_margin_over_the_question_prior(tmp_pat
     vqa = page.split("id='inconsistent'")[1].split("<h2")[0]
     assert "Fairness check" in vqa and "question-type prior of its validation questions (0.300)" in vqa
     assert fairness(runs.drop(columns="question_prior")).empty   # runs from before #39 record none: no table
+    missing = fairness(runs[~((runs.method == "lora") & (runs.pretrain_seed == 1))])
+    assert set(missing[missing.method == "lora"]["above in every draw"]) == {"n/a"}   # a draw without it: not "no"
+    assert len(fairness(runs.drop(columns="pretrain_seed"))) == len(table)           # one model: one column
 
 
 def test_each_kind_of_judge_lives_in_one_place(runs):

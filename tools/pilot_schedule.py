@@ -18,8 +18,9 @@ from pathlib import Path
 
 from vlpeft.catalog import METHODS
 from vlpeft.config import RunConfig
-from vlpeft.study.presets import tiny_base
+from vlpeft.study.presets import checkpoint_route, tiny_base
 from vlpeft.worlds.assets import get_world, prepare
+from vlpeft.worlds.shapes import ensure_world
 
 PILOT_SEED = 7
 EPOCH_CHOICES = (3, 5, 10)
@@ -36,6 +37,7 @@ def reference_size(method: str) -> int:
 
 def config(task: str, method: str, epochs: int) -> RunConfig:
     world = get_world(WORLD)
+    model_path = f"{MODEL_ROOT}/{{task}}" if MODEL_ROOT else world.model_path
     base = tiny_base(world.world, epochs)[task]
     questions = (world.world.n_train + world.world.n_restval) * world.world.questions_per_image
     total = base["steps"] if task == "caption" else epochs * -(-questions // base["batch_size"])
@@ -43,10 +45,11 @@ def config(task: str, method: str, epochs: int) -> RunConfig:
     return RunConfig(**(base | dict(task=task, method=method, size=reference_size(method), data_ratio=1.0,
                                     seed=PILOT_SEED, lr=METHODS[method].embedded_lr[task], eval_size=0,
                                     eval_every=-(-total // PILOT_EVALUATIONS), data_root=world.data_root,
-                                    model_path=f"{MODEL_ROOT}/{{task}}" if MODEL_ROOT else world.model_path,
+                                    model_path=model_path,
                                     out_dir=str(out), threads=1, checkpoint_every=0,
                                     feature_cache="cache/features")
-                                 | ({"vqa_route": world.vqa_route} if task == "vqa" else {})))
+                                 | ({"vqa_route": checkpoint_route(model_path, world.vqa_route)}   # the model's own
+                                    if task == "vqa" else {})))
 
 
 def last_fifth_gain(curve: list[dict], total: int) -> float:
@@ -128,7 +131,9 @@ if __name__ == "__main__":
     WORLD, ROOT, MODEL_ROOT = a.world, Path(a.root), a.model_root
     if a.cmd == "run":
         from vlpeft.train import run
-        if not MODEL_ROOT:
+        if MODEL_ROOT:   # a pilot draw's model, pre-trained already: only its world's data is made here
+            ensure_world(get_world(WORLD).data_root, get_world(WORLD).world, progress=False)
+        else:
             prepare(WORLD)
         for m in a.methods:
             cfg = config(a.task, m, a.epochs)

@@ -64,6 +64,12 @@ def _summary(df: pd.DataFrame, task: str) -> pd.DataFrame:
     return s
 
 
+def _over(df: pd.DataFrame) -> str:
+    """What a figure's means are over: the seeds of one pre-trained model, or the runs of several draws."""
+    draws = pd.to_numeric(df["pretrain_seed"], errors="coerce").nunique() if "pretrain_seed" in df else 0
+    return f"the runs of {draws} pre-training draws" if draws > 1 else "seeds"
+
+
 def _title(text: str, subtitle: str) -> alt.TitleParams:
     return alt.TitleParams(text, subtitle=subtitle, anchor="start")
 
@@ -126,14 +132,16 @@ def _with_seeds(summary: pd.DataFrame, df: pd.DataFrame, task: str) -> pd.DataFr
     """The seed summary (kind "mean") and each complete run of the task (kind "seed") in one table."""
     runs = complete(df)
     runs = runs[runs.task == task].reindex(columns=["method", "variant", "size", "data_ratio", "seed", "best_val",
-                                                    "tune_classifier", "run_dir"])
+                                                    "tune_classifier", "run_dir"]
+                                           + (["pretrain_seed"] if _over(df) != "seeds" else []))
     runs["classifier"] = runs["tune_classifier"].map({True: "+ classifier", False: "plain"})
     return pd.concat([summary.assign(kind="mean"), runs.assign(kind="seed")], ignore_index=True)
 
 
 def fig_data_ratio(df: pd.DataFrame, task: str) -> alt.Chart:
     """Score vs data ratio (log x), one line per variant at its reference size: colour = method, dashes =
-    "+ classifier"; full fine-tuning is the black line. Mean over seeds, band = ± 1 std (≥ 2 seeds)."""
+    "+ classifier"; full fine-tuning is the black line. Mean over seeds (or the runs of several pre-training
+    draws), band = ± 1 std (≥ 2 runs)."""
     s = _summary(df, task)
     ref = reference_sizes(s)
     s = s[s["size"] == s["method"].map(ref)]
@@ -148,7 +156,7 @@ def fig_data_ratio(df: pd.DataFrame, task: str) -> alt.Chart:
     return alt.layer(*_lines(data, x, _metric(df, task), tooltip, "data_ratio"), data=data).properties(
         width=WIDTH, height=HEIGHT,
         title=_title(f"{PAPER_FIG[task]} (data size) — {TASK_LABEL[task]}",
-                     f"mean over seeds ± 1 std; sizes: {sizes or 'none'}"))
+                     f"mean over {_over(df)} ± 1 std; sizes: {sizes or 'none'}"))
 
 
 def fig_param_size(df: pd.DataFrame, task: str) -> alt.FacetChart:
@@ -179,7 +187,7 @@ def fig_param_size(df: pd.DataFrame, task: str) -> alt.FacetChart:
     return alt.layer(*layers, rule, data=data).properties(width=WIDTH * 0.6, height=HEIGHT * 0.75).facet(
         facet=alt.Facet("method:N", sort=order, title=None), columns=3,
         title=_title(f"{PAPER_FIG[task]} (parameter size) — {TASK_LABEL[task]}",
-                     f"data ratio {ratio:.0%}; mean over seeds ± 1 std; dashed: full fine-tuning"),
+                     f"data ratio {ratio:.0%}; mean over {_over(df)} ± 1 std; dashed: full fine-tuning"),
     ).resolve_scale(x="independent")
 
 
@@ -213,7 +221,7 @@ def fig_cost(df: pd.DataFrame, task: str) -> alt.Chart:
 
 def fig_curves(curves: pd.DataFrame, task: str) -> alt.FacetChart:
     """Fig. 6–10: validation score vs step, a panel per method, colour = size; plain variants at the task's
-    largest data ratio, mean over seeds."""
+    largest data ratio, mean over seeds (or the runs of several pre-training draws)."""
     if curves.empty or "task" not in curves:
         raise ValueError("no validation curves (a report folder without curves.csv)")
     c = curves[(curves.task == task) & (curves.status == "complete") & ~curves.tune_classifier.astype(bool)]
@@ -233,7 +241,7 @@ def fig_curves(curves: pd.DataFrame, task: str) -> alt.FacetChart:
     ).properties(width=WIDTH * 0.6, height=HEIGHT * 0.6).facet(
         facet=alt.Facet("method:N", sort=order, title=None), columns=3,
         title=_title(f"Fig. 6–10 — validation curves, {TASK_LABEL[task]}",
-                     f"data ratio {ratio:.0%}; mean over seeds"))
+                     f"data ratio {ratio:.0%}; mean over {_over(curves)}"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -252,8 +260,8 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
     green, the margin dashed, the mark as colour. The region, the margin lines and the rule's words are the part's
     kind of judge's own (`claims.judges.KINDS`): this draws them. With `units` (the units table of a study whose
     units are pre-training draws), a row per draw under each part: that draw's own estimate, a ring, green when it
-    lies on the side of the bound where the part reads yes and red when not — whether the answer depends on the
-    draw."""
+    lies on the side of the bound where the part reads yes, red when not, grey for a part reported, not judged —
+    whether the answer depends on the draw."""
     d = parts[parts.claim.astype(str) == str(claim)].copy()
     if d.empty:
         raise ValueError(f"claim {claim}: no parts to draw")
@@ -275,8 +283,10 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
     d = pd.concat([d, u.drop(columns=["yes_from", "yes_to", "margin_at", "margin_neg"], errors="ignore")
                    .merge(shade, on="part")[["row", "part", "yes_from", "yes_to", "margin_at", "margin_neg"]]]
                   ) if len(u) else d                       # the shading and margins run on through a part's draws
-    u["side"] = ["#2e7d32" if s else "#c62828" for s in u.towards_yes]
-    u["side_words"] = ["on the yes side of the bound" if s else "on the other side" for s in u.towards_yes]
+    sides = [None if pd.isna(s) else bool(s) for s in u.towards_yes]     # None: a part reported, not judged
+    u["side"] = [{True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}[s] for s in sides]
+    u["side_words"] = [{True: "on the yes side of the bound", False: "on the other side",
+                        None: REPORTED}[s] for s in sides]
     label = f"indexof(datum.label, '{UNIT_ROW}') >= 0 ? '⟩ ' + split(datum.label, '{UNIT_ROW}')[1] : datum.label"
     y = alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=260, labelExpr=label))
     x = alt.X("estimate:Q", title="effect (score points)", scale=alt.Scale(domain=[lo, hi], clamp=True))

@@ -155,9 +155,10 @@ METHOD_ORDER = list(METHODS)   # the catalogue's order
 
 def fairness(df: pd.DataFrame) -> pd.DataFrame:
     """The fairness check (reports/tiny/schedule.md §2), per pre-training draw: every plain PEFT configuration on
-    VQA at the highest data ratio, its best validation accuracy (mean over the draw's seeds) against the
-    question-type prior of the questions it validated on (the run records it). One row per (method, size), a
-    column per draw and `above` (in every draw); empty when the runs record no prior (runs made before #39)."""
+    VQA at the highest data ratio, its best validation accuracy (mean over the draw's seeds) minus the
+    question-type prior of the questions it validated on (the run records it), in accuracy points. One row per
+    (method, size), a column per draw and "above in every draw" (n/a when a draw has no run of it); empty when the
+    runs record no prior (runs made before #39)."""
     d = complete(highest_consistency(df))
     if "question_prior" not in d or d.empty:
         return pd.DataFrame()
@@ -165,13 +166,15 @@ def fairness(df: pd.DataFrame) -> pd.DataFrame:
     d = d[d.data_ratio == d.data_ratio.max()]
     if d.empty:
         return pd.DataFrame()
-    d = d.assign(draw=pd.to_numeric(d.get("pretrain_seed", 0), errors="coerce").fillna(0).astype(int),
-                 margin=d.best_val.astype(float) - d.question_prior.astype(float))
+    draw = pd.to_numeric(d["pretrain_seed"], errors="coerce") if "pretrain_seed" in d else pd.Series(0, d.index)
+    d = d.assign(draw=draw.fillna(0).astype(int),
+                 margin=100 * (d.best_val.astype(float) - d.question_prior.astype(float)))
     wide = d.groupby(["method", "size", "draw"]).margin.mean().unstack("draw")
     order = {m: i for i, m in enumerate(dict.fromkeys([*METHOD_ORDER, *wide.index.get_level_values(0)]))}
     wide = wide.sort_index(key=lambda ix: ix.map(order) if ix.name == "method" else ix)
     out = wide.rename(columns=lambda c: f"draw {c}").reset_index()
-    out["above in every draw"] = (wide > 0).all(axis=1).map({True: "yes", False: "no"}).to_numpy()
+    above = ["n/a" if row.isna().any() else "yes" if (row > 0).all() else "no" for _, row in wide.iterrows()]
+    out["above in every draw"] = above
     out.attrs["prior"] = float(d.question_prior.astype(float).mean())
     return out
 
@@ -194,7 +197,7 @@ def load_curves(study_dir) -> pd.DataFrame:
     A malformed curve.json is skipped with a warning (the run itself stays in load_runs)."""
     runs = load_runs(study_dir)
     keys = ["study", "task", "method", "variant", "family", "size", "tune_classifier", "data_ratio", "seed",
-            "metric", "status", "run_dir"]
+            "pretrain_seed", "metric", "status", "run_dir"]
     frames = []
     for run in runs[keys].to_dict("records"):
         try:

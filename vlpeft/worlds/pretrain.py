@@ -82,15 +82,16 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, force: bool = False) ->
     check_pretrain(cfg)
     out = Path(cfg.out)
     if own(out, "pre-trained model", cfg.as_dict(), "card.json", force=force):   # force: any model of ours, redone
+        clear_resume(out)   # a kill between the card and the clearing leaves one
         return out
     if force:
-        (out / RESUME).unlink(missing_ok=True)
+        clear_resume(out)
     with numerics.computing(cfg.numerics):   # the same weights on any x86-64 machine (numerics.py)
         try:
             return _pretrain(cfg, out, progress)
         except StartOver as why:
             print(f"{out / RESUME}: {why}; starting over", file=sys.stderr)
-            (out / RESUME).unlink()
+            clear_resume(out)
             return _pretrain(cfg, out, progress)
 
 
@@ -108,7 +109,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
     vqa.config.vqa_route = RECIPES[cfg.recipe]                                #    (the route travels with it)
     if cfg.share_text_towers:
         share_text_towers(vqa)
-    step, losses, curve, wall, resumed_at = _train(cfg, vqa, corpus, tokenizer, progress, out)
+    step, losses, curve, wall, segments = _train(cfg, vqa, corpus, tokenizer, progress, out)
     if cfg.share_text_towers:                                                # 3. the two task models, as BLIP's
         untie_text_towers(vqa)                                               #    released checkpoints are
     vqa.eval()
@@ -120,7 +121,8 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
             "text_sentences": len(corpus.texts.dataset), "steps": step,
             "final_losses": {k: round(v.item(), 4) for k, v in losses.items()},
             "loss_curve": curve,   # the summed objectives, mean over each 1 % of the steps (§7 of the schedule)
-            "wall_s": round(wall, 1), "resumed_at": resumed_at,   # steps it was resumed at (bit for bit: _train)
+            "wall_s": round(wall, 1),   # computing only: not a resumption's re-drawing, nor steps lost to a stop
+            "segments": segments,      # from which step each part ran, on which code (resumed bit for bit: _train)
             "params": count_parameters(vqa)[1],
             "footing": "text-only LM (decoder) and MLM (encoder) on a corpus holding every caption/answer word, "
                        "never a question; every text at a random position offset (rows 0.."
@@ -132,8 +134,13 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
     save_model(vqa, processor, out / "vqa")
     card["weights_sha256"] = weight_hashes(out)   # the stand-in's identity (presets.STANDINS holds the committed)
     write_json(out / "card.json", card)  # written last, atomically: marks a complete checkpoint
-    (out / RESUME).unlink(missing_ok=True)
+    clear_resume(out)
     return out
+
+
+def clear_resume(out: Path) -> None:
+    for name in (RESUME, f"{RESUME}.part"):
+        (out / name).unlink(missing_ok=True)
 
 
 def weight_hashes(out: Path) -> dict[str, str]:
@@ -200,10 +207,12 @@ RESUME = "resume.pt"   # in the out folder while the pre-training is unfinished;
 
 
 def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, out: Path):
-    """The optimisation: (steps done, last losses, loss curve, wall seconds, steps it resumed at). Every SAVE_EVERY
-    steps, and when a stop signal arrives, it saves a resume point; run again, it restores the weights, optimiser,
-    schedule and both generators there and re-draws the skipped steps' batches and random choices without computing
-    them (`Objectives.draw`), so a resumed pre-training gives the uninterrupted one's weights bit for bit."""
+    """The optimisation: (steps done, last losses, loss curve, wall seconds, segments). Every SAVE_EVERY steps, and
+    when a stop signal arrives, it saves a resume point; run again, it restores the weights, optimiser, schedule
+    and both generators there and re-draws the skipped steps' batches and random choices without computing them
+    (`Objectives.draw`), so that a resumed pre-training gives the uninterrupted one's weights bit for bit — with the
+    same code: each segment (the first, and every resumption) records the step it started at and its git commit
+    and torch version, and the card keeps them."""
     heads = torch.nn.ModuleDict({"itm": torch.nn.Linear(cfg.spec.hidden, 2),                 # discarded after
                                  "mlm": torch.nn.Linear(cfg.spec.hidden, len(tokenizer))})
     params = unique_parameters(vqa) + list(heads.parameters())
@@ -214,30 +223,25 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     objectives = Objectives(vqa, heads, tokenizer, cfg.spec.max_positions, corpus.g, cfg.recipe)
     batches = corpus.batches(cfg.steps)
-    # the run's state: steps done, the loss curve (the summed loss, mean per 1 % of steps) and its open window
-    run = {"step": 0, "curve": [], "window": [], "wall": 0.0, "resumed_at": []}
     modules = {"vqa": vqa, "heads": heads, "opt": opt, "sched": sched}
-    if (point := _resume_point(out, cfg.steps)) is not None:
-        with progress_bar(total=point["run"]["step"], desc="pre-train (re-drawing to the resume point)",
-                          disable=not progress) as bar:
-            for _ in range(point["run"]["step"]):      # the skipped steps' batches and draws, nothing computed
-                objectives.draw(*next(batches))
-                bar.update()
-        if torch.equal(corpus.g.get_state(), point["generator"]):
-            for name, module in modules.items():
-                module.load_state_dict(point[name])
-            torch.set_rng_state(point["rng"])          # dropout's generator
-            run = point["run"] | {"resumed_at": point["run"]["resumed_at"] + [point["run"]["step"]]}
-        else:                                          # another code's data stream: this is not that pre-training
-            raise StartOver(f"this code's batches and draws reach another state at its step {point['run']['step']}")
+    # the run's state: steps done, the loss curve (the summed loss, mean per 1 % of steps) and its open window, the
+    # wall seconds of its computing, its segments
+    run = {"step": 0, "curve": [], "window": [], "wall": 0.0, "segments": []}
+    saved_at = None   # the step of the resume point on disk
 
     def save() -> None:
+        nonlocal saved_at
         torch.save({name: m.state_dict() for name, m in modules.items()} | {
             "run": run, "generator": corpus.g.get_state(), "rng": torch.get_rng_state()}, out / f"{RESUME}.part")
         os.replace(out / f"{RESUME}.part", out / RESUME)
+        saved_at = run["step"]
 
-    t0, losses = time.time() - run["wall"], {}
     try:
+        if (point := _resume_point(out, cfg.steps)) is not None:
+            run, saved_at = _restore(point, modules, objectives, batches, progress), point["run"]["step"]
+        code = provenance()
+        run["segments"].append({"from_step": run["step"], "git_commit": code["git_commit"], "torch": code["torch"]})
+        t0, losses = time.time() - run["wall"], {}
         with progress_bar(total=cfg.steps, initial=run["step"], desc="pre-train", disable=not progress) as bar, \
                 StopSignals() as stop:
             for pairs, text in batches:
@@ -262,10 +266,10 @@ def _train(cfg: PretrainConfig, vqa, corpus: Corpus, tokenizer, progress: bool, 
                     raise Preempted(f"pre-training stopped by {stop.requested} at step {run['step']} of {cfg.steps} "
                                     f"(saved); run the same command again: it resumes there")
     except KeyboardInterrupt:
-        last = run["step"] // SAVE_EVERY * SAVE_EVERY
+        where = f"it resumes from step {saved_at}" if saved_at else "it starts over (no resume point yet)"
         raise Interrupted(f"pre-training interrupted at step {run['step']} of {cfg.steps}; run the same command "
-                          f"again: it resumes from step {last} in {out}") from None
-    return run["step"], losses, run["curve"], run["wall"], run["resumed_at"]
+                          f"again: {where} in {out}") from None
+    return run["step"], losses, run["curve"], run["wall"], run["segments"]
 
 
 def _resume_point(out: Path, steps: int) -> dict | None:
@@ -273,8 +277,30 @@ def _resume_point(out: Path, steps: int) -> dict | None:
     path = out / RESUME
     if not path.is_file():
         return None
-    point = torch.load(path, weights_only=False)   # our own file, in a folder `own` has checked is this config's
-    return point if 0 < point["run"]["step"] < steps else None
+    try:
+        point = torch.load(path, weights_only=False)   # our own file, in a folder `own` has checked is this config's
+        return point if 0 < point["run"]["step"] < steps else None
+    except Exception as e:   # a damaged file: the work it held is lost, nothing else
+        raise StartOver(f"unreadable ({type(e).__name__})") from None
+
+
+def _restore(point: dict, modules: dict, objectives, batches, progress: bool) -> dict:
+    """Re-draw the skipped steps without computing them, check that this code's data stream reaches the saved
+    generator state, then load the saved weights, optimiser, schedule and dropout generator: the saved run state."""
+    step = point["run"]["step"]
+    with progress_bar(total=step, desc="pre-train (re-drawing to the resume point)", disable=not progress) as bar:
+        for _ in range(step):
+            objectives.draw(*next(batches))
+            bar.update()
+    if not torch.equal(objectives.g.get_state(), point["generator"]):   # not that pre-training's data stream
+        raise StartOver(f"this code's batches and draws reach another state at its step {step}")
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(point[name])
+    except (KeyError, RuntimeError, ValueError) as e:   # another model or optimiser: not this code's pre-training
+        raise StartOver(f"its weights do not fit this code's model ({type(e).__name__})") from None
+    torch.set_rng_state(point["rng"])                   # dropout's generator
+    return point["run"]
 
 
 SHARED = ("crossattention", "intermediate", "output")   # per block; the self-attention stays each tower's own

@@ -37,7 +37,7 @@ def t_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:
 
 def units_needed(effect: float, sd: float, margin: float, level: float = CI_LEVEL, max_n: int = 1000):
     """Smallest number of units n ≥ 2 whose interval half-width t(level, n−1)·sd/√n is below |effect − margin|,
-    i.e. that would decide a part whose true effect and seed-to-seed spread are the ones measured.
+    i.e. that would decide a part whose true effect and unit-to-unit spread are the ones measured.
     math.inf when more than `max_n` would be needed (an effect on the bound is never decided); None when no
     spread is measured (fewer than 2 units)."""
     gap = abs(effect - margin)

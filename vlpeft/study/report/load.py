@@ -43,6 +43,13 @@ class Study:
         if len(routes) > 1:
             raise StudyError(f"study {self.name!r} mixes VQA runs of the routes {' and '.join(routes)}; its claims "
                              f"would pool them. Run each route as its own study (`--study NAME`)")
+        steps = sorted(set(pd.to_numeric(self.runs.get("pretrain_steps", pd.Series(dtype=float)),
+                                         errors="coerce").dropna().astype(int)))
+        if len(steps) > 1:   # a draw of one length pooled with a draw of another: not one study's units
+            raise StudyError(f"study {self.name!r} mixes runs from stand-ins pre-trained "
+                             f"{' and '.join(map(str, steps))} steps ({self.source}); its units would pool them. Keep "
+                             f"each design's runs in their own study folder (move the older runs away, or `--study "
+                             f"NAME`)")
         self.claims, self.per_method = evaluate_claims(self.runs), per_method_table(self.runs)
         self.parts, self.units, self.dial = parts_table(self.runs), units_table(self.runs), dial_verdict(self.runs)
         if self.wiring_check:  # its numbers mean nothing: every claim computed (the wiring), none judged

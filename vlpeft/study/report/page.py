@@ -113,8 +113,10 @@ def _unit_words(study: Study) -> str:
     """The unit of replication, as the page's opening names it."""
     if study.unit == "draw":
         draws = sorted(set(study.units.unit))
+        thin = ("; with two draws an interval has one degree of freedom (t multiplier 6.31), and two draws that "
+                "happen to agree make it narrow by chance" if len(draws) == 2 else "")
         return (f"pre-training draws ({len(draws)}: each draw's effect over its own runs; every forest plot shows "
-                f"each draw's own estimate under the pooled one)")
+                f"each draw's own estimate under the pooled one{thin})")
     return "seeds"
 
 

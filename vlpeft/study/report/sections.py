@@ -112,7 +112,7 @@ def _value(x, unit: str = "score points") -> str:
     return f"{x:+.2f} pt" + ("/doubling" if unit.endswith("per doubling") else "")
 
 
-def _seeds(x) -> str:
+def _units(x) -> str:
     return "" if pd.isna(x) else "> 1000" if x == float("inf") else f"{x:.0f}"
 
 
@@ -129,7 +129,7 @@ def verdict_table(study: Study, claims=None) -> pd.DataFrame:
         ci = "" if pd.isna(c["ci_low"]) else f"[{_value(c['ci_low'], value_unit)}, {_value(c['ci_high'], value_unit)}]"
         out.append({"#": c["claim"], "claim": c["text"], "verdict": c["verdict"],
                     "value": f"{_value(c['value'], value_unit)} {ci}".strip(), f"n ({unit}s)": c["n"],
-                    f"{unit}s to decide": _seeds(c.get("units_needed"))}
+                    f"{unit}s to decide": _units(c.get("units_needed"))}
                    | ({"depends on the draw": _split(c.get("split_parts"))} if unit == "draw" else {}))
     return pd.DataFrame(out)
 

@@ -51,8 +51,8 @@ class Verdicts:
 
 
 FAIRNESS = ("Fairness check (schedule.md §2): each plain PEFT configuration at 100 % data, its best validation "
-            "accuracy minus the question-type prior of its validation questions ({prior:.3f}), per pre-training draw: "
-            "a method at or below 0 scores no better than the question alone.")
+            "accuracy minus the question-type prior of its validation questions ({prior:.3f}), in accuracy points, per "
+            "pre-training draw: a method at or below 0 scores no better than the question alone.")
 Item = Question | Figure | Note | Table | Verdicts
 BEYOND = ("Beyond the paper's methods: {}. The figures show them beside the paper's families; they enter no claim "
           "(claims 1–11, their verdicts and marks judge the paper's five PEFT methods and full fine-tuning).")
@@ -73,7 +73,7 @@ def walk(study: Study, section: Section) -> Iterator[Item]:
         chart, why = figure(study, name)
         yield Figure(name, name, chart) if chart is not None else Note(why)
     if section.key == "inconsistent" and len(fair := fairness(study.runs)):
-        yield Table(FAIRNESS.format(prior=fair.attrs["prior"]), fair.round(3))
+        yield Table(FAIRNESS.format(prior=fair.attrs["prior"]), fair.round(2))
     if section.claims:
         yield Verdicts(verdict_table(study, section.claims))
         for c in section.claims:
