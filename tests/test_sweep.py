@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pandas as pd
 import pytest
 
 from vlpeft.catalog import METHODS, PAPER_METHODS
@@ -69,7 +70,7 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
     assert len(draws) == len(one) and len({c.run_id for c in draws}) == len(draws)
     for d in (0, 1, 2):
         mine = [c for c in draws if c.config.seed == d]
-        world = assets.get_world(assets.RECIPE_WORLD[recipe] + (f"-p{d}" if d else ""))
+        world = assets.get_world(f"{assets.RECIPE_WORLD[recipe]}-L3000-p{d}")   # a stand-in by its name
         pre = PretrainConfig(**world.pretrain)
         assert (pre.seed, pre.steps, pre.warmup, pre.recipe) == (d, 3000, 300, recipe)
         assert {c.world for c in mine} == {world.name}
@@ -80,6 +81,8 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
         want = [{k: v for k, v in config_dict(c.config).items() if k not in same}
                 for c in sorted((c for c in one if c.config.seed == d), key=lambda c: c.run_id)]
         assert sorted(map(repr, strip)) == sorted(map(repr, want))
+    assert presets.grid(preset, design=assets.ONE_DRAW) == one and presets.design_of(pd.DataFrame(
+        [dict(pretrain_seed=d, seed=d, pretrain_steps=3000) for d in (0, 1, 2)])) == assets.DESIGN
     one_draw = presets.select(draws, draws=[1])   # `--draws 1`: one draw re-made alone
     assert one_draw == [c for c in draws if c.config.seed == 1] and len(one_draw) == len(draws) // 3
     dial = assets.get_world("dial-c1-p0")

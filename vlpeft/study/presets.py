@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ..catalog import METHODS, PAPER_PEFT, variant
 from ..catalog import method as catalogue_entry
-from ..config import RunConfig
+from ..config import PretrainConfig, RunConfig
 from ..errors import ConfigError
 from ..rundir import config_dict, run_id
 from ..worlds import assets
@@ -212,7 +212,8 @@ def checkpoint_route(model_path: str, recipe_route: str) -> str:
 
 def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_root: str | None = None,
          model_path: str | None = None, feature_cache: str = "cache/features", image_root: str | None = None,
-         compile_cache: str = "cache/compile", extra_methods=(), **overrides) -> list[Cell]:
+         compile_cache: str = "cache/compile", extra_methods=(), design: assets.Design | None = None,
+         **overrides) -> list[Cell]:
     """Every cell of a preset. Paths default to the preset's world; `overrides` are RunConfig fields;
     `feature_cache=""` computes the vision tower in every step instead of sharing its cached outputs;
     `compile_cache` is the folder every compiled run of the grid shares inductor's kernels in;
@@ -220,7 +221,9 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
     (`RunConfig.vqa_route`): an override's, else the checkpoint's own (`checkpoint_route`); caption cells carry
     none (it does not apply to them). The grids take the paper's methods by name (PEFT and full fine-tuning);
     `extra_methods` (catalogue methods beyond them) are laid out by the same rule beside them, on their own
-    entries' sizes and learning rates (the smoke preset: one caption cell each at its default size)."""
+    entries' sizes and learning rates (the smoke preset: one caption cell each at its default size). `design`: the
+    stand-ins of tiny and tiny-blip (`assets.Design`; today's `assets.DESIGN`, or a committed study's own,
+    `design_of`)."""
     extra = [catalogue_entry(m).name for m in extra_methods]   # an unknown name is refused here, with the choices
     if image_root:
         overrides["image_root"] = image_root
@@ -241,7 +244,8 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
         return cells
     world = get_world(PRESET_WORLD[preset])
     args = (study, world.name, runs_root)
-    draws = assets.DESIGN.draws
+    design = design or assets.DESIGN
+    draws = design.draws
     if preset in ("tiny", "tiny-blip") and len(draws) > 1 and model_path:
         raise ConfigError(f"the {preset} preset fine-tunes {len(draws)} pre-training draws, one model each "
                           f"(vlpeft.worlds.assets.DESIGN); --model-path does not apply")
@@ -262,8 +266,8 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
                 cells += _paper_axes(args, task, m, fields)
         elif preset in ("tiny", "tiny-blip"):
             recipe = {name: r for r, name in RECIPE_WORLD.items()}[world.name]
-            for draw, seeds in assets.DESIGN.seeds.items():   # every draw, with its own fine-tuning seeds
-                w = assets.standin(recipe, draw)
+            for draw, seeds in design.seeds.items():   # every draw, with its own fine-tuning seeds
+                w = assets.standin(recipe, draw, design)
                 cells += _tiny_axes((study, w.name, runs_root), task, [*PEFT, "full", *extra], list(seeds),
                                     where(task, w), classifier=True, world=w.world)
     if preset == "smoke":
@@ -273,6 +277,21 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
             cells += _axis(*args, "caption", m, [METHODS[m].default_size], [0.5], [0], [False],
                            SMOKE_BASE | where("caption"))
     return cells
+
+
+def design_of(runs) -> "assets.Design":
+    """The stand-ins a study's runs (a runs table) were made from: their pre-training length (runs before #39
+    record none: 1000 steps) and, per draw, its fine-tuning seeds."""
+    import pandas as pd
+    steps = sorted(set(pd.to_numeric(runs["pretrain_steps"], errors="coerce").dropna().astype(int))
+                   ) if "pretrain_steps" in runs else []
+    if len(steps) > 1:
+        raise ConfigError(f"the runs come from stand-ins of {len(steps)} lengths ({', '.join(map(str, steps))} steps): "
+                          f"not one study's design")
+    draws = (pd.to_numeric(runs["pretrain_seed"], errors="coerce").fillna(0).astype(int) if "pretrain_seed" in runs
+             else pd.Series(0, runs.index))
+    seeds = {int(d): tuple(sorted(set(g.seed.astype(int)))) for d, g in runs.groupby(draws)}
+    return assets.Design(steps[0] if steps else PretrainConfig.steps, seeds)
 
 
 def draw_of(cell: Cell) -> int | None:

@@ -47,7 +47,7 @@ from ..io import read_json
 from ..worlds.assets import get_world
 from ..worlds.shapes import WorldConfig
 from .engine import run_cell
-from .presets import PRESET_WORLD, Cell, grid
+from .presets import PRESET_WORLD, Cell, design_of, grid
 
 SCORES = {"best_val": "best validation", "test": "test", "final_val": "final validation"}
 KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
@@ -144,7 +144,8 @@ def committed_cells(rows: pd.DataFrame, runs_root: str, preset: str | None = Non
     wanted, cells = set(rows.run_id), {}
     for name in candidates:
         try:
-            cells = {c.run_id: c for c in grid(name, study, runs_root=runs_root, **paths) if c.run_id in wanted}
+            cells = {c.run_id: c for c in grid(name, study, runs_root=runs_root, design=design_of(rows), **paths)
+                     if c.run_id in wanted}
         except ConfigError:   # the dial takes no --data-root / --model-path: said when the dial was asked for
             if preset:
                 raise

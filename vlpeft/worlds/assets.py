@@ -22,6 +22,7 @@ data root or checkpoint directory is never overwritten. The `real` world is neve
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,16 +78,20 @@ RECIPE_WORLD = {"mplug": "embedded", "blip": "embedded-blip"}   # a recipe's dra
 
 
 def standin(recipe: str, draw: int, design: Design | None = None) -> World:
-    """A recipe's stand-in of one pre-training draw: `embedded` (mPLUG's recipe) or `embedded-blip`, `-p<draw>`
-    after draw 0. A 1000-step draw 0 lives where the studies before #39 put it (checkpoints/embedded[-blip]); every
-    other in checkpoints/<recipe>-L<steps>-p<draw>."""
+    """A recipe's stand-in of one pre-training draw, named by what it is: `embedded-L<steps>-p<draw>` (mPLUG's
+    recipe) or `embedded-blip-L<steps>-p<draw>`, in checkpoints/<recipe>-L<steps>-p<draw>. The studies before #39
+    had one, a 1000-step draw 0: `embedded` and `embedded-blip`, in checkpoints/embedded[-blip]."""
     base, design = RECIPE_WORLD[recipe], design or DESIGN
-    longer = design.steps != PretrainConfig.steps
-    before = not longer and draw == 0
+    other_length = design.steps != PretrainConfig.steps
     pretrain = (({"recipe": recipe} if recipe != "mplug" else {}) | ({"seed": draw} if draw else {})
-                | ({"steps": design.steps, "warmup": design.steps // 10} if longer else {}))
-    return World(base + (f"-p{draw}" if draw else ""), WorldConfig(), pretrain, "data/shapes",
-                 f"checkpoints/{base}" if before else f"checkpoints/{recipe}-L{design.steps}-p{draw}")
+                | ({"steps": design.steps, "warmup": design.steps // 10} if other_length else {}))
+    if not other_length and draw == 0:
+        return World(base, WorldConfig(), pretrain, "data/shapes", f"checkpoints/{base}")
+    return World(f"{base}-L{design.steps}-p{draw}", WorldConfig(), pretrain, "data/shapes",
+                 f"checkpoints/{recipe}-L{design.steps}-p{draw}")
+
+
+STANDIN_NAME = re.compile(r"(embedded(?:-blip)?)-L(\d+)-p(\d+)")   # standin()'s names, read back
 
 
 # The consistency dial (beyond the paper): one world per level, one pre-trained model per level and seed. Level 1
@@ -106,6 +111,7 @@ def dial_world(level: float, seed: int) -> World:
 WORLDS: dict[str, World] = {w.name: w for w in [
     World("smoke", SMOKE_WORLD, dict(steps=20, batch_size=16, zero_shot_eval=0, spec=SMOKE_SPEC),
           "data/smoke", "checkpoints/smoke"),
+    *(standin(recipe, 0, ONE_DRAW) for recipe in RECIPE_WORLD),   # embedded, embedded-blip: whatever the design
     *(standin(recipe, draw) for recipe in RECIPE_WORLD for draw in DESIGN.draws),
     World("real", None, {}, "data/coco", "checkpoints/blip-base-pretrained"),
     *(dial_world(level, seed) for level in DIAL_LEVELS for seed in DIAL_PRETRAIN_SEEDS),
@@ -116,11 +122,14 @@ WIRING_CHECKS = frozenset({"smoke"})  # worlds whose runs check the wiring only:
 
 
 def get_world(name: str) -> World:
-    """A world by name; the stand-ins' are those of today's `DESIGN`."""
-    worlds = WORLDS | {w.name: w for w in (standin(r, d) for r in RECIPE_WORLD for d in DESIGN.draws)}
-    if name not in worlds:
-        raise AssetError(f"unknown world {name!r}; choose one of {', '.join(worlds)}")
-    return worlds[name]
+    """A world by name: one of WORLDS, or any stand-in by its name (`standin`: recipe, length and draw)."""
+    if name in WORLDS:
+        return WORLDS[name]
+    if match := STANDIN_NAME.fullmatch(name):
+        recipe = {world: r for r, world in RECIPE_WORLD.items()}[match[1]]
+        return standin(recipe, int(match[3]), Design(int(match[2]), {}))
+    raise AssetError(f"unknown world {name!r}; choose one of {', '.join(WORLDS)} (or a stand-in: "
+                     f"embedded[-blip]-L<steps>-p<draw>)")
 
 
 @dataclass(frozen=True)
