@@ -1,0 +1,107 @@
+"""The README's tables of the study's answer, written from the committed reports (so that the README says what the
+reports hold, number for number).
+
+    python tools/readme_tables.py verdicts reports/tiny-blip reports/tiny       # claim × study: verdict (value)
+    python tools/readme_tables.py scores reports/families                      # each method at its reference size
+    python tools/readme_tables.py changed reports/tiny --before e211bd6        # against the study at a commit:
+                                                                               #   which verdicts changed, and which
+                                                                               #   depend on the draw
+
+Effects are in score points; a supported verdict is in bold. `changed` reads the earlier claims.csv from git.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+TITLES = {"tiny": "mPLUG recipe", "tiny-blip": "BLIP recipe"}
+
+
+def claims(folder: str | Path) -> pd.DataFrame:
+    table = pd.read_csv(Path(folder) / "claims.csv", dtype={"claim": str})
+    return table.set_index("claim")
+
+
+def said(row: pd.Series) -> str:
+    """A verdict with its value and interval, in the units of the claim: "**supported** (+5.1 [+1.5, +8.8])"."""
+    verdict = f"**{row.verdict}**" if row.verdict == "supported" else row.verdict
+    if pd.isna(row.value):
+        return verdict
+    if row.get("value_unit") == "% of parameters":
+        return f"{verdict} ({row.value:.2f} %)"
+    interval = "" if pd.isna(row.ci_low) else f" [{row.ci_low:+.1f}, {row.ci_high:+.1f}]"
+    return f"{verdict} ({row.value:+.1f}{interval})".replace("-", "−")
+
+
+def markdown(rows: list[list[str]]) -> str:
+    return "\n".join("| " + " | ".join(r) + " |" for r in [rows[0], ["---"] * len(rows[0]), *rows[1:]])
+
+
+def verdicts(folders: list[str]) -> str:
+    tables = [claims(f) for f in folders]
+    names = [f"{TITLES.get(Path(f).name, Path(f).name)} ({f})" for f in folders]
+    rows = [["#", "claim (paper §V)", *[f"{n}: verdict (value)" for n in names], "statistic"]]
+    for c, row in tables[0].iterrows():
+        rows.append([c, row.text, *[said(t.loc[c]) if c in t.index else "" for t in tables], row.statistic])
+    return markdown(rows)
+
+
+def scores(folder: str) -> str:
+    s = pd.read_csv(Path(folder) / "scores.csv")
+    names = [c for c in s.columns if f"{c} low" in s.columns and c != "difference"]   # the studies, as compared
+
+    def cell(r, n):
+        return f"{r[n]:.1f} [{r[f'{n} low']:.1f}, {r[f'{n} high']:.1f}]" if pd.notna(r[f"{n} low"]) else f"{r[n]:.1f}"
+    rows = [["task", "method", *names, " − ".join(names) if len(names) == 2 else "difference"]]
+    for _, r in s.iterrows():
+        diff = (f"{r.difference:+.1f} [{r['difference low']:+.1f}, {r['difference high']:+.1f}]"
+                if pd.notna(r.get("difference low")) else "")
+        rows.append([r.task, r.method, *[cell(r, n) for n in names], diff.replace("-", "−")])
+    return markdown(rows)
+
+
+def changed(folder: str, before: str) -> str:
+    path = (Path(folder) / "claims.csv").resolve().relative_to(ROOT)
+    old_csv = subprocess.run(["git", "show", f"{before}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    if old_csv.returncode:
+        sys.exit(f"{path} at {before}: {old_csv.stderr.strip()}")
+    old = pd.read_csv(io.StringIO(old_csv.stdout), dtype={"claim": str}).set_index("claim")
+    new = claims(folder)
+    def units(t):   # claim 11 counts runs, not units
+        return int(t.n.drop(index="11", errors="ignore").max())
+    word = new.unit.iloc[0] if "unit" in new else "unit"
+    rows = [["#", f"at {before} ({units(old)} units)", f"now ({units(new)} {word}s)",
+             "verdict changed", "depends on the draw (parts whose draws fall on both sides)"]]
+    for c, row in new.iterrows():
+        was = old.loc[c] if c in old.index else None
+        split = row.get("split_parts")
+        rows.append([c, said(was) if was is not None else "", said(row),
+                     "yes" if was is not None and was.verdict != row.verdict else "no",
+                     "no" if pd.isna(split) or not str(split) else f"yes: {split}"])
+    return markdown(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("table", choices=["verdicts", "scores", "changed"])
+    p.add_argument("folders", nargs="+", help="report folders (scores: the compare page's)")
+    p.add_argument("--before", default="", help="changed: the commit whose claims.csv to compare with")
+    a = p.parse_args()
+    if a.table == "verdicts":
+        print(verdicts(a.folders))
+    elif a.table == "scores":
+        print(scores(a.folders[0]))
+    else:
+        if not a.before:
+            p.error("changed needs --before REV")
+        print(changed(a.folders[0], a.before))
+
+
+if __name__ == "__main__":
+    main()
