@@ -308,9 +308,13 @@ def parser() -> argparse.ArgumentParser:
     add_dataclass_args(s, WorldConfig)
     s.set_defaults(fn=cmd_world)
 
-    s = sub.add_parser("pretrain", help="pre-train the embedded tiny BLIP (cached; --force to redo)")
+    s = sub.add_parser("pretrain", help="pre-train the embedded tiny BLIP (cached; a stopped one resumes; --force to "
+                                        "redo)",
+                       description="Pre-train the embedded tiny BLIP into --out: a complete model of the same config "
+                                   "is not redone; a stopped one (Ctrl-C, a signal, a killed process) resumes from "
+                                   "its last resume point (every 100 steps) to the same weights bit for bit.")
     add_dataclass_args(s, PretrainConfig)
-    s.add_argument("--force", action="store_true")
+    s.add_argument("--force", action="store_true", help="redo it from step 0, whatever the folder holds")
     s.set_defaults(fn=cmd_pretrain)
 
     s = sub.add_parser("convert-blip", help="BLIP's original pre-training checkpoint → transformers folders")
