@@ -2,7 +2,9 @@
 and how many units would decide it.
 
 The unit is the pre-training draw when the runs come from more than one pre-trained model of a world (each draw's
-effect computed from its own runs, over its fine-tuning seeds: reports/tiny/schedule.md §7.3), and the seed when
+effect computed from its own runs: each cell averaged over the draw's fine-tuning seeds, then the effect, which is
+the mean of its seeds' own effects when every seed ran every cell — tests/test_claims.py; reports/tiny/schedule.md
+§7.3), and the seed when
 they come from one (a seed fixes the training subset and the initialisation of every run made with it, so runs of
 one seed are not independent). `estimators.prepare` labels each run's unit: "draw 2", or "0/1" (pre-training seed /
 seed). Effects are in score points (100 × the metric). Everything here is deterministic (no resampling).
