@@ -108,8 +108,12 @@ def progress_bar(**kw):
 
 # ---------------------------------------------------------------------------------------------------------
 # Provenance: what produced a file
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """The commit of the vlpeft checkout (with '+dirty' when it has uncommitted changes); None outside one."""
+    """The commit of the vlpeft checkout (with '+dirty' when it has uncommitted changes); None outside one. Read
+    once per process: what a process runs is the code it imported when it started, whatever is committed while it
+    runs (a pre-training or a sweep can outlast several commits), so the long-running entry points ask at their
+    start (`pretrain._pretrain`, a run's provenance.json) and every later record repeats that answer."""
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return None

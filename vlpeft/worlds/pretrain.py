@@ -100,6 +100,7 @@ class StartOver(Exception):
 
 
 def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
+    made_by = provenance()   # at the start: the code this process runs (io.git_commit)
     torch.manual_seed(cfg.seed)
     paths = Paths(Path(cfg.data_root))
     tokenizer = build_tokenizer(shapes.vocabulary())
@@ -129,7 +130,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
                        f"{cfg.spec.max_positions - 1})",
             "zero_shot": zero_shot(caption, vqa, tokenizer, paths, corpus.images, cfg.zero_shot_eval),
             "shift_loss": shift_loss(caption, tokenizer, paths, corpus.images, cfg.zero_shot_eval),
-            "provenance": provenance()}   # its `numerics`: the path, caps, threads and CPU it was made on
+            "provenance": made_by}   # its `numerics`: the path, caps, threads and CPU it was made on
     save_model(caption, processor, out / "caption")
     save_model(vqa, processor, out / "vqa")
     card["weights_sha256"] = weight_hashes(out)   # the stand-in's identity (presets.STANDINS holds the committed)
