@@ -141,6 +141,14 @@ def complete(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+def draw_of(runs: pd.DataFrame) -> pd.Series:
+    """Each run's pre-training draw: its `pretrain_seed`, 0 where it records none (a study of one model: real BLIP,
+    or runs from before draws were recorded). The one rule every per-draw table follows (claims, fairness,
+    families)."""
+    seeds = runs["pretrain_seed"] if "pretrain_seed" in runs else pd.Series(np.nan, index=runs.index)
+    return pd.to_numeric(seeds, errors="coerce").fillna(0.0)
+
+
 def highest_consistency(df: pd.DataFrame) -> pd.DataFrame:
     """The paper's setting: the runs at the highest consistency level present (a missing level is 1, the
     embedded model's own); every run when there is no dial."""
@@ -166,8 +174,7 @@ def fairness(df: pd.DataFrame) -> pd.DataFrame:
     d = d[d.data_ratio == d.data_ratio.max()]
     if d.empty:
         return pd.DataFrame()
-    draw = pd.to_numeric(d["pretrain_seed"], errors="coerce") if "pretrain_seed" in d else pd.Series(0, d.index)
-    d = d.assign(draw=draw.fillna(0).astype(int),
+    d = d.assign(draw=draw_of(d).astype(int),
                  margin=100 * (d.best_val.astype(float) - d.question_prior.astype(float)))
     wide = d.groupby(["method", "size", "draw"]).margin.mean().unstack("draw")
     order = {m: i for i, m in enumerate(dict.fromkeys([*METHOD_ORDER, *wide.index.get_level_values(0)]))}

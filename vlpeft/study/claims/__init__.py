@@ -27,47 +27,53 @@ from .stats import CI_LEVEL, MIN_UNITS, Estimate, t_interval, unit_word, units_n
 
 __all__ = ["CI_LEVEL", "CLAIMS", "COLUMNS", "DIAL_TEXT", "EMBEDDING", "FAMILIES", "KINDS", "LAYER", "MIN_UNITS",
            "PART_COLUMNS", "PEFT", "PER_METHOD_COLUMNS", "THRESHOLDS", "VERDICTS", "VERDICT_RULES", "Claim",
-           "Estimate", "Judge", "JudgeKind", "Mark", "Part", "Verdict", "dial_slopes", "dial_verdict",
-           "evaluate_claims", "paper_setting", "parts_table", "per_method_table", "rules_by_claim", "rules_page",
-           "t_interval", "units_needed", "units_table"]
+           "Estimate", "Judge", "JudgeKind", "Mark", "Part", "Verdict", "claim_tables", "dial_slopes",
+           "dial_verdict", "evaluate_claims", "paper_setting", "parts_table", "per_method_table", "rules_by_claim",
+           "rules_page", "t_interval", "units_needed", "units_table"]
 
 CLAIMS = dict(sorted(CLAIMS.items()))
 VERDICTS = tuple(str(v) for v in Verdict)
+
+
+def claim_tables(df: pd.DataFrame) -> dict:
+    """Every claim evaluated once, and the dial: {"claims", "per_method", "parts", "units"} (the tables below) and
+    "dial" (`dial_verdict`). A study's report takes all five; each table alone is one of them."""
+    d = paper_setting(df)
+    evaluated = [(n, *c.evaluate(d)) for n, c in CLAIMS.items()]      # (claim, its row, its per-method rows)
+    dial = dial_verdict(df, with_parts=True)
+    parts = [(n, p) for n, row, _ in evaluated for p in row["parts"]] + [("dial", p) for p in dial["parts"]]
+    claims = pd.DataFrame([row for _, row, _ in evaluated], columns=COLUMNS)
+    return {"claims": claims.assign(unit=unit_word(d["unit"])),   # the study's, also for a claim without units (11)
+            "per_method": pd.DataFrame([r for _, _, rows in evaluated for r in rows], columns=PER_METHOD_COLUMNS),
+            "parts": pd.DataFrame([p.as_row(n) for n, p in parts], columns=PART_COLUMNS),
+            "units": pd.DataFrame([r for n, p in parts for r in p.unit_rows(n)], columns=UNIT_COLUMNS),
+            "dial": {k: v for k, v in dial.items() if k != "parts"}}
 
 
 def evaluate_claims(df: pd.DataFrame) -> pd.DataFrame:
     """All eleven claims, one row each: claim, text, statistic, value, ci_low, ci_high, n (units), verdict,
     unit (draw or seed), evidence, value_unit, units_needed (inconclusive claims: units that would decide at the
     measured spread), split_parts (parts whose units' own estimates fall on both sides of their decision)."""
-    d = paper_setting(df)
-    table = pd.DataFrame([c.evaluate(d)[0] for c in CLAIMS.values()], columns=COLUMNS)
-    return table.assign(unit=unit_word(d["unit"]))   # the study's, also for a claim computed without units (11)
+    return claim_tables(df)["claims"]
 
 
 def per_method_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (claim, method) for the claims judged or reported per method (1–6, 8, 10, 11): the method's
     own estimate (score points), its t interval, n_units, mark and, when unclear, the units that would decide it."""
-    d = paper_setting(df)
-    return pd.DataFrame([r for c in CLAIMS.values() for r in c.evaluate(d)[1]], columns=PER_METHOD_COLUMNS)
+    return claim_tables(df)["per_method"]
 
 
 def parts_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per judged (or reported) part of every claim and of the dial: its estimate, 90 % and Bonferroni
     intervals, judge, margin and mark — what the forest plots draw."""
-    d = paper_setting(df)
-    rows = [p.as_row(n) for n, c in CLAIMS.items() for p in c.evaluate(d)[0]["parts"]]
-    rows += [p.as_row("dial") for p in dial_verdict(df, with_parts=True)["parts"]]
-    return pd.DataFrame(rows, columns=PART_COLUMNS)
+    return claim_tables(df)["parts"]
 
 
 def units_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per unit of every part of the parts table: that unit's own estimate (a pre-training draw's, or a
     seed's) and whether it lies on the side of the part's bound where it reads yes — the forest plots' rows per
     draw, so a reader sees whether an answer depends on the draw."""
-    d = paper_setting(df)
-    rows = [r for n, c in CLAIMS.items() for p in c.evaluate(d)[0]["parts"] for r in p.unit_rows(n)]
-    rows += [r for p in dial_verdict(df, with_parts=True)["parts"] for r in p.unit_rows("dial")]
-    return pd.DataFrame(rows, columns=UNIT_COLUMNS)
+    return claim_tables(df)["units"]
 
 
 def rules_by_claim() -> dict[int, str]:

@@ -124,6 +124,7 @@ def units_of(parts) -> str:
     """What the parts' units are, "draw" or "seed" (`stats.unit_word`)."""
     return unit_word([u for p in parts if p.estimate is not None for u in p.estimate.values.index])
 
+
 def evidence(parts: list[Part], sep: str = "; ") -> str:
     return sep.join(p.evidence for p in parts)
 
@@ -162,11 +163,12 @@ def result(claim_number: int, statistic: str, value: Estimate | None, verdict: V
            needed: float = math.nan, value_unit: str = "score points", claim_text: str | None = None,
            parts: list[Part] = ()) -> dict:
     """One row of the claims table; `parts` (kept under "parts", not a column) are what its forest plot shows.
-    `split_parts`: the judged parts whose units fall on both sides of their decision (`Part.split`)."""
+    `split_parts`: the judged parts whose units fall on both sides of their decision (`Part.split`). Its `unit`
+    is the study's, set by `claim_tables` from `estimators.prepare`'s labels."""
     ok = value is not None and value.n > 0
     return {"claim": claim_number, "text": claim_text or CLAIMS[claim_number].text, "statistic": statistic,
             "value": value.est if ok else math.nan, "ci_low": value.lo if ok else math.nan,
             "ci_high": value.hi if ok else math.nan, "n": value.n if ok else 0,
-            "unit": units_of([*parts, Part("value", value)]), "verdict": str(verdict), "evidence": text,
+            "verdict": str(verdict), "evidence": text,
             "value_unit": value_unit, "units_needed": needed if verdict == Verdict.INCONCLUSIVE else math.nan,
             "split_parts": "; ".join(p.name for p in parts if p.split), "parts": list(parts)}

@@ -14,7 +14,7 @@ import pandas as pd
 from ...catalog import METHODS, PAPER_METHODS
 from ...errors import VlpeftError
 from ...io import read_json
-from ..claims import dial_verdict, evaluate_claims, parts_table, per_method_table, units_table
+from ..claims import claim_tables
 from ..presets import PRESET_WORLD
 from ..results import highest_consistency, load_curves, load_runs, setting
 
@@ -50,8 +50,9 @@ class Study:
                              f"{' and '.join(map(str, steps))} steps ({self.source}); its units would pool them. Keep "
                              f"each design's runs in their own study folder (move the older runs away, or `--study "
                              f"NAME`)")
-        self.claims, self.per_method = evaluate_claims(self.runs), per_method_table(self.runs)
-        self.parts, self.units, self.dial = parts_table(self.runs), units_table(self.runs), dial_verdict(self.runs)
+        tables = claim_tables(self.runs)   # every claim evaluated once
+        self.claims, self.per_method, self.parts = tables["claims"], tables["per_method"], tables["parts"]
+        self.units, self.dial = tables["units"], tables["dial"]
         if self.wiring_check:  # its numbers mean nothing: every claim computed (the wiring), none judged
             self.claims["verdict"] = self.dial["verdict"] = NOT_JUDGED
             self.per_method["mark"] = self.parts["mark"] = "not judged"
