@@ -104,15 +104,16 @@ def test_planned_steps_are_the_steps_the_committed_study_took():
 def test_on_the_committed_grid_the_estimate_is_its_measured_run_time(tmp_path):
     """The reference rates are Σ wall_s / Σ steps per task and method of reports/tiny/runs.csv: on that very grid,
     the runs' estimated worker time is their measured one (plus the per-run papermill figure)."""
-    measured = pd.read_csv(REPO / "reports" / "tiny" / "runs.csv").wall_s.sum()
+    committed = pd.read_csv(REPO / "reports" / "tiny" / "runs.csv")
+    measured, design = committed.wall_s.sum(), presets.design_of(committed)   # the one-draw design it ran
     fresh = dict(runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"),   # nothing made yet, whatever
                  model_path=str(tmp_path / "model" / "{task}"))                      # the checkout holds
-    native = presets.grid("tiny", numerics="native", **fresh)   # the path they ran on
+    native = presets.grid("tiny", numerics="native", design=design, **fresh)   # the path they ran on
     p = plan.Plan.of(native, workers=2, runs_root=str(tmp_path / "runs"))
     assert p.worker_s == pytest.approx(measured + 198 * plan.CELL_S, rel=1e-9)
     assert p.parts["runs"] == pytest.approx(p.worker_s / 2 + plan.COLD_START_S)
     assert "reports/tiny/runs.csv" in str(p) and "to pre-train (1000 steps)" in str(p)
-    pinned = plan.Plan.of(presets.grid("tiny", **fresh), workers=2,
+    pinned = plan.Plan.of(presets.grid("tiny", design=design, **fresh), workers=2,
                           runs_root=str(tmp_path / "runs"))   # today's default: their rates × the measured cost
     assert pinned.worker_s == pytest.approx(measured * plan.PINNED_COST + 198 * plan.CELL_S, rel=1e-9)
     assert "pinned numeric path" in str(pinned)

@@ -3,9 +3,11 @@
 A preset names its world; the study, the sweep and the notebooks resolve it here, the same way:
 
     smoke     a seconds-long shapes world and a 20-step tiny BLIP (tests, a first look; numbers mean nothing)
-    embedded  the study's shapes world and its tiny BLIP pre-trained with mPLUG's recipe, the paper's model
-              (minutes, cached): draw 0 of the study's stand-ins (`DESIGN`); embedded-p1, … its other draws
-    embedded-blip  the same world, the tiny BLIP pre-trained with BLIP's recipe (the second family); -p1, …
+    embedded  the study's shapes world and its tiny BLIP pre-trained 1000 steps with mPLUG's recipe, the paper's
+              model (minutes, cached): the one-draw studies' stand-in, and the dial's level 1
+    embedded-blip  the same world, the tiny BLIP pre-trained with BLIP's recipe (the second family)
+    embedded-L6000-p0, -p1, -p2, embedded-blip-L6000-p0, …  the studies' stand-ins since #39 (`DESIGN`): each
+              recipe pre-trained 6000 steps from each draw (hours each, cached, resumable)
     dial-c*-p*  the consistency dial's worlds (one per level) and pre-trained models (one per level and seed)
     real      real BLIP on real MSCOCO/VQAv2 files: nothing is generated, trained or written
 
@@ -73,7 +75,9 @@ class Design:
 
 
 ONE_DRAW = Design(1000, {0: (0, 1, 2)})   # the studies committed before #39: one 1000-step draw, three seeds on it
-DESIGN = ONE_DRAW                         # the studies `tiny` and `tiny-blip` (presets.grid)
+# The studies `tiny` and `tiny-blip` since #39 (presets.grid; reports/tiny/schedule.md §7): three 6000-step draws
+# (the pilot's rule, §7.2), one fine-tuning seed each, the draw's own number (§7.3; D = 3 by §7.1's budget rule).
+DESIGN = Design(6000, {0: (0,), 1: (1,), 2: (2,)})
 RECIPE_WORLD = {"mplug": "embedded", "blip": "embedded-blip"}   # a recipe's draw 0, by name
 
 
