@@ -15,8 +15,9 @@ inside the commands, so `--help` answers at once.
 Presets (`--preset` of sweep and study; `--dry-run` says what exists, what will be made and about how long):
     smoke      a wiring check: 3 runs on a 16-px world and a 20-step model, under a minute from nothing (`make smoke`);
                its numbers mean nothing
-    tiny       the embedded study: 198 runs, the tiny BLIP pre-trained with mPLUG's recipe; about 4 h on 2 CPU
-               cores on the pinned numeric path (`make study`)
+    tiny       the embedded study: 198 runs on three draws of the tiny BLIP pre-trained 6000 steps with mPLUG's
+               recipe (one seed each; `--draws N` one draw alone); about 7 h on 2 CPU cores on the pinned numeric
+               path (estimated by `--dry-run`; `make study`)
     tiny-blip  the same grid from BLIP's pre-training recipe (the second family); about as long
     dial       the consistency dial (beyond the paper): 234 caption runs over 3 consistency levels × 2
                pre-trainings; 2 h 12 min on 2 CPU cores after `make study` before the path was pinned
