@@ -71,7 +71,7 @@ def table():
         rows.append({"task": m["task"], "schedule": metrics.parent.parent.name, "method": m["method"],
                      "size": m["size"],
                      "steps": m["steps"], "best_val": m["best_val"], "final_val": m["final_val"],
-                     "last_fifth_gain_pts": round(last_fifth_gain(curve, m["steps"]), 2),
+                     "last_fifth_gain_pts": last_fifth_gain(curve, m["steps"]),   # judged unrounded
                      "curve": " ".join(f"{c['val']:.2f}" for c in curve), "wall_s": round(m["wall_s"]),
                      "train_s": round(m["train_s"]), "eval_s": round(m.get("eval_s", 0))})
     df = pd.DataFrame(rows)
@@ -142,7 +142,7 @@ if __name__ == "__main__":
     elif a.cmd == "decide":
         import pandas as pd
         df, prior, chosen, fair = decide()
-        pd.set_option("display.width", 250, "display.max_colwidth", 90)
+        pd.set_option("display.width", 250, "display.max_colwidth", 90, "display.precision", 3)
         print(df.to_string(index=False))
         print(f"\nquestion-type prior on the validation split: {prior:.3f}")
         print(f"VQA epochs by the rule: {chosen}  (None: no candidate flattened; the paper's 10 then)")
