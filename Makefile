@@ -39,7 +39,11 @@ smoke: setup
 study: setup
 	$(BIN)/vlpeft study --preset $(PRESET) --workers $(WORKERS)
 	if [ "$(PRESET)" = tiny ] && [ -f reports/tiny-blip/runs.csv ]; then \
-		$(BIN)/vlpeft compare reports/tiny reports/tiny-blip --out reports/families; fi
+		if $(BIN)/python -c "import sys; from vlpeft.study.presets import same_design; \
+			sys.exit(not same_design('reports/tiny', 'reports/tiny-blip'))"; then \
+			$(BIN)/vlpeft compare reports/tiny reports/tiny-blip --out reports/families; \
+		else echo "reports/families not re-made: reports/tiny-blip is of another design (its draws, seeds or" \
+			"pre-training length); run \`vlpeft study --preset tiny-blip\`, then \`make study\` again"; fi; fi
 
 dial: setup
 	$(BIN)/vlpeft study --preset dial --workers $(WORKERS)

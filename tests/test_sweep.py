@@ -81,7 +81,7 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
         want = [{k: v for k, v in config_dict(c.config).items() if k not in same}
                 for c in sorted((c for c in one if c.config.seed == d), key=lambda c: c.run_id)]
         assert sorted(map(repr, strip)) == sorted(map(repr, want))
-    assert presets.grid(preset, design=assets.ONE_DRAW) != draws and presets.design_of(pd.DataFrame(
+    assert presets.design_of(pd.DataFrame(
         [dict(pretrain_seed=d, seed=d, pretrain_steps=3000) for d in (0, 1, 2)])) == assets.DESIGN
     one_draw = presets.select(draws, draws=[1])   # `--draws 1`: one draw re-made alone
     assert one_draw == [c for c in draws if c.config.seed == 1] and len(one_draw) == len(draws) // 3
@@ -89,6 +89,21 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
     assert dial.model_root == "checkpoints/embedded" and PretrainConfig(**dial.pretrain).steps == 1000
     with pytest.raises(ConfigError, match="3 pre-training draws"):
         presets.grid(preset, model_path="elsewhere/{task}")
+
+
+@pytest.mark.parametrize("other, same", [("tiny-blip", True), ("dial", False), ("three draws", False)])
+def test_make_study_compares_only_studies_of_one_design(other, same, tmp_path):
+    """`make study` re-makes reports/families only when both studies come from one design (compare's premise):
+    the committed one-draw pair does; the dial, or a three-draw study beside a one-draw one, does not."""
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    folder = repo / "reports" / other
+    if other == "three draws":
+        folder = tmp_path
+        pd.DataFrame([dict(pretrain_seed=d, seed=d, pretrain_steps=6000) for d in (0, 1, 2)]).to_csv(
+            folder / "runs.csv", index=False)
+    assert presets.same_design(repo / "reports" / "tiny", folder) == same
+    assert "same_design('reports/tiny', 'reports/tiny-blip')" in (repo / "Makefile").read_text()
 
 
 def test_dry_run_and_filters(capsys):

@@ -133,8 +133,9 @@ world = "smoke"     # smoke: seconds, numbers mean nothing | embedded: the study
 progress = True
 show = True         # the checks, examples and curve; a sweep turns them off for speed
 
-# The study's own settings (the tiny preset's captioning cell at the reference size, seed 0), uncomment:
-# world = "embedded"
+# The study's own settings (the tiny preset's captioning cell at the reference size, draw 0 and its seed 0; the
+# draw's 6000-step pre-training takes about 1.5 h, cached; "embedded" is the 1000-step one, minutes), uncomment:
+# world = "embedded-L6000-p0"
 # config = dict(task="caption", method="{method}", size={size}, data_ratio=1.0, seed=0, lr={lr},
 #               {study})"""
 
@@ -256,8 +257,8 @@ layer — its text encoder cross-attends to the image and leaves the image state
 route the image half is the vision tower's output, as in mPLUG-large, and it is frozen under every PEFT method (only
 full fine-tuning trains the tower). A PEFT run can change how the question is encoded and how the answer decoder
 reads image and question, never the image states themselves; in mPLUG-base its fusion layer could move them."""),
-        code("""world = "smoke"            # smoke (seconds) | embedded (mPLUG's recipe: the study's model, a few minutes,
-                           # cached) | embedded-blip (BLIP's recipe)""",
+        code("""world = "smoke"            # smoke (seconds) | embedded (mPLUG's recipe, 1000 steps: a few minutes, cached;
+                           # the study's draws: embedded-L6000-p0, -p1, -p2) | embedded-blip (BLIP's recipe)""",
              tags=["parameters"]),
         code("""import json
 from pathlib import Path

@@ -20,7 +20,7 @@ Presets (`--preset` of sweep and study; `--dry-run` says what exists, what will 
                path (estimated by `--dry-run`; `make study`)
     tiny-blip  the same grid from BLIP's pre-training recipe (the second family); about as long
     dial       the consistency dial (beyond the paper): 234 caption runs over 3 consistency levels × 2
-               pre-trainings; 2 h 12 min on 2 CPU cores after `make study` before the path was pinned
+               pre-trainings; 2 h 12 min on 2 CPU cores after the one-draw `make study` before the path was pinned
                (`make dial`)
     paper      Table II on BLIP-base and MSCOCO/VQAv2: 810 runs, for GPU nodes (Slurm)
 

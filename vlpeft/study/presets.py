@@ -283,15 +283,23 @@ def design_of(runs) -> "assets.Design":
     """The stand-ins a study's runs (a runs table) were made from: their pre-training length (runs before #39
     record none: 1000 steps) and, per draw, its fine-tuning seeds."""
     import pandas as pd
+
+    from .results import run_draws
     steps = sorted(set(pd.to_numeric(runs["pretrain_steps"], errors="coerce").dropna().astype(int))
                    ) if "pretrain_steps" in runs else []
     if len(steps) > 1:
         raise ConfigError(f"the runs come from stand-ins of {len(steps)} lengths ({', '.join(map(str, steps))} steps): "
                           f"not one study's design")
-    draws = (pd.to_numeric(runs["pretrain_seed"], errors="coerce").fillna(0).astype(int) if "pretrain_seed" in runs
-             else pd.Series(0, runs.index))
+    draws = run_draws(runs).astype(int)
     seeds = {int(d): tuple(sorted(set(g.seed.astype(int)))) for d, g in runs.groupby(draws)}
     return assets.Design(steps[0] if steps else PretrainConfig.steps, seeds)
+
+
+def same_design(*studies: str) -> bool:
+    """Whether the studies' folders (each with a runs.csv) were made from one design, the premise of comparing them
+    (`make study` re-makes reports/families only then; `vlpeft compare` says what differs)."""
+    import pandas as pd
+    return len({repr(design_of(pd.read_csv(Path(s) / "runs.csv"))) for s in studies}) == 1
 
 
 def draw_of(cell: Cell) -> int | None:

@@ -141,7 +141,7 @@ def complete(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def draw_of(runs: pd.DataFrame) -> pd.Series:
+def run_draws(runs: pd.DataFrame) -> pd.Series:
     """Each run's pre-training draw: its `pretrain_seed`, 0 where it records none (a study of one model: real BLIP,
     or runs from before draws were recorded). The one rule every per-draw table follows (claims, fairness,
     families)."""
@@ -174,7 +174,7 @@ def fairness(df: pd.DataFrame) -> pd.DataFrame:
     d = d[d.data_ratio == d.data_ratio.max()]
     if d.empty:
         return pd.DataFrame()
-    d = d.assign(draw=draw_of(d).astype(int),
+    d = d.assign(draw=run_draws(d).astype(int),
                  margin=100 * (d.best_val.astype(float) - d.question_prior.astype(float)))
     wide = d.groupby(["method", "size", "draw"]).margin.mean().unstack("draw")
     order = {m: i for i, m in enumerate(dict.fromkeys([*METHOD_ORDER, *wide.index.get_level_values(0)]))}

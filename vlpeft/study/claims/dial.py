@@ -60,7 +60,7 @@ def _dial(df: pd.DataFrame) -> dict:
     if len(levels) < MIN_LEVELS:
         return result(0, STATISTIC, None, Verdict.INCONCLUSIVE,
                       f"{len(levels)} consistency level(s) {levels}; the trend needs ≥ {MIN_LEVELS}",
-                      value_unit=UNIT, claim_text=TEXT) | {"levels": levels}
+                      value_unit=UNIT, claim_text=TEXT) | {"levels": levels, "unit": unit_word(d["unit"])}
     slopes = dial_slopes(d, prepared=True)  # units × levels, points per doubling
     span = levels[-1] - levels[0]
     trend = {}

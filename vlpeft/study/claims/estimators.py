@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...catalog import PAPER_METHODS, PAPER_PEFT, family_methods
-from ..results import complete, draw_of, highest_consistency, reference_sizes
+from ..results import complete, highest_consistency, reference_sizes, run_draws
 from .judges import MIN_LEVELS, POINTS
 from .stats import DRAW, Estimate
 
@@ -28,7 +28,7 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     else (pre-training seed, seed) ("0/1"). A method beyond the paper's enters no claim."""
     d = complete(df)
     d = d[d.method.isin(PAPER_METHODS)]
-    d["pretrain_seed"] = draw_of(d)
+    d["pretrain_seed"] = run_draws(d)
     d["consistency"] = pd.to_numeric(d["consistency"], errors="coerce").fillna(1.0) if "consistency" in d else 1.0
     d["pts"] = POINTS * d["best_val"].astype(float)
     if "family" not in d:

@@ -144,9 +144,10 @@ class Claim:
         return " ".join(doc.split()).format(**THRESHOLDS)
 
     def __call__(self, df) -> dict:
-        """The claim's row of `evaluate_claims` for a runs table."""
-        row = self.evaluate(paper_setting(df))[0]
-        return {k: v for k, v in row.items() if k != "parts"}
+        """The claim's row of `evaluate_claims` for a runs table (its unit: the study's, as there)."""
+        d = paper_setting(df)
+        row = self.evaluate(d)[0]
+        return {k: v for k, v in row.items() if k != "parts"} | {"unit": unit_word(d["unit"])}
 
 
 CLAIMS: dict[int, Claim] = {}

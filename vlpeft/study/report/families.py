@@ -40,7 +40,7 @@ from ...catalog import METHODS, TASK_INFO
 from ...errors import ConfigError
 from .. import figures as F
 from ..claims.stats import CI_LEVEL, Estimate
-from ..results import complete, draw_of, reference_sizes, setting
+from ..results import complete, reference_sizes, run_draws, setting
 from .load import Study
 from .page import CSS, _html_table, _img, _markdown
 from .sections import verdict_table
@@ -209,7 +209,7 @@ def _per_unit(study: Study, task: str, method: str) -> pd.Series:
         return pd.Series(dtype=float)
     size = reference_sizes(d)[method]
     d = d[(d.method == method) & (d["size"] == size) & (d.data_ratio == d.data_ratio.max())]
-    unit = draw_of(d).rename("pretrain_seed") if study.unit == "draw" else d["seed"]
+    unit = run_draws(d).rename("pretrain_seed") if study.unit == "draw" else d["seed"]
     return (100 * d.groupby(unit)["best_val"].mean()).rename(method)
 
 
