@@ -575,3 +575,20 @@ def test_a_runs_recipe_and_route_are_as_recorded_or_as_they_were_before():
     committed_runs = pd.read_csv(REPORTS / "tiny-blip" / "runs.csv")   # from before recipes and routes
     vqa = results.setting(committed_runs)[committed_runs.task == "vqa"]
     assert set(vqa.recipe) == set(vqa.vqa_route) == {"blip"}
+
+
+@pytest.mark.parametrize("pretrain_seeds, over", [
+    (None, "seeds"),                                       # runs that record no draw: one model's seeds
+    ([0, 0, 0], "seeds"),
+    ([0, 1, 2], "the runs of 3 pre-training draws"),
+    ([float("nan"), 1, 1], "the runs of 2 pre-training draws"),   # a run with none is draw 0, as the claims count
+])
+def test_a_figure_says_what_its_means_are_over_as_the_claims_count_units(pretrain_seeds, over):
+    from vlpeft.study.claims.estimators import prepare
+    from vlpeft.study.figures import _over
+    runs = pd.DataFrame({"status": "complete", "best_val": 0.5, "method": "lora", "seed": [0, 1, 2],
+                         "tune_classifier": False})
+    if pretrain_seeds is not None:
+        runs["pretrain_seed"] = pretrain_seeds
+    assert _over(runs) == over
+    assert (over == "seeds") == (not str(prepare(runs)["unit"].iloc[0]).startswith("draw "))

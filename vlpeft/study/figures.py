@@ -27,7 +27,7 @@ import pandas as pd
 from ..catalog import FAMILY_COLOURS, METHODS, METRIC_LABEL, TASK_INFO
 from .claims import dial_slopes
 from .claims.judges import KINDS, PROMPT_PCT, REPORTED
-from .results import complete, reference_sizes, summarize
+from .results import complete, reference_sizes, run_draws, summarize
 
 TASK_LABEL = {t.name: t.title for t in TASK_INFO.values()}
 PAPER_FIG = {t.name: t.paper_figure for t in TASK_INFO.values()}
@@ -65,8 +65,9 @@ def _summary(df: pd.DataFrame, task: str) -> pd.DataFrame:
 
 
 def _over(df: pd.DataFrame) -> str:
-    """What a figure's means are over: the seeds of one pre-trained model, or the runs of several draws."""
-    draws = pd.to_numeric(df["pretrain_seed"], errors="coerce").nunique() if "pretrain_seed" in df else 0
+    """What a figure's means are over: the seeds of one pre-trained model, or the runs of several draws (a run's
+    draw by the claims' rule, `results.run_draws`)."""
+    draws = run_draws(df).nunique()
     return f"the runs of {draws} pre-training draws" if draws > 1 else "seeds"
 
 
