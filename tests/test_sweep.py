@@ -83,6 +83,8 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
         assert sorted(map(repr, strip)) == sorted(map(repr, want))
     assert presets.design_of(pd.DataFrame(
         [dict(pretrain_seed=d, seed=d, pretrain_steps=3000) for d in (0, 1, 2)])) == assets.DESIGN
+    with pytest.raises(ConfigError, match=r"stand-ins of 2 lengths \(1000, 3000 steps\)"):   # Study's refusal too
+        presets.design_of(pd.DataFrame([dict(pretrain_seed=d, seed=d, pretrain_steps=1000 + 2000 * d) for d in (0, 1)]))
     one_draw = presets.select(draws, draws=[1])   # `--draws 1`: one draw re-made alone
     assert one_draw == [c for c in draws if c.config.seed == 1] and len(one_draw) == len(draws) // 3
     dial = assets.get_world("dial-c1-p0")

@@ -284,9 +284,8 @@ def design_of(runs) -> "assets.Design":
     record none: 1000 steps) and, per draw, its fine-tuning seeds."""
     import pandas as pd
 
-    from .results import run_draws
-    steps = sorted(set(pd.to_numeric(runs["pretrain_steps"], errors="coerce").dropna().astype(int))
-                   ) if "pretrain_steps" in runs else []
+    from .results import run_draws, run_lengths
+    steps = run_lengths(runs)
     if len(steps) > 1:
         raise ConfigError(f"the runs come from stand-ins of {len(steps)} lengths ({', '.join(map(str, steps))} steps): "
                           f"not one study's design")

@@ -149,6 +149,14 @@ def run_draws(runs: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(seeds, errors="coerce").fillna(0.0)
 
 
+def run_lengths(runs: pd.DataFrame) -> list[int]:
+    """The pre-training lengths (steps) of the stand-ins a study's runs fine-tune, sorted; empty where no run
+    records one (real BLIP, or runs from before #39). More than one is not one study's design: its draws would
+    pool models of different lengths (`Study` and `presets.design_of` refuse it)."""
+    steps = runs["pretrain_steps"] if "pretrain_steps" in runs else pd.Series(dtype=float)
+    return sorted(set(pd.to_numeric(steps, errors="coerce").dropna().astype(int)))
+
+
 def highest_consistency(df: pd.DataFrame) -> pd.DataFrame:
     """The paper's setting: the runs at the highest consistency level present (a missing level is 1, the
     embedded model's own); every run when there is no dial."""

@@ -16,7 +16,7 @@ from ...errors import VlpeftError
 from ...io import read_json
 from ..claims import claim_tables
 from ..presets import PRESET_WORLD
-from ..results import highest_consistency, load_curves, load_runs, setting
+from ..results import highest_consistency, load_curves, load_runs, run_lengths, setting
 
 NOT_JUDGED = "not judged (a wiring check)"
 
@@ -43,8 +43,7 @@ class Study:
         if len(routes) > 1:
             raise StudyError(f"study {self.name!r} mixes VQA runs of the routes {' and '.join(routes)}; its claims "
                              f"would pool them. Run each route as its own study (`--study NAME`)")
-        steps = sorted(set(pd.to_numeric(self.runs.get("pretrain_steps", pd.Series(dtype=float)),
-                                         errors="coerce").dropna().astype(int)))
+        steps = run_lengths(self.runs)
         if len(steps) > 1:   # a draw of one length pooled with a draw of another: not one study's units
             raise StudyError(f"study {self.name!r} mixes runs from stand-ins pre-trained "
                              f"{' and '.join(map(str, steps))} steps ({self.source}); its units would pool them. Keep "
