@@ -85,6 +85,10 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
         [dict(pretrain_seed=d, seed=d, pretrain_steps=3000) for d in (0, 1, 2)])) == assets.DESIGN
     with pytest.raises(ConfigError, match=r"stand-ins of 2 lengths \(1000, 3000 steps\)"):   # Study's refusal too
         presets.design_of(pd.DataFrame([dict(pretrain_seed=d, seed=d, pretrain_steps=1000 + 2000 * d) for d in (0, 1)]))
+    with pytest.raises(ConfigError, match=r"stand-ins of 2 lengths \(1000, 3000 steps\)"):   # a run before #39: 1000
+        presets.design_of(pd.DataFrame([dict(pretrain_seed=0, seed=0),
+                                         dict(pretrain_seed=1, seed=1, pretrain_steps=3000)]))
+    assert presets.design_of(pd.DataFrame([dict(pretrain_seed=0, seed=0)])).steps == 1000   # a one-draw study's runs
     one_draw = presets.select(draws, draws=[1])   # `--draws 1`: one draw re-made alone
     assert one_draw == [c for c in draws if c.config.seed == 1] and len(one_draw) == len(draws) // 3
     dial = assets.get_world("dial-c1-p0")

@@ -280,8 +280,8 @@ def grid(preset: str, study: str | None = None, runs_root: str = "runs", data_ro
 
 
 def design_of(runs) -> "assets.Design":
-    """The stand-ins a study's runs (a runs table) were made from: their pre-training length (runs before #39
-    record none: 1000 steps) and, per draw, its fine-tuning seeds."""
+    """The stand-ins a study's runs (a runs table) were made from: their pre-training length (`run_lengths`:
+    runs before #39 record none, 1000 steps) and, per draw, its fine-tuning seeds."""
     from .results import run_draws, run_lengths
     steps = run_lengths(runs)
     if len(steps) > 1:

@@ -151,10 +151,15 @@ def run_draws(runs: pd.DataFrame) -> pd.Series:
 
 def run_lengths(runs: pd.DataFrame) -> list[int]:
     """The pre-training lengths (steps) of the stand-ins a study's runs fine-tune, sorted; empty where no run
-    records one (real BLIP, or runs from before #39). More than one is not one study's design: its draws would
-    pool models of different lengths (`Study` and `presets.design_of` refuse it)."""
-    steps = runs["pretrain_steps"] if "pretrain_steps" in runs else pd.Series(dtype=float)
-    return sorted(set(pd.to_numeric(steps, errors="coerce").dropna().astype(int)))
+    fine-tunes a stand-in (real BLIP records no pre-training draw). A stand-in run that records a draw but no
+    length was made before #39, when every stand-in was pre-trained `PretrainConfig.steps` (1000). More than one
+    length is not one study's design: its draws would pool models of different lengths (`Study` and
+    `presets.design_of` refuse it)."""
+    from ..config import PretrainConfig
+    steps, draw = (pd.to_numeric(runs.get(name, pd.Series(np.nan, index=runs.index)), errors="coerce")
+                   for name in ("pretrain_steps", "pretrain_seed"))
+    steps = steps.mask(steps.isna() & draw.notna(), PretrainConfig.steps)   # a stand-in run from before #39
+    return sorted(set(steps.dropna().astype(int)))
 
 
 def highest_consistency(df: pd.DataFrame) -> pd.DataFrame:
