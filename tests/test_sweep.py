@@ -10,6 +10,7 @@ import pytest
 
 from vlpeft.catalog import METHODS, PAPER_METHODS
 from vlpeft.study import executors, presets
+from vlpeft.study.results import run_lengths
 
 # Table II written out by hand: (task, method) → (#data ratios, #sizes)
 TABLE_II = {
@@ -89,6 +90,7 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
         presets.design_of(pd.DataFrame([dict(pretrain_seed=0, seed=0),
                                          dict(pretrain_seed=1, seed=1, pretrain_steps=3000)]))
     assert presets.design_of(pd.DataFrame([dict(pretrain_seed=0, seed=0)])).steps == 1000   # a one-draw study's runs
+    assert run_lengths(pd.DataFrame([dict(seed=0)])) == []   # real BLIP: no draw, no stand-in length
     one_draw = presets.select(draws, draws=[1])   # `--draws 1`: one draw re-made alone
     assert one_draw == [c for c in draws if c.config.seed == 1] and len(one_draw) == len(draws) // 3
     dial = assets.get_world("dial-c1-p0")

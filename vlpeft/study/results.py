@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import METHODS, family_of, variant
+from ..config import PretrainConfig
 from ..io import read_json
 
 RUN_FILES = ("config.json", "metrics.json", "failed.json")
@@ -117,19 +118,23 @@ def load_runs(study_dir) -> pd.DataFrame:
                           ignore_index=True)
 
 
+def recorded(runs: pd.DataFrame, name: str) -> pd.Series:
+    """A runs table's column as recorded; NaN for every run where the table has none (runs from before it existed)."""
+    return runs[name] if name in runs else pd.Series(np.nan, index=runs.index, dtype=object)
+
+
 def setting(runs: pd.DataFrame) -> pd.DataFrame:
     """Each run's pre-training recipe and VQA route (columns `recipe`, `vqa_route`), as recorded, and for runs from
     before they were: a run of the embedded model (it has a pre-training seed) with no recipe was pre-trained with
     BLIP's recipe, then the only one (#29); a VQA run with no route answered on its checkpoint's own, which is its
     recipe's (`worlds.pretrain.RECIPES`: the same name) or, for a checkpoint with no recipe (real BLIP), blip.
     A caption run has no route (left as recorded); a run with no pre-training seed (real BLIP) no recipe (NaN)."""
-    def column(name):
-        return runs[name] if name in runs else pd.Series(np.nan, index=runs.index, dtype=object)
-    recipe = column("recipe").astype(object).where(column("recipe").notna() & column("recipe").ne(""))
-    embedded = pd.to_numeric(column("pretrain_seed"), errors="coerce").notna()
+    recipe = recorded(runs, "recipe").astype(object)
+    recipe = recipe.where(recipe.notna() & recipe.ne(""))
+    embedded = pd.to_numeric(recorded(runs, "pretrain_seed"), errors="coerce").notna()
     recipe = recipe.where(recipe.notna() | ~embedded, "blip")
-    route = column("vqa_route").astype(object)
-    unset = (column("task") == "vqa") & (route.isna() | route.eq(""))
+    route = recorded(runs, "vqa_route").astype(object)
+    unset = (recorded(runs, "task") == "vqa") & (route.isna() | route.eq(""))
     route = route.where(~unset, recipe.fillna("blip"))
     return pd.DataFrame({"recipe": recipe, "vqa_route": route}, index=runs.index)
 
@@ -145,8 +150,7 @@ def run_draws(runs: pd.DataFrame) -> pd.Series:
     """Each run's pre-training draw: its `pretrain_seed`, 0 where it records none (a study of one model: real BLIP,
     or runs from before draws were recorded). The one rule every per-draw table follows (claims, fairness,
     families)."""
-    seeds = runs["pretrain_seed"] if "pretrain_seed" in runs else pd.Series(np.nan, index=runs.index)
-    return pd.to_numeric(seeds, errors="coerce").fillna(0.0)
+    return pd.to_numeric(recorded(runs, "pretrain_seed"), errors="coerce").fillna(0.0)
 
 
 def run_lengths(runs: pd.DataFrame) -> list[int]:
@@ -155,9 +159,7 @@ def run_lengths(runs: pd.DataFrame) -> list[int]:
     length was made before #39, when every stand-in was pre-trained `PretrainConfig.steps` (1000). More than one
     length is not one study's design: its draws would pool models of different lengths (`Study` and
     `presets.design_of` refuse it)."""
-    from ..config import PretrainConfig
-    steps, draw = (pd.to_numeric(runs.get(name, pd.Series(np.nan, index=runs.index)), errors="coerce")
-                   for name in ("pretrain_steps", "pretrain_seed"))
+    steps, draw = (pd.to_numeric(recorded(runs, name), errors="coerce") for name in ("pretrain_steps", "pretrain_seed"))
     steps = steps.mask(steps.isna() & draw.notna(), PretrainConfig.steps)   # a stand-in run from before #39
     return sorted(set(steps.dropna().astype(int)))
 
