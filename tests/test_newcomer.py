@@ -143,6 +143,20 @@ def test_the_estimate_prefers_this_machines_own_runs(tmp_path, own, rate, basis)
     assert basis in str(p)
 
 
+def test_a_method_this_machine_has_not_run_is_estimated_from_its_own_reference_rate(tmp_path):
+    """A resumed study whose first runs were full fine-tuning (the longest, so the first started): each PEFT run is
+    estimated at the reference's rate of its own method, not at the mean of the methods this machine has finished."""
+    runs = tmp_path / "runs"
+    cells = presets.grid("tiny", runs_root=str(runs))
+    lora = [c for c in cells if c.config.task == "vqa" and c.config.method == "lora"][:1]
+    fake_run(runs / "earlier", "vqa", "full", 100, 100.0, lora[0].config.model_root)   # 1 s a step: not lora's
+    p = plan.Plan.of(lora, workers=1, runs_root=str(runs))
+    lora_rate = plan.reference_rates()[("vqa", "lora")] * plan.PINNED_COST
+    assert p.parts["runs"] == pytest.approx(plan.planned_steps(lora[0]) * lora_rate + plan.CELL_S
+                                            + plan.COLD_START_S)
+    assert "pinned numeric path" in str(p)
+
+
 def test_nothing_to_run_says_so(tmp_path):
     cells = presets.grid("smoke", runs_root=str(tmp_path))
     for c in cells:

@@ -10,7 +10,8 @@ The estimate is a sum of times measured before, never a model of the machine, an
                 runs from the same model when there are some (`<runs-root>/**/metrics.json`: Σ wall_s / Σ steps,
                 which holds the run's validation, test and start-up), else a reference measured on the 2-core
                 CPU machine the committed studies ran on (the embedded model: `reports/tiny/runs.csv`'s 198
-                runs; the smoke model: `SMOKE_STEP_S`). The runs share `workers` workers, longest first, so the
+                runs; the smoke model: `SMOKE_STEP_S`); only where neither has the method, the same two's mean
+                over the task's methods. The runs share `workers` workers, longest first, so the
                 sweep takes about Σ run times / workers, plus each worker's cold kernel and a little per run.
   assets        a world: its images × `WORLD_S_PER_IMAGE`; a pre-training: its steps × seconds per step of a
                 model of the same size (a card.json this machine wrote, else `PRETRAIN_STEP_S`).
@@ -191,8 +192,10 @@ class Plan:
             steps, size = planned_steps(c), size_of(c.world)
             mine = own.get(c.config.model_root, {})
             ref = reference if size == "embedded" else {(t,): r for t, r in SMOKE_STEP_S.items()} if size else {}
-            rate, source = next(((r[k], name) for name, r in (("own", mine), ("reference", ref))
-                                 for k in ((c.config.task, c.config.method), (c.config.task,)) if k in r),
+            # the same task and method first, this machine's then the reference's: a task-wide rate is the mean of
+            # whichever methods ran, and full fine-tuning's step costs three PEFT steps
+            rate, source = next(((r[k], name) for k in ((c.config.task, c.config.method), (c.config.task,))
+                                 for name, r in (("own", mine), ("reference", ref)) if k in r),
                                 (None, None))
             if steps is None or rate is None:
                 self.unknown.append(c.run_id)
