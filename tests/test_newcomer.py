@@ -101,22 +101,31 @@ def test_planned_steps_are_the_steps_the_committed_study_took():
         assert plan.planned_steps(c) == took[(k.task, k.method, k.size, k.tune_classifier, k.data_ratio, k.seed)]
 
 
-def test_on_the_committed_grid_the_estimate_is_its_measured_run_time(tmp_path):
-    """The reference rates are Σ wall_s / Σ steps per task and method of reports/tiny/runs.csv: on that very grid,
-    the runs' estimated worker time is their measured one (plus the per-run papermill figure)."""
+@pytest.mark.parametrize("ran_on", [None, "native", "pinned"])   # as committed; as if it recorded either path
+def test_on_the_committed_grid_the_estimate_is_its_measured_run_time(tmp_path, monkeypatch, ran_on):
+    """The reference rates are Σ wall_s / Σ steps per task and method of reports/tiny/runs.csv: on that very grid and
+    the numeric path it ran on, the runs' estimated worker time is their measured one (plus the per-run papermill
+    figure); on the other path, that × or ÷ the measured cost of the pinned path."""
     committed = pd.read_csv(REPO / "reports" / "tiny" / "runs.csv")
-    measured, design = committed.wall_s.sum(), presets.design_of(committed)   # the one-draw design it ran
+    if ran_on:
+        committed["numerics"] = ran_on
+        committed.to_csv(tmp_path / "runs.csv", index=False)
+        monkeypatch.setattr(plan, "REFERENCE_RUNS", tmp_path / "runs.csv")
+    measured, design = committed.wall_s.sum(), presets.design_of(committed)   # the design it ran
+    (ran_on,) = set(committed.numerics.fillna("native")) if "numerics" in committed else {"native"}   # one path
     fresh = dict(runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"),   # nothing made yet, whatever
                  model_path=str(tmp_path / "model" / "{task}"))                      # the checkout holds
-    native = presets.grid("tiny", numerics="native", design=design, **fresh)   # the path they ran on
-    p = plan.Plan.of(native, workers=2, runs_root=str(tmp_path / "runs"))
-    assert p.worker_s == pytest.approx(measured + 198 * plan.CELL_S, rel=1e-9)
-    assert p.parts["runs"] == pytest.approx(p.worker_s / 2 + plan.COLD_START_S)
-    assert "reports/tiny/runs.csv" in str(p) and "to pre-train (1000 steps)" in str(p)
-    pinned = plan.Plan.of(presets.grid("tiny", design=design, **fresh), workers=2,
-                          runs_root=str(tmp_path / "runs"))   # today's default: their rates × the measured cost
-    assert pinned.worker_s == pytest.approx(measured * plan.PINNED_COST + 198 * plan.CELL_S, rel=1e-9)
-    assert "pinned numeric path" in str(pinned)
+    if len(design.draws) > 1:
+        fresh.pop("model_path")   # one model per draw: each in its own folder (and none made under tmp_path)
+    cost = {"native": 1.0, "pinned": plan.PINNED_COST}
+    for path in ("native", "pinned"):
+        p = plan.Plan.of(presets.grid("tiny", numerics=path, design=design, **fresh), workers=2,
+                         runs_root=str(tmp_path / "runs"))
+        factor = cost[path] / cost[ran_on]
+        assert p.worker_s == pytest.approx(measured * factor + 198 * plan.CELL_S, rel=1e-9)
+        assert p.parts["runs"] == pytest.approx(p.worker_s / 2 + plan.COLD_START_S)
+        assert "reports/tiny/runs.csv" in str(p)
+        assert ("benchmarks/numerics_cost.py" in str(p)) == (factor != 1.0)
 
 
 def fake_run(root: Path, task: str, method: str, steps: int, wall_s: float, model: str) -> None:
@@ -151,7 +160,7 @@ def test_a_method_this_machine_has_not_run_is_estimated_from_its_own_reference_r
     lora = [c for c in cells if c.config.task == "vqa" and c.config.method == "lora"][:1]
     fake_run(runs / "earlier", "vqa", "full", 100, 100.0, lora[0].config.model_root)   # 1 s a step: not lora's
     p = plan.Plan.of(lora, workers=1, runs_root=str(runs))
-    lora_rate = plan.reference_rates()[("vqa", "lora")] * plan.PINNED_COST
+    lora_rate = plan.reference_rates("pinned")[0][("vqa", "lora")]
     assert p.parts["runs"] == pytest.approx(plan.planned_steps(lora[0]) * lora_rate + plan.CELL_S
                                             + plan.COLD_START_S)
     assert "pinned numeric path" in str(p)

@@ -41,8 +41,8 @@ WORLD_S_PER_IMAGE = 0.0033                         # the shapes world: 6,500 ima
 PRETRAIN_STEP_S = {"embedded": 0.87, "smoke": 0.25}  # s per pre-training step, one at a time, on the pinned numeric
                                                     #   path (benchmarks/numerics_cost.py; native on 2 threads: 0.25)
 PRETRAIN_PAIR_STEP_S = 0.92                        # … two at a time (the pinned stand-ins: 921 s and 863 s for 1000)
-PINNED_COST = 1.74   # a run on the pinned path against the committed runs, which predate it: a VQA LoRA r8 step
-                     #   101.8 ms vs 58.6 ms on one thread (benchmarks/numerics_cost.py); it scales their rates
+PINNED_COST = 1.74   # a run on the pinned path against the native one: a VQA LoRA r8 step 101.8 ms vs 58.6 ms on
+                     #   one thread (benchmarks/numerics_cost.py); it converts a committed run's rate between them
 PREPARE_S = {"embedded": 25.0, "smoke": 3.0}       # the data check and the frozen features
 REPORT_S = {"embedded": 60.0, "smoke": 10.0}       # analysis, figures and the page
 COLD_START_S = 25.0                                # a worker's first kernel: start, import torch and transformers
@@ -81,13 +81,17 @@ def _rates(rows) -> dict[tuple, float]:
     return {k: wall / steps for k, (wall, steps) in sums.items()}
 
 
-def reference_rates() -> dict[tuple, float]:
+def reference_rates(numerics: str = "pinned") -> tuple[dict[tuple, float], bool]:
+    """The committed runs' seconds per planned step on the `numerics` path, each run's converted by PINNED_COST from
+    the path it ran on (a runs table from before the pinned path records none: native); and whether any was."""
     if not REFERENCE_RUNS.is_file():
-        return {}
+        return {}, False
     with open(REFERENCE_RUNS) as f:
-        rows = [(r["task"], r["method"], float(r["steps"] or 0), float(r["wall_s"] or 0)) for r in csv.DictReader(f)
-                if r["status"] == "complete"]
-    return _rates(rows)
+        runs = [r for r in csv.DictReader(f) if r["status"] == "complete"]
+    cost = {"pinned": PINNED_COST, "native": 1.0}
+    factor = [cost[numerics] / cost[r.get("numerics") or "native"] for r in runs]
+    return (_rates([(r["task"], r["method"], float(r["steps"] or 0), float(r["wall_s"] or 0) * k)
+                    for r, k in zip(runs, factor)]), any(k != 1.0 for k in factor))
 
 
 def own_rates(runs_root: str | Path) -> dict[str, dict[tuple, float]]:
@@ -186,12 +190,14 @@ class Plan:
     def _runs(self) -> None:
         if not self.todo:
             return
-        own, reference = own_rates(self.runs_root), reference_rates()
+        own, reference = own_rates(self.runs_root), {path: reference_rates(path) for path in ("pinned", "native")}
         used, worker_s = set(), 0.0
         for c in self.todo:
             steps, size = planned_steps(c), size_of(c.world)
             mine = own.get(c.config.model_root, {})
-            ref = reference if size == "embedded" else {(t,): r for t, r in SMOKE_STEP_S.items()} if size else {}
+            converted = size == "embedded" and reference[c.config.numerics][1]
+            ref = (reference[c.config.numerics][0] if size == "embedded" else
+                   {(t,): r for t, r in SMOKE_STEP_S.items()} if size else {})
             # the same task and method first, this machine's then the reference's: a task-wide rate is the mean of
             # whichever methods ran, and full fine-tuning's step costs three PEFT steps
             rate, source = next(((r[k], name) for k in ((c.config.task, c.config.method), (c.config.task,))
@@ -200,9 +206,8 @@ class Plan:
             if steps is None or rate is None:
                 self.unknown.append(c.run_id)
                 continue
-            if source == "reference" and size == "embedded" and c.config.numerics == "pinned":
-                rate *= PINNED_COST
-                source = "reference, pinned"
+            if source == "reference" and converted:
+                source = f"reference, {c.config.numerics}"
             used.add((source, size))
             worker_s += steps * rate + CELL_S
         if worker_s:
@@ -214,6 +219,8 @@ class Plan:
                                             "machine (2 CPU cores, 2 workers)")
         words[("reference, pinned", "embedded")] = (words[("reference", "embedded")] + f", × {PINNED_COST} for the "
                                                     f"pinned numeric path they predate (benchmarks/numerics_cost.py)")
+        words[("reference, native", "embedded")] = (words[("reference", "embedded")] + f", ÷ {PINNED_COST} for the "
+                                                    f"native numeric path (benchmarks/numerics_cost.py)")
         words[("reference", "smoke")] = "the smoke runs of the reference machine (plan.SMOKE_STEP_S)"
         if used:
             self.basis.insert(0, "runs: planned steps × seconds per step of the same task and method in "
