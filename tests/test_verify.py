@@ -79,7 +79,8 @@ def test_a_tampered_runs_csv_is_caught(smoke_study, tmp_path, monkeypatch, capfd
 
 # ---------------------------------------------------------------------------------------------------------
 # The verdict: a table of (committed, re-made, tolerance) → exit and last line, on fake re-made folders
-def _verdict(tmp_path, committed: dict, remade: dict | None, tolerance: float, seeds=(0,), spread=0.0):
+def _verdict(tmp_path, committed: dict, remade: dict | None, tolerance: float, seeds=(0,), spread=0.0,
+             per_draw=False):
     cell = make_cell("s", "smoke", str(tmp_path), task="caption", method="lora", size=4, data_ratio=0.5)
     cell.out_dir.mkdir(parents=True)
     if remade is not None:
@@ -88,28 +89,33 @@ def _verdict(tmp_path, committed: dict, remade: dict | None, tolerance: float, s
                           "data_ratio": 0.5, "seed": s, "metric": "cider", "status": "complete",
                           "run_dir": f"runs/s/caption/lora/x{s}", **committed} for s in seeds])
     rows["best_val"] += [spread * (s - seeds[0]) for s in seeds]   # seeds apart by `spread`
+    if per_draw:
+        rows["pretrain_seed"] = rows.seed   # the draws' design: one seed per pre-training draw
     rows["cell"], rows["run_id"] = f"caption/lora/{cell.run_id}", cell.run_id
     return rows.iloc[:1], {cell.run_id: cell}, {cell.run_id: {k: committed[k] for k in v.SCORES}}, rows
 
 
 SAME = {"best_val": 1.25, "test": 1.5, "final_val": 1.0}
-VERDICTS = [  # (case, re-made, tolerance, seeds, spread, ok, in the last line)
+VERDICTS = [  # (case, re-made, tolerance, seeds, spread, ok, in the last line[, one seed per draw])
     ("identical", SAME, 0.0, (0,), 0.0, True, "1/1 identical"),
     ("one ulp apart", SAME | {"test": math.nextafter(1.5, 2)}, 0.0, (0,), 0.0, False,
      "largest difference 2.22e-16 (test cider"),
     ("within a declared tolerance", SAME | {"final_val": 1.01}, 0.02, (0,), 0.0, True, "within the tolerance 0.02"),
     ("over it", SAME | {"final_val": 1.03}, 0.02, (0,), 0.0, False, "over the tolerance 0.02"),
     ("beside the seed spread", SAME | {"best_val": 1.35}, 0.0, (0, 1, 2), 0.1, False,
-     "against a seed-to-seed spread of 0.1"),
-    ("no spread with one seed", SAME | {"best_val": 1.35}, 0.0, (0,), 0.0, False, "no seed-to-seed spread"),
+     "against a run-to-run spread of 0.1"),
+    ("beside the draws' spread", SAME | {"best_val": 1.35}, 0.0, (0, 1, 2), 0.1, False,
+     "against a run-to-run spread of 0.1", True),
+    ("no spread with one run", SAME | {"best_val": 1.35}, 0.0, (0,), 0.0, False, "no run-to-run spread"),
     ("a score only one side has", SAME | {"test": None}, 1e9, (0,), 0.0, False, "largest difference inf"),
     ("the re-run did not complete", None, 1e9, (0,), 0.0, False, "1 re-run did not complete"),
 ]
 
 
-@pytest.mark.parametrize("case, remade, tolerance, seeds, spread, ok, said", VERDICTS, ids=[c[0] for c in VERDICTS])
-def test_the_verdict(case, remade, tolerance, seeds, spread, ok, said, tmp_path, capsys):
-    rows, found, committed, runs = _verdict(tmp_path, SAME, remade, tolerance, seeds, spread)
+@pytest.mark.parametrize("case, remade, tolerance, seeds, spread, ok, said, per_draw",
+                         [(*c, False)[:8] for c in VERDICTS], ids=[c[0] for c in VERDICTS])
+def test_the_verdict(case, remade, tolerance, seeds, spread, ok, said, per_draw, tmp_path, capsys):
+    rows, found, committed, runs = _verdict(tmp_path, SAME, remade, tolerance, seeds, spread, per_draw)
     assert v.compare(rows, found, committed, runs, tolerance) is ok
     assert said in capsys.readouterr().out.strip().splitlines()[-1]
 

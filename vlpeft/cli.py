@@ -384,7 +384,7 @@ def parser() -> argparse.ArgumentParser:
                                    "their committed configs, in a scratch runs folder, through the sweep's own path; "
                                    "print each cell's committed and re-made best validation, test and final "
                                    "validation score with their difference, and a last line: `3/3 identical`, or the "
-                                   "largest difference beside the report's seed-to-seed spread. A run id names one "
+                                   "largest difference beside the report's run-to-run spread. A run id names one "
                                    "config (a hash of every field that changes results), so a cell's config is the "
                                    "cell of that id in its preset's grid. Verify uses the study's own world and "
                                    "pre-trained model and never makes them.",

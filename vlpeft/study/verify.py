@@ -21,8 +21,8 @@ own stand-in, and a missing one is an error naming the command that makes it.
 
 What it says: a line per cell as it starts and ends; for each cell its committed and re-made best validation,
 test and final validation score and their difference; and a last line, `3/3 identical`, or the largest
-difference beside the report's seed-to-seed spread (the median, over the report's cells with several seeds, of
-that score's std over seeds). `verify` returns True only when every cell re-ran and every difference is within
+difference beside the report's spread between a cell's runs (the median, over the report's cells with several
+runs — fine-tuning seeds, and pre-training draws where the study has several — of that score's std over them). `verify` returns True only when every cell re-ran and every difference is within
 `tolerance` (absolute, per score; 0 by default: the numbers exactly as runs.csv writes them, which round-trips a
 float64).
 """
@@ -52,10 +52,9 @@ from .presets import PRESET_WORLD, Cell, design_of, grid
 SCORES = {"best_val": "best validation", "test": "test", "final_val": "final validation"}
 KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
 NEEDED = {"study", "status", "run_dir", *KEYS, *SCORES}
-# what makes two rows the same cell up to the seed (those present in a report): the seed-to-seed spread's groups
+# what makes two rows the same cell up to its draw and seed (those present in a report): the spread's groups
 MAKE = {"tiny": "make study", "dial": "make dial"}   # the Makefile's targets for a preset's study
-CELL = ["task", "method", "tune_classifier", "size", "data_ratio", "vqa_route", "recipe", "pretrain_seed",
-        "consistency"]
+CELL = ["task", "method", "tune_classifier", "size", "data_ratio", "vqa_route", "recipe", "consistency"]
 
 
 class VerifyError(VlpeftError):
@@ -218,8 +217,9 @@ def remade_scores(cell: Cell) -> dict | None:
     return {k: float(metrics[k]) if metrics.get(k) is not None else math.nan for k in SCORES}
 
 
-def seed_spread(runs: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """(task, score) → the median over the report's cells with two or more seeds of that score's std over seeds."""
+def run_spread(runs: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(task, score) → the median, over the report's cells with two or more runs, of that score's std over a cell's
+    runs: its seeds, and its draws where the study has several (one seed per draw: the draws are the repeats)."""
     done = complete(runs)
     keys = [k for k in CELL if k in done]
     out = {}
@@ -326,11 +326,12 @@ def compare(rows: pd.DataFrame, found: dict, committed: dict, runs: pd.DataFrame
     last = f"{identical}/{n} identical"
     if worst[0] > 0:
         d, row, k = worst
-        spread = seed_spread(runs).get((row.task, k))
+        spread = run_spread(runs).get((row.task, k))
         last += (f"; largest difference {d:.3g} ({SCORES[k]} {row.get('metric', '')}, {row.cell})"
-                 + (f", against a seed-to-seed spread of {spread:.3g} (the median std over seeds of a {row.task} "
-                    f"cell's {SCORES[k]} score in this report)" if spread is not None and not math.isnan(spread)
-                    else "; no seed-to-seed spread to set it beside (one seed per cell in this report)")
+                 + (f", against a run-to-run spread of {spread:.3g} (the median std over the seeds and draws of a "
+                    f"{row.task} cell's {SCORES[k]} score in this report)" if spread is not None and not
+                    math.isnan(spread) else "; no run-to-run spread to set it beside (one run per cell in this "
+                                            "report)")
                  + f"; {'within' if d <= tolerance else 'over'} the tolerance {tolerance:g}")
     if failed:
         last += f"; {len(failed)} re-run{'s' if len(failed) > 1 else ''} did not complete ({', '.join(failed)})"
