@@ -22,9 +22,9 @@ own stand-in, and a missing one is an error naming the command that makes it.
 What it says: a line per cell as it starts and ends; for each cell its committed and re-made best validation,
 test and final validation score and their difference; and a last line, `3/3 identical`, or the largest
 difference beside the report's spread between a cell's runs (the median, over the report's cells with several
-runs — fine-tuning seeds, and pre-training draws where the study has several — of that score's std over them). `verify` returns True only when every cell re-ran and every difference is within
-`tolerance` (absolute, per score; 0 by default: the numbers exactly as runs.csv writes them, which round-trips a
-float64).
+runs — fine-tuning seeds, and pre-training draws where the study has several — of that score's std over them).
+`verify` returns True only when every cell re-ran and every difference is within `tolerance` (absolute, per score;
+0 by default: the numbers exactly as runs.csv writes them, which round-trips a float64).
 """
 from __future__ import annotations
 
