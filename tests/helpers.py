@@ -3,13 +3,15 @@
 1. a tiny world and model, a seconds-long run config, and a file snapshot (most tests);
 2. a perturbed random BLIP whose predictions depend on context (the decoding tests);
 3. BLIP's original checkpoint layout written out by hand (the converter's and the fault tests);
-4. synthetic studies whose answer is known (the claims, results, figures and report tests);
+4. synthetic studies whose answer is known (the claims, results, figures and report tests), and the committed
+   one-draw studies as they were before the draws became the unit (real tables of an older design);
 5. the (method, size) cases of the shared method checks, from the catalogue, and the worked example of
    docs/adding_a_method.md (IA³) registered as a method.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -295,6 +297,12 @@ def dial_frame(levels=(0.0, 0.5, 1.0), rise=3.0, pretrain_seeds=(0, 1), seeds=(0
                                          "data_ratio": r, "seed": s, "pretrain_seed": p, "consistency": c,
                                          "status": "complete", "best_val": pts / 100})
     return pd.DataFrame(rows)
+
+
+# The embedded studies as committed before #39's re-run (reports/tiny and reports/tiny-blip at 79daf28): one 1000-step
+# pre-training, three seeds on it, on the native path; tiny-blip's from before recipes, routes and today's run ids.
+# Real tables of an older design, kept for the checks that read such tables (compare's premise, verify's refusals).
+ONE_DRAW_STUDIES = Path(__file__).resolve().parent / "fixtures" / "one_draw"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import METRIC, SIZES, dial_frame, paper_caption, paper_vqa  # noqa: F401
+from helpers import METRIC, ONE_DRAW_STUDIES, SIZES, dial_frame, paper_caption, paper_vqa  # noqa: F401
 from helpers import frame as scenario
 from vlpeft.catalog import METHODS, family_of
 from vlpeft.study import claims, figures, report, results
@@ -440,14 +440,17 @@ def test_two_recipes_side_by_side_say_what_the_recipe_changes(tmp_path):
 
 
 # The premise of a comparison (#41): one grid, the same seeds, one value of the factor per study and two of them.
-# The committed studies' runs, changed where a case says; a study here is what the premise reads (runs, source).
+# Real studies' runs, changed where a case says; a study here is what the premise reads (runs, source).
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 
-def committed(name, change=lambda runs: runs, source=None):
+def study_of(name, change=lambda runs: runs, source=None):
+    """tiny, tiny-blip: the one-draw studies (ONE_DRAW_STUDIES, a design whose counts the cases below name); dial:
+    the committed dial; reports/<name>: whatever is committed there now."""
     from types import SimpleNamespace
-    runs = change(pd.read_csv(REPORTS / name / "runs.csv"))
-    return SimpleNamespace(name=name, source=source or f"reports/{name}", runs=runs)
+    folder = (REPORTS.parent / name if "/" in name else REPORTS / name if name == "dial" else ONE_DRAW_STUDIES / name)
+    runs = change(pd.read_csv(folder / "runs.csv"))
+    return SimpleNamespace(name=Path(name).name, source=source or f"reports/{Path(name).name}", runs=runs)
 
 
 def vqa_route(route):
@@ -465,7 +468,8 @@ def one_cell(r):
 
 
 PREMISES = [  # (case, first, second, factor, what the refusal says: None when the premise holds)
-    ("the committed pair", ("tiny",), ("tiny-blip",), "recipe", None),
+    ("the committed pair", ("reports/tiny",), ("reports/tiny-blip",), "recipe", None),
+    ("the one-draw pair", ("tiny",), ("tiny-blip",), "recipe", None),
     ("another grid", ("tiny",), ("dial",), "recipe",
      ["not one grid: 53 of its 66 cells only in reports/tiny, 65 of 78 only in reports/dial",
       "values only in reports/tiny: task vqa, method parallel_adapter/prefix/serial_adapter, size 4/16/64, "
@@ -475,11 +479,14 @@ PREMISES = [  # (case, first, second, factor, what the refusal says: None when t
      ["both record the recipe mplug (--factor names what they differ in"]),
     ("a seed missing", ("tiny",), ("tiny-blip", without(lambda r: one_cell(r) & (r.seed == 2))), "recipe",
      ["other seeds in 1 cell (pairing by seed needs the same), e.g. task=vqa method=lora size=8 "
-      "tune_classifier=False data_ratio=1 consistency=1 pretrain_seed=0: 0, 1, 2 in reports/tiny, 0, 1 in "
-      "reports/tiny-blip"]),
+      "tune_classifier=False data_ratio=1 consistency=1 pretrain_seed=0 pretrain_steps=1000: 0, 1, 2 in reports/tiny, "
+      "0, 1 in reports/tiny-blip"]),
     ("a cell missing", ("tiny",), ("tiny-blip", without(one_cell)), "recipe",
      ["not one grid: 1 of its 66 cells only in reports/tiny, 0 of 65 only in reports/tiny-blip (e.g. task=vqa "
-      "method=lora size=8 tune_classifier=False data_ratio=1 consistency=1 pretrain_seed=0 only in reports/tiny)"]),
+      "method=lora size=8 tune_classifier=False data_ratio=1 consistency=1 pretrain_seed=0 pretrain_steps=1000 only "
+      "in reports/tiny)"]),
+    ("stand-ins of another length", ("tiny",), ("tiny-blip", lambda r: r.assign(pretrain_steps=6000)), "recipe",
+     ["values only in reports/tiny: pretrain_steps 1000; values only in reports/tiny-blip: pretrain_steps 6000"]),
     ("a study mixing recipes", ("tiny",), ("tiny-blip", lambda r: r.assign(recipe=np.where(r.seed == 0, "mplug",
                                                                                          "blip"))), "recipe",
      ["reports/tiny-blip mixes the pre-training recipes blip and mplug"]),
@@ -497,7 +504,7 @@ PREMISES = [  # (case, first, second, factor, what the refusal says: None when t
 def test_a_comparison_checks_its_premise(case, first, second, factor, says):
     from vlpeft.errors import ConfigError
     from vlpeft.study.report import families
-    studies = [committed(*first), committed(*second)]
+    studies = [study_of(*first), study_of(*second)]
     problems = families.premise_problems(studies, factor)
     if says is None:
         assert problems == []
@@ -522,12 +529,12 @@ def test_a_comparison_checks_its_premise(case, first, second, factor, says):
 ])
 def test_a_study_is_labelled_by_the_factor_compared(name, change, factor, label):
     from vlpeft.study.report import families
-    assert families.label_of(committed(name, change), factor) == label
+    assert families.label_of(study_of(name, change), factor) == label
 
 
 def test_nothing_is_written_when_the_premise_fails(tmp_path):
     from vlpeft.errors import ConfigError
-    studies = {"a": committed("tiny"), "b": committed("dial")}
+    studies = {"a": study_of("tiny"), "b": study_of("dial")}
     with pytest.raises(ConfigError, match="not one grid"):
         report.write_families(studies, tmp_path / "families", formats=("svg",))
     assert not (tmp_path / "families").exists()
@@ -572,7 +579,7 @@ def test_a_runs_recipe_and_route_are_as_recorded_or_as_they_were_before():
     got = results.setting(pd.DataFrame([row for row, _ in SETTINGS]))  # recipe's, of the same name
     for (row, want), pair in zip(SETTINGS, got.itertuples(index=False)):
         assert tuple(None if pd.isna(v) else v for v in pair) == want, row
-    committed_runs = pd.read_csv(REPORTS / "tiny-blip" / "runs.csv")   # from before recipes and routes
+    committed_runs = pd.read_csv(ONE_DRAW_STUDIES / "tiny-blip" / "runs.csv")   # from before recipes and routes
     vqa = results.setting(committed_runs)[committed_runs.task == "vqa"]
     assert set(vqa.recipe) == set(vqa.vqa_route) == {"blip"}
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import cli_call, smoke_config, snapshot
+from helpers import ONE_DRAW_STUDIES, cli_call, smoke_config, snapshot
 from vlpeft import cli
 from vlpeft.train import run
 
@@ -354,15 +354,19 @@ def test_compare_needs_two_names(capsys):
     assert code == 2 and "two names" in err and "Traceback" not in err
 
 
+TINY, TINY_BLIP = ONE_DRAW_STUDIES / "tiny", ONE_DRAW_STUDIES / "tiny-blip"   # tables whose counts are known
+
+
 @pytest.mark.parametrize("studies,factor,says", [
-    (["reports/tiny", "reports/dial"], [], "not one grid: 53 of its 66 cells only in reports/tiny, 65 of 78 only in "
-                                           "reports/dial (values only in reports/tiny: task vqa"),
+    ([TINY, "reports/dial"], [], f"not one grid: 53 of its 66 cells only in {TINY}, 65 of 78 only in reports/dial "
+                                 f"(values only in {TINY}: task vqa"),
     (["reports/tiny", "reports/tiny"], [], "both record the recipe mplug"),
     (["reports/tiny", "reports/tiny-blip"], ["--factor", "route"], "values only in reports/tiny: recipe mplug"),
+    ([TINY, TINY_BLIP], ["--factor", "route"], f"values only in {TINY}: recipe mplug"),
     (["reports/tiny", "reports/tiny-blip"], ["--factor", "draw"], "unknown --factor 'draw'; choose one of recipe"),
 ])
 def test_compare_refuses_what_is_not_one_grid_and_writes_nothing(capsys, tmp_path, studies, factor, says):
-    code, err = call(["compare", *studies, *factor, "--out", str(tmp_path / "X")], capsys)
+    code, err = call(["compare", *map(str, studies), *factor, "--out", str(tmp_path / "X")], capsys)
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "X").exists()
 

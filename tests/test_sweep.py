@@ -8,6 +8,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
+from helpers import ONE_DRAW_STUDIES
 from vlpeft.catalog import METHODS, PAPER_METHODS
 from vlpeft.study import executors, presets
 from vlpeft.study.results import run_lengths
@@ -99,18 +100,28 @@ def test_several_draws_are_the_one_draw_grid_once_per_draw(preset, recipe, monke
         presets.grid(preset, model_path="elsewhere/{task}")
 
 
-@pytest.mark.parametrize("other, same", [("tiny-blip", True), ("dial", False), ("three draws", False)])
-def test_make_study_compares_only_studies_of_one_design(other, same, tmp_path):
+@pytest.mark.parametrize("first, other, same", [
+    ("reports/tiny", "reports/tiny-blip", True),     # the committed pair
+    ("one-draw/tiny", "one-draw/tiny-blip", True),   # the pair before #39's re-run
+    ("one-draw/tiny", "reports/dial", False),
+    ("one-draw/tiny", "three draws", False),         # a three-draw study beside a one-draw one
+])
+def test_make_study_compares_only_studies_of_one_design(first, other, same, tmp_path):
     """`make study` re-makes reports/families only when both studies come from one design (compare's premise):
-    the committed one-draw pair does; the dial, or a three-draw study beside a one-draw one, does not."""
+    the committed pair does, as did the one-draw pair before it; the dial, or a three-draw study beside a one-draw
+    one, does not."""
     from pathlib import Path
     repo = Path(__file__).resolve().parent.parent
-    folder = repo / "reports" / other
-    if other == "three draws":
-        folder = tmp_path
-        pd.DataFrame([dict(pretrain_seed=d, seed=d, pretrain_steps=6000) for d in (0, 1, 2)]).to_csv(
-            folder / "runs.csv", index=False)
-    assert presets.same_design(repo / "reports" / "tiny", folder) == same
+    where = {"reports": repo / "reports", "one-draw": ONE_DRAW_STUDIES}
+    folder = {}
+    for name in (first, other):
+        if name == "three draws":
+            folder[name] = tmp_path
+            pd.DataFrame([dict(pretrain_seed=d, seed=d, pretrain_steps=6000) for d in (0, 1, 2)]).to_csv(
+                tmp_path / "runs.csv", index=False)
+        else:
+            folder[name] = where[name.split("/")[0]] / name.split("/")[1]
+    assert presets.same_design(folder[first], folder[other]) == same
     assert "same_design('reports/tiny', 'reports/tiny-blip')" in (repo / "Makefile").read_text()
 
 

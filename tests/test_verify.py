@@ -1,7 +1,8 @@
 """`vlpeft verify`: a smoke study's cells re-made bit-identical (exit 0, `N/N identical`); a tampered runs.csv
 caught (exit 1, the difference printed); the verdict's tolerance and last line as a table of cases; the sample
 seeded and spread over tasks and methods; every committed run id of reports/tiny and reports/dial re-derived from
-its preset's grid (reports/tiny-blip's, from an older grid, refused); each refusal one line saying what to do."""
+its preset's grid (the one-draw tiny-blip's, from an older grid, refused); each refusal one line saying what to
+do."""
 from __future__ import annotations
 
 import json
@@ -13,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import cli_call
+from helpers import ONE_DRAW_STUDIES, cli_call
 from vlpeft import cli
 from vlpeft.study import verify as v
 from vlpeft.study.presets import grid, make_cell
+from vlpeft.worlds.assets import get_world
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
@@ -157,7 +159,7 @@ def test_every_committed_run_id_is_a_cell_of_its_presets_grid(report, preset, tm
 
 def test_a_study_of_an_older_grid_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    runs = v.read_report(REPORTS / "tiny-blip")   # made before the grid's present run ids
+    runs = v.read_report(ONE_DRAW_STUDIES / "tiny-blip")   # made before the grid's present run ids
     with pytest.raises(v.VerifyError, match="cell of no grid of any preset in this checkout"):
         v.committed_cells(runs, "scratch")
 
@@ -178,7 +180,20 @@ def _smoke_rows() -> pd.DataFrame:
 
 
 def _tiny(tmp_path):
-    return _report(tmp_path, pd.read_csv(REPORTS / "tiny" / "runs.csv"))
+    return _report(tmp_path, pd.read_csv(ONE_DRAW_STUDIES / "tiny" / "runs.csv"))   # one 1000-step draw
+
+
+def _draws_world_only(tmp_path):
+    """Today's tiny grid as a report (three 6000-step draws), its world present and no stand-in: draw 0's is named."""
+    (tmp_path / "data" / "shapes").mkdir(parents=True)
+    (tmp_path / "data" / "shapes" / "world.json").write_text("{}")
+    rows = pd.DataFrame([{"study": "tiny", "task": c.config.task, "method": c.config.method, "size": c.config.size,
+                          "tune_classifier": c.config.tune_classifier, "data_ratio": c.config.data_ratio,
+                          "seed": c.config.seed, "pretrain_seed": get_world(c.world).pretrain.get("seed", 0),
+                          "pretrain_steps": get_world(c.world).pretrain["steps"], "status": "complete",
+                          "best_val": 0.5, "test": 0.5, "final_val": 0.5, "run_dir": str(c.out_dir)}
+                         for c in grid("tiny")])
+    return [_report(tmp_path, rows), "--cells", rows.run_dir[rows.pretrain_seed == 0].iloc[0].rsplit("/", 1)[-1]]
 
 
 def _world_only(tmp_path):
@@ -194,7 +209,7 @@ def _smoke_world_only(tmp_path):
 
 
 def _edited_seed(tmp_path):
-    rows = pd.read_csv(REPORTS / "tiny" / "runs.csv").iloc[:1]
+    rows = pd.read_csv(ONE_DRAW_STUDIES / "tiny" / "runs.csv").iloc[:1]
     return _report(tmp_path, rows.assign(seed=rows.seed + 1))
 
 
@@ -208,6 +223,8 @@ REFUSALS = [  # (case, argv after `verify`, exit code, in the message)
     ("no world", lambda t: [_tiny(t)], 1, "make it with `vlpeft world --out data/shapes`"),
     ("no stand-in", _world_only, 1, "`vlpeft pretrain --data-root data/shapes --out checkpoints/embedded`, or "
                                     "`vlpeft study --preset tiny` (`make study`)"),
+    ("no stand-in of a draw", _draws_world_only, 1, "`vlpeft pretrain --data-root data/shapes --out "
+                                                    "checkpoints/mplug-L6000-p0 --steps 6000 --warmup 600`"),
     ("no smoke world", lambda t: [_report(t, _smoke_rows())], 1, "with `vlpeft world --out data/smoke --seed 3"),
     ("no smoke stand-in", _smoke_world_only, 1, "make it with `vlpeft study --preset smoke`, whose first step"),
     ("a row whose keys are not its id's", lambda t: [_edited_seed(t)], 1, "runs.csv says seed=1 but its run id"),

@@ -153,15 +153,19 @@ def run_draws(runs: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(recorded(runs, "pretrain_seed"), errors="coerce").fillna(0.0)
 
 
-def run_lengths(runs: pd.DataFrame) -> list[int]:
-    """The pre-training lengths (steps) of the stand-ins a study's runs fine-tune, sorted; empty where no run
-    fine-tunes a stand-in (real BLIP records no pre-training draw). A stand-in run that records a draw but no
-    length was made before #39, when every stand-in was pre-trained `PretrainConfig.steps` (1000). More than one
-    length is not one study's design: its draws would pool models of different lengths (`Study` and
-    `presets.design_of` refuse it)."""
+def run_length(runs: pd.DataFrame) -> pd.Series:
+    """Each run's stand-in pre-training length (steps); NaN where it fine-tunes no stand-in (real BLIP records no
+    pre-training draw). A stand-in run that records a draw but no length was made before #39, when every stand-in
+    was pre-trained `PretrainConfig.steps` (1000)."""
     steps, draw = (pd.to_numeric(recorded(runs, name), errors="coerce") for name in ("pretrain_steps", "pretrain_seed"))
-    steps = steps.mask(steps.isna() & draw.notna(), PretrainConfig.steps)   # a stand-in run from before #39
-    return sorted(set(steps.dropna().astype(int)))
+    return steps.mask(steps.isna() & draw.notna(), PretrainConfig.steps)   # a stand-in run from before #39
+
+
+def run_lengths(runs: pd.DataFrame) -> list[int]:
+    """The pre-training lengths of the stand-ins a study's runs fine-tune (`run_length`), sorted; empty where no
+    run fine-tunes one. More than one length is not one study's design: its draws would pool models of different
+    lengths (`Study` and `presets.design_of` refuse it)."""
+    return sorted(set(run_length(runs).dropna().astype(int)))
 
 
 def highest_consistency(df: pd.DataFrame) -> pd.DataFrame:

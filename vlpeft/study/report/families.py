@@ -19,8 +19,9 @@ its own declared rules.
 
 The page is read as a result, so its premise is checked before anything is written (`check_premise`): the two
 studies hold one grid — the same cells (task, method, size, "+ classifier", data ratio, consistency level,
-pre-training seed, recipe, VQA route) apart from the factor compared and what follows from it — the same seeds in
-every cell (pairing by seed needs them), one value of the factor each, and two different values. By default the
+pre-training seed, recipe, VQA route, the stand-in's pre-training length) apart from the factor compared and what
+follows from it — the same seeds in every cell (pairing by seed needs them), one value of the factor each, and two
+different values. By default the
 factor is the pre-training recipe, and what follows from it is the VQA route (a checkpoint's own is its recipe's)
 and the checkpoint (not a column: the runs name the recipe). `vlpeft compare --factor` names another (`FACTORS`:
 two VQA routes on one recipe, two pre-training draws, two worlds); the page's title, labels and "what changes"
@@ -40,7 +41,7 @@ from ...catalog import METHODS, TASK_INFO
 from ...errors import ConfigError
 from .. import figures as F
 from ..claims.stats import CI_LEVEL, Estimate
-from ..results import complete, reference_sizes, run_draws, setting
+from ..results import complete, reference_sizes, run_draws, run_length, setting
 from .load import Study
 from .page import CSS, _html_table, _img, _markdown
 from .sections import verdict_table
@@ -68,7 +69,7 @@ FACTORS = {f.name: f for f in (
     Factor("world", "world", "worlds", "in two worlds", ("consistency",), None),  # a run records no world's name
 )}
 GRID = ("task", "method", "size", "tune_classifier", "data_ratio", "consistency", "pretrain_seed", "recipe",
-        "vqa_route")                                          # a cell's keys; the seed pairs the cells' runs
+        "vqa_route", "pretrain_steps")                        # a cell's keys; the seed pairs the cells' runs
 
 
 def get_factor(name: str) -> Factor:
@@ -90,10 +91,11 @@ def _shown(value) -> str:
 
 def _keyed(study: Study) -> pd.DataFrame:
     """Every run's grid keys as text (recipe and route as `results.setting` gives them; a missing consistency
-    level is 1, the embedded model's own) and its seed."""
+    level is 1, the embedded model's own; the stand-in's length as `results.run_length` gives it) and its seed."""
     runs = study.runs[study.runs["task"].notna() & study.runs["method"].notna()]
     d = runs.reindex(columns=[*GRID, "seed"]).astype(object)
     d[["recipe", "vqa_route"]] = setting(runs)
+    d["pretrain_steps"] = run_length(runs).astype(object)
     d["consistency"] = pd.to_numeric(d["consistency"], errors="coerce").fillna(1.0)
     return d.map(_shown)
 
