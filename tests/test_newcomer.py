@@ -101,18 +101,21 @@ def test_planned_steps_are_the_steps_the_committed_study_took():
         assert plan.planned_steps(c) == took[(k.task, k.method, k.size, k.tune_classifier, k.data_ratio, k.seed)]
 
 
-@pytest.mark.parametrize("ran_on", [None, "native", "pinned"])   # as committed; as if it recorded either path
+# the reference table as committed; as if it recorded either path, a blank one, or none (a table from before: native)
+@pytest.mark.parametrize("ran_on", [None, "native", "pinned", "", "no column"])
 def test_on_the_committed_grid_the_estimate_is_its_measured_run_time(tmp_path, monkeypatch, ran_on):
     """The reference rates are Σ wall_s / Σ steps per task and method of reports/tiny/runs.csv: on that very grid and
     the numeric path it ran on, the runs' estimated worker time is their measured one (plus the per-run papermill
     figure); on the other path, that × or ÷ the measured cost of the pinned path."""
     committed = pd.read_csv(REPO / "reports" / "tiny" / "runs.csv")
-    if ran_on:
-        committed["numerics"] = ran_on
+    if ran_on is not None:
+        committed = committed.drop(columns="numerics", errors="ignore") if ran_on == "no column" else \
+            committed.assign(numerics=ran_on)
         committed.to_csv(tmp_path / "runs.csv", index=False)
         monkeypatch.setattr(plan, "REFERENCE_RUNS", tmp_path / "runs.csv")
     measured, design = committed.wall_s.sum(), presets.design_of(committed)   # the design it ran
-    (ran_on,) = set(committed.numerics.fillna("native")) if "numerics" in committed else {"native"}   # one path
+    recorded = committed.numerics.fillna("").replace("", "native") if "numerics" in committed else ["native"]
+    (ran_on,) = set(recorded)   # one path
     fresh = dict(runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"),   # nothing made yet, whatever
                  model_path=str(tmp_path / "model" / "{task}"))                      # the checkout holds
     if len(design.draws) > 1:
@@ -128,12 +131,13 @@ def test_on_the_committed_grid_the_estimate_is_its_measured_run_time(tmp_path, m
         assert ("benchmarks/numerics_cost.py" in str(p)) == (factor != 1.0)
 
 
-def fake_run(root: Path, task: str, method: str, steps: int, wall_s: float, model: str) -> None:
-    folder = root / task / method / f"{method}-{Path(model).name}"
+def fake_run(root: Path, task: str, method: str, steps: int, wall_s: float, model: str, path="pinned") -> None:
+    folder = root / task / method / f"{method}-{Path(model).name}-{path}"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"status": "complete", "task": task, "method": method,
                                                      "steps": steps, "planned_steps": steps, "wall_s": wall_s,
-                                                     "start": {"path": f"{model}/{task}"}}))
+                                                     "start": {"path": f"{model}/{task}"},
+                                                     "provenance": {"numerics": {"mode": path}}}))
 
 
 @pytest.mark.parametrize("own,rate,basis", [
@@ -146,6 +150,7 @@ def test_the_estimate_prefers_this_machines_own_runs(tmp_path, own, rate, basis)
     if own:
         fake_run(runs / "earlier", "caption", "lora", 4, 10.0, "checkpoints/smoke")
         fake_run(runs / "earlier", "caption", "lora", 4, 99.0, "checkpoints/elsewhere")   # another model: not used
+        fake_run(runs / "earlier", "caption", "lora", 4, 1.0, "checkpoints/smoke", "native")   # another path: not
     cells = [c for c in presets.grid("smoke", runs_root=str(runs)) if c.config.method == "lora"]
     p = plan.Plan.of(cells, workers=1, runs_root=str(runs))
     assert p.parts["runs"] == pytest.approx(cells[0].config.steps * rate + plan.CELL_S + plan.COLD_START_S)

@@ -446,7 +446,8 @@ REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 def study_of(name, change=lambda runs: runs, source=None):
     """tiny, tiny-blip: the one-draw studies (ONE_DRAW_STUDIES, a design whose counts the cases below name); dial:
-    the committed dial; reports/<name>: whatever is committed there now."""
+    the committed dial; reports/<name>: whatever is committed there now. The source, which the messages name, is
+    reports/<name> for all of them (as the one-draw studies were when committed), not the file read."""
     from types import SimpleNamespace
     folder = (REPORTS.parent / name if "/" in name else REPORTS / name if name == "dial" else ONE_DRAW_STUDIES / name)
     runs = change(pd.read_csv(folder / "runs.csv"))

@@ -7,11 +7,12 @@ study's first lines); and the stages it then goes through, numbered as they happ
 The estimate is a sum of times measured before, never a model of the machine, and it says which:
   runs          each run to do: its planned training steps (the task's own schedule on its share of the data)
                 × the seconds per planned step of runs of the same task and method — this machine's finished
-                runs from the same model when there are some (`<runs-root>/**/metrics.json`: Σ wall_s / Σ steps,
-                which holds the run's validation, test and start-up), else a reference measured on the 2-core
-                CPU machine the committed studies ran on (the embedded model: `reports/tiny/runs.csv`'s 198
-                runs; the smoke model: `SMOKE_STEP_S`); only where neither has the method, the same two's mean
-                over the task's methods. The runs share `workers` workers, longest first, so the
+                runs from the same model on the same numeric path when there are some (`<runs-root>/**/
+                metrics.json`: Σ wall_s / Σ steps, which holds the run's validation, test and start-up), else a
+                reference measured on the 2-core CPU machine the committed studies ran on (the embedded model:
+                `reports/tiny/runs.csv`'s 198 runs, each converted by `PINNED_COST` from the numeric path it ran
+                on to the run's; the smoke model: `SMOKE_STEP_S`); only where neither has the method, the same
+                two's mean over the task's methods. The runs share `workers` workers, longest first, so the
                 sweep takes about Σ run times / workers, plus each worker's cold kernel and a little per run.
   assets        a world: its images × `WORLD_S_PER_IMAGE`; a pre-training: its steps × seconds per step of a
                 model of the same size (a card.json this machine wrote, else `PRETRAIN_STEP_S`).
@@ -43,6 +44,7 @@ PRETRAIN_STEP_S = {"embedded": 0.87, "smoke": 0.25}  # s per pre-training step, 
 PRETRAIN_PAIR_STEP_S = 0.92                        # … two at a time (the pinned stand-ins: 921 s and 863 s for 1000)
 PINNED_COST = 1.74   # a run on the pinned path against the native one: a VQA LoRA r8 step 101.8 ms vs 58.6 ms on
                      #   one thread (benchmarks/numerics_cost.py); it converts a committed run's rate between them
+PATH_COST = {"pinned": PINNED_COST, "native": 1.0}
 PREPARE_S = {"embedded": 25.0, "smoke": 3.0}       # the data check and the frozen features
 REPORT_S = {"embedded": 60.0, "smoke": 10.0}       # analysis, figures and the page
 COLD_START_S = 25.0                                # a worker's first kernel: start, import torch and transformers
@@ -87,25 +89,27 @@ def reference_rates(numerics: str = "pinned") -> tuple[dict[tuple, float], bool]
     if not REFERENCE_RUNS.is_file():
         return {}, False
     with open(REFERENCE_RUNS) as f:
-        runs = [r for r in csv.DictReader(f) if r["status"] == "complete"]
-    cost = {"pinned": PINNED_COST, "native": 1.0}
-    factor = [cost[numerics] / cost[r.get("numerics") or "native"] for r in runs]
+        runs = [r for r in csv.DictReader(f) if r["status"] == "complete"
+                and (r.get("numerics") or "native") in PATH_COST]   # a path this checkout does not know: no basis
+    factor = [PATH_COST[numerics] / PATH_COST[r.get("numerics") or "native"] for r in runs]
     return (_rates([(r["task"], r["method"], float(r["steps"] or 0), float(r["wall_s"] or 0) * k)
                     for r, k in zip(runs, factor)]), any(k != 1.0 for k in factor))
 
 
-def own_rates(runs_root: str | Path) -> dict[str, dict[tuple, float]]:
-    """This machine's finished runs under `runs_root`, by the model they started from: {model root: rates}."""
+def own_rates(runs_root: str | Path) -> dict[tuple[str, str], dict[tuple, float]]:
+    """This machine's finished runs under `runs_root`, by the model they started from and the numeric path they ran
+    on (a run from before the pinned path records none: native): {(model root, path): rates}."""
     rows = defaultdict(list)
     for path in Path(runs_root).rglob("metrics.json"):
         try:
             m = json.loads(path.read_text())
             if m.get("status") == "complete":
-                root = str(Path(m["start"]["path"]).parent)
-                rows[root].append((m["task"], m["method"], m.get("planned_steps") or m["steps"], m["wall_s"]))
-        except (OSError, ValueError, KeyError, TypeError):
+                key = (str(Path(m["start"]["path"]).parent),
+                       ((m.get("provenance") or {}).get("numerics") or {}).get("mode") or "native")
+                rows[key].append((m["task"], m["method"], m.get("planned_steps") or m["steps"], m["wall_s"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # a run being written, or not a vlpeft run: no basis
-    return {root: _rates(r) for root, r in rows.items()}
+    return {key: _rates(r) for key, r in rows.items()}
 
 
 def _card_rate(model_root: str, spec: TinySpec) -> float | None:
@@ -194,7 +198,7 @@ class Plan:
         used, worker_s = set(), 0.0
         for c in self.todo:
             steps, size = planned_steps(c), size_of(c.world)
-            mine = own.get(c.config.model_root, {})
+            mine = own.get((c.config.model_root, c.config.numerics), {})
             converted = size == "embedded" and reference[c.config.numerics][1]
             ref = (reference[c.config.numerics][0] if size == "embedded" else
                    {(t,): r for t, r in SMOKE_STEP_S.items()} if size else {})

@@ -52,8 +52,8 @@ from .presets import PRESET_WORLD, Cell, design_of, grid
 SCORES = {"best_val": "best validation", "test": "test", "final_val": "final validation"}
 KEYS = ["task", "method", "size", "tune_classifier", "data_ratio", "seed"]
 NEEDED = {"study", "status", "run_dir", *KEYS, *SCORES}
-# what makes two rows the same cell up to its draw and seed (those present in a report): the spread's groups
 MAKE = {"tiny": "make study", "dial": "make dial"}   # the Makefile's targets for a preset's study
+# what makes two rows the same cell up to its draw and seed (those present in a report): the spread's groups
 CELL = ["task", "method", "tune_classifier", "size", "data_ratio", "vqa_route", "recipe", "consistency"]
 
 

@@ -21,11 +21,10 @@ The page is read as a result, so its premise is checked before anything is writt
 studies hold one grid — the same cells (task, method, size, "+ classifier", data ratio, consistency level,
 pre-training seed, recipe, VQA route, the stand-in's pre-training length) apart from the factor compared and what
 follows from it — the same seeds in every cell (pairing by seed needs them), one value of the factor each, and two
-different values. By default the
-factor is the pre-training recipe, and what follows from it is the VQA route (a checkpoint's own is its recipe's)
-and the checkpoint (not a column: the runs name the recipe). `vlpeft compare --factor` names another (`FACTORS`:
-two VQA routes on one recipe, two pre-training draws, two worlds); the page's title, labels and "what changes"
-then name that factor.
+different values. By default the factor is the pre-training recipe, and what follows from it is the VQA route (a
+checkpoint's own is its recipe's) and the checkpoint (not a column: the runs name the recipe). `vlpeft compare
+--factor` names another (`FACTORS`: two VQA routes on one recipe, two pre-training draws, two worlds); the page's
+title, labels and "what changes" then name that factor.
 """
 from __future__ import annotations
 
