@@ -45,6 +45,12 @@ PRETRAIN_PAIR_STEP_S = 0.92                        # … two at a time (the pinn
 PINNED_COST = 1.74   # a run on the pinned path against the native one: a VQA LoRA r8 step 101.8 ms vs 58.6 ms on
                      #   one thread (benchmarks/numerics_cost.py); it converts a committed run's rate between them
 PATH_COST = {"pinned": PINNED_COST, "native": 1.0}
+
+
+def path_of(recorded: str | None) -> str:
+    """A run's numeric path as recorded; a run from before the pinned path records none: native."""
+    return recorded or "native"
+
 PREPARE_S = {"embedded": 25.0, "smoke": 3.0}       # the data check and the frozen features
 REPORT_S = {"embedded": 60.0, "smoke": 10.0}       # analysis, figures and the page
 COLD_START_S = 25.0                                # a worker's first kernel: start, import torch and transformers
@@ -90,8 +96,8 @@ def reference_rates(numerics: str = "pinned") -> tuple[dict[tuple, float], bool]
         return {}, False
     with open(REFERENCE_RUNS) as f:
         runs = [r for r in csv.DictReader(f) if r["status"] == "complete"
-                and (r.get("numerics") or "native") in PATH_COST]   # a path this checkout does not know: no basis
-    factor = [PATH_COST[numerics] / PATH_COST[r.get("numerics") or "native"] for r in runs]
+                and path_of(r.get("numerics")) in PATH_COST]   # a path this checkout does not know: no basis
+    factor = [PATH_COST[numerics] / PATH_COST[path_of(r.get("numerics"))] for r in runs]
     return (_rates([(r["task"], r["method"], float(r["steps"] or 0), float(r["wall_s"] or 0) * k)
                     for r, k in zip(runs, factor)]), any(k != 1.0 for k in factor))
 
@@ -105,7 +111,7 @@ def own_rates(runs_root: str | Path) -> dict[tuple[str, str], dict[tuple, float]
             m = json.loads(path.read_text())
             if m.get("status") == "complete":
                 key = (str(Path(m["start"]["path"]).parent),
-                       ((m.get("provenance") or {}).get("numerics") or {}).get("mode") or "native")
+                       path_of(((m.get("provenance") or {}).get("numerics") or {}).get("mode")))
                 rows[key].append((m["task"], m["method"], m.get("planned_steps") or m["steps"], m["wall_s"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # a run being written, or not a vlpeft run: no basis
@@ -194,7 +200,8 @@ class Plan:
     def _runs(self) -> None:
         if not self.todo:
             return
-        own, reference = own_rates(self.runs_root), {path: reference_rates(path) for path in ("pinned", "native")}
+        own = own_rates(self.runs_root)
+        reference = {path: reference_rates(path) for path in {c.config.numerics for c in self.todo}}
         used, worker_s = set(), 0.0
         for c in self.todo:
             steps, size = planned_steps(c), size_of(c.world)
