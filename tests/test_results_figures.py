@@ -262,6 +262,10 @@ def test_a_study_of_several_draws_shows_each_draws_estimate(tmp_path):
     assert sorted((r["part"], r["unit"], round(r["estimate"], 9)) for r in drawn) == sorted(
         (r.part, r.unit, round(r.estimate, 9)) for r in mine.itertuples())
     assert {r["side"] for r in drawn} == {"#2e7d32"}    # every draw of the paper scenario on the yes side
+    legend = rings[0]["encoding"]["color"]     # the rings have their own legend, naming only the sides drawn
+    assert legend["title"] == "a draw's estimate" and legend["scale"] == {
+        "domain": ["on the yes side of the bound"], "range": ["#2e7d32"]}
+    assert spec["resolve"] == {"scale": {"color": "independent"}}
     reported = set(study.parts[study.parts.judge == ""].part)
     for claim in study.parts[study.parts.judge == ""].claim.unique():   # parts reported beside a claim: grey rings
         spec = forest(study, claim).to_dict()

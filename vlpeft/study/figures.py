@@ -254,6 +254,12 @@ MARK_COLOURS = {"yes": "#2e7d32", "no": "#c62828", "unclear": "#f9a825", "too fe
 UNIT_ROW = " ⟩ "   # joins a part and one of its units in a row's key: "lora ⟩ draw 1" (labelled "⟩ draw 1")
 
 
+# a draw's ring in a forest plot: which side of its part's bound the draw's own estimate lies on (None: a part
+# reported beside the claim, not judged)
+SIDE_COLOURS = {True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}
+SIDE_WORDS = {True: "on the yes side of the bound", False: "on the other side", None: REPORTED}
+
+
 def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str | None = None,
                units: pd.DataFrame | None = None) -> alt.LayerChart:
     """One claim's parts (a forest plot): each effect in score points with its 90 % interval (thick) and the
@@ -285,9 +291,8 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
                    .merge(shade, on="part")[["row", "part", "yes_from", "yes_to", "margin_at", "margin_neg"]]]
                   ) if len(u) else d                       # the shading and margins run on through a part's draws
     sides = [None if pd.isna(s) else bool(s) for s in u.towards_yes]     # None: a part reported, not judged
-    u["side"] = [{True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}[s] for s in sides]
-    u["side_words"] = [{True: "on the yes side of the bound", False: "on the other side",
-                        None: REPORTED}[s] for s in sides]
+    u["side"] = [SIDE_COLOURS[s] for s in sides]
+    u["side_words"] = [SIDE_WORDS[s] for s in sides]
     label = f"indexof(datum.label, '{UNIT_ROW}') >= 0 ? '⟩ ' + split(datum.label, '{UNIT_ROW}')[1] : datum.label"
     y = alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=260, labelExpr=label))
     x = alt.X("estimate:Q", title="effect (score points)", scale=alt.Scale(domain=[lo, hi], clamp=True))
@@ -307,12 +312,16 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
         base.mark_rule(strokeWidth=4).encode(x="ci_low:Q", x2="ci_high:Q", color=colour, tooltip=tip),
         base.mark_point(filled=True, size=70, shape="diamond").encode(x=x, color=colour, tooltip=tip),
     ]
+    rings = []
     if len(u):
-        layers.append(alt.Chart(u).mark_point(filled=False, size=45, strokeWidth=1.5).encode(
-            y=y, x=x, color=alt.Color("side:N", scale=None),
+        rings.append(alt.Chart(u).mark_point(filled=False, size=45, strokeWidth=1.5).encode(
+            y=y, x=x, color=alt.Color("side_words:N", title="a draw's estimate", scale=alt.Scale(
+                domain=[SIDE_WORDS[s] for s in SIDE_WORDS if s in sides],
+                range=[SIDE_COLOURS[s] for s in SIDE_WORDS if s in sides])),
             tooltip=["part", "unit", alt.Tooltip("estimate:Q", format="+.2f"), "side_words"]))
     title = f"Claim {claim}" if claim != "dial" else "Consistency dial"
-    return alt.layer(*layers).properties(
+    chart = alt.layer(alt.layer(*layers), *rings).resolve_scale(color="independent") if rings else alt.layer(*layers)
+    return chart.properties(   # the rings' legend beside the marks' (the marks' layers share one colour scale)
         width=WIDTH * 1.1, height=max(60, (22 if len(u) == 0 else 16) * len(order)),
         title=_title(f"{title}: {verdict}" if verdict else title, text or ""))
 
