@@ -256,7 +256,7 @@ UNIT_ROW = " ‚ü© "   # joins a part and one of its units in a row's key: "lora ‚
 
 # a draw's ring in a forest plot: which side of its part's bound the draw's own estimate lies on (None: a part
 # reported beside the claim, not judged)
-SIDE_COLOURS = {True: "#2e7d32", False: "#c62828", None: "#9e9e9e"}
+SIDE_COLOURS = {True: MARK_COLOURS["yes"], False: MARK_COLOURS["no"], None: "#9e9e9e"}
 SIDE_WORDS = {True: "on the yes side of the bound", False: "on the other side", None: REPORTED}
 
 
@@ -312,12 +312,11 @@ def fig_forest(parts: pd.DataFrame, claim, verdict: str | None = None, text: str
         base.mark_rule(strokeWidth=4).encode(x="ci_low:Q", x2="ci_high:Q", color=colour, tooltip=tip),
         base.mark_point(filled=True, size=70, shape="diamond").encode(x=x, color=colour, tooltip=tip),
     ]
-    rings = []
+    rings, drawn = [], [s for s in SIDE_WORDS if s in sides]     # the legend names only the sides drawn
     if len(u):
         rings.append(alt.Chart(u).mark_point(filled=False, size=45, strokeWidth=1.5).encode(
             y=y, x=x, color=alt.Color("side_words:N", title="a draw's estimate", scale=alt.Scale(
-                domain=[SIDE_WORDS[s] for s in SIDE_WORDS if s in sides],
-                range=[SIDE_COLOURS[s] for s in SIDE_WORDS if s in sides])),
+                domain=[SIDE_WORDS[s] for s in drawn], range=[SIDE_COLOURS[s] for s in drawn])),
             tooltip=["part", "unit", alt.Tooltip("estimate:Q", format="+.2f"), "side_words"]))
     title = f"Claim {claim}" if claim != "dial" else "Consistency dial"
     chart = alt.layer(alt.layer(*layers), *rings).resolve_scale(color="independent") if rings else alt.layer(*layers)

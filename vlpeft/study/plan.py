@@ -45,16 +45,15 @@ PRETRAIN_PAIR_STEP_S = 0.92                        # … two at a time (the pinn
 PINNED_COST = 1.74   # a run on the pinned path against the native one: a VQA LoRA r8 step 101.8 ms vs 58.6 ms on
                      #   one thread (benchmarks/numerics_cost.py); it converts a committed run's rate between them
 PATH_COST = {"pinned": PINNED_COST, "native": 1.0}
+PREPARE_S = {"embedded": 25.0, "smoke": 3.0}       # the data check and the frozen features
+REPORT_S = {"embedded": 60.0, "smoke": 10.0}       # analysis, figures and the page
+COLD_START_S = 25.0                                # a worker's first kernel: start, import torch and transformers
+CELL_S = 0.8                                       # papermill and the warm kernel, per run (the tiny sweep)
 
 
 def path_of(recorded: str | None) -> str:
     """A run's numeric path as recorded; a run from before the pinned path records none: native."""
     return recorded or "native"
-
-PREPARE_S = {"embedded": 25.0, "smoke": 3.0}       # the data check and the frozen features
-REPORT_S = {"embedded": 60.0, "smoke": 10.0}       # analysis, figures and the page
-COLD_START_S = 25.0                                # a worker's first kernel: start, import torch and transformers
-CELL_S = 0.8                                       # papermill and the warm kernel, per run (the tiny sweep)
 
 
 def size_of(world: str) -> str | None:
