@@ -6,6 +6,7 @@ reports hold, number for number).
     python tools/readme_tables.py changed reports/tiny --before e211bd6        # against the study at a commit:
                                                                                #   which verdicts changed, and which
                                                                                #   depend on the draw
+    python tools/readme_tables.py changed reports/tiny-blip reports/tiny --before e211bd6   # the same, side by side
 
 Effects are in score points; a supported verdict is in bold. `changed` reads the earlier claims.csv from git.
 """
@@ -52,27 +53,60 @@ def verdicts(folders: list[str]) -> str:
     return markdown(rows)
 
 
+def score(r: pd.Series, study: str) -> str:
+    """A study's score of one row of the compare page's scores.csv: "121.7 [118.8, 124.6]"."""
+    low, high = r[f"{study} low"], r[f"{study} high"]
+    return f"{r[study]:.1f} [{low:.1f}, {high:.1f}]" if pd.notna(low) else f"{r[study]:.1f}"
+
+
+def difference(r: pd.Series) -> str:
+    """The row's paired difference (first study − second): "−15.2 [−18.9, −11.4]"."""
+    if pd.isna(r.get("difference low")):
+        return ""
+    return f"{r.difference:+.1f} [{r['difference low']:+.1f}, {r['difference high']:+.1f}]".replace("-", "−")
+
+
 def scores(folder: str) -> str:
     s = pd.read_csv(Path(folder) / "scores.csv")
     names = [c for c in s.columns if f"{c} low" in s.columns and c != "difference"]   # the studies, as compared
-
-    def cell(r, n):
-        return f"{r[n]:.1f} [{r[f'{n} low']:.1f}, {r[f'{n} high']:.1f}]" if pd.notna(r[f"{n} low"]) else f"{r[n]:.1f}"
     rows = [["task", "method", *names, " − ".join(names) if len(names) == 2 else "difference"]]
     for _, r in s.iterrows():
-        diff = (f"{r.difference:+.1f} [{r['difference low']:+.1f}, {r['difference high']:+.1f}]"
-                if pd.notna(r.get("difference low")) else "")
-        rows.append([r.task, r.method, *[cell(r, n) for n in names], diff.replace("-", "−")])
+        rows.append([r.task, r.method, *[score(r, n) for n in names], difference(r)])
+    return markdown(rows)
+
+
+def claims_at(folder: str, rev: str) -> pd.DataFrame:
+    """A report's claims.csv as committed at `rev`."""
+    path = (Path(folder) / "claims.csv").resolve().relative_to(ROOT)
+    old_csv = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    if old_csv.returncode:
+        sys.exit(f"{path} at {rev}: {old_csv.stderr.strip()}")
+    return pd.read_csv(io.StringIO(old_csv.stdout), dtype={"claim": str}).set_index("claim")
+
+
+def depends(row: pd.Series) -> str:
+    split = row.get("split_parts")
+    return "no" if pd.isna(split) or not str(split) else f"yes: {split}"
+
+
+def changed_side_by_side(folders: list[str], before: str) -> str:
+    """Several studies against themselves at `before`: per study, the verdict then → now, and whether it depends on
+    the draw."""
+    olds, news = [claims_at(f, before) for f in folders], [claims(f) for f in folders]
+    names = [TITLES.get(Path(f).name, Path(f).name) for f in folders]
+    units = [t.unit.iloc[0] if "unit" in t else "unit" for t in news]   # a one-draw study's unit is the seed
+    rows = [["#", *[h for n, u in zip(names, units) for h in (f"{n}: at {before} → now", f"{n}: depends on the {u}")]]]
+    for c in news[0].index:
+        cells = []
+        for old, new in zip(olds, news):
+            was, now = (old.loc[c].verdict if c in old.index else "—"), new.loc[c].verdict
+            cells += [f"**{was} → {now}**" if was != now else f"{now}, as before", depends(new.loc[c])]
+        rows.append([c, *cells])
     return markdown(rows)
 
 
 def changed(folder: str, before: str) -> str:
-    path = (Path(folder) / "claims.csv").resolve().relative_to(ROOT)
-    old_csv = subprocess.run(["git", "show", f"{before}:{path}"], cwd=ROOT, capture_output=True, text=True)
-    if old_csv.returncode:
-        sys.exit(f"{path} at {before}: {old_csv.stderr.strip()}")
-    old = pd.read_csv(io.StringIO(old_csv.stdout), dtype={"claim": str}).set_index("claim")
-    new = claims(folder)
+    old, new = claims_at(folder, before), claims(folder)
     def units(t):   # claim 11 counts runs, not units
         return int(t.n.drop(index="11", errors="ignore").max())
     word = new.unit.iloc[0] if "unit" in new else "unit"
@@ -80,10 +114,8 @@ def changed(folder: str, before: str) -> str:
              "verdict changed", "depends on the draw (parts whose draws fall on both sides)"]]
     for c, row in new.iterrows():
         was = old.loc[c] if c in old.index else None
-        split = row.get("split_parts")
         rows.append([c, said(was) if was is not None else "", said(row),
-                     "yes" if was is not None and was.verdict != row.verdict else "no",
-                     "no" if pd.isna(split) or not str(split) else f"yes: {split}"])
+                     "yes" if was is not None and was.verdict != row.verdict else "no", depends(row)])
     return markdown(rows)
 
 
@@ -100,7 +132,7 @@ def main() -> None:
     else:
         if not a.before:
             p.error("changed needs --before REV")
-        print(changed(a.folders[0], a.before))
+        print(changed(a.folders[0], a.before) if len(a.folders) == 1 else changed_side_by_side(a.folders, a.before))
 
 
 if __name__ == "__main__":
