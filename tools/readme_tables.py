@@ -84,6 +84,11 @@ def claims_at(folder: str, rev: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(old_csv.stdout), dtype={"claim": str}).set_index("claim")
 
 
+def unit_of(table: pd.DataFrame) -> str:
+    """A claims table's unit of replication: "draw", "seed" (a one-draw study), or "unit" where it records none."""
+    return table.unit.iloc[0] if "unit" in table else "unit"
+
+
 def depends(row: pd.Series) -> str:
     split = row.get("split_parts")
     return "no" if pd.isna(split) or not str(split) else f"yes: {split}"
@@ -94,7 +99,7 @@ def changed_side_by_side(folders: list[str], before: str) -> str:
     the draw."""
     olds, news = [claims_at(f, before) for f in folders], [claims(f) for f in folders]
     names = [TITLES.get(Path(f).name, Path(f).name) for f in folders]
-    units = [t.unit.iloc[0] if "unit" in t else "unit" for t in news]   # a one-draw study's unit is the seed
+    units = [unit_of(t) for t in news]
     rows = [["#", *[h for n, u in zip(names, units) for h in (f"{n}: at {before} → now", f"{n}: depends on the {u}")]]]
     for c in news[0].index:
         cells = []
@@ -109,7 +114,7 @@ def changed(folder: str, before: str) -> str:
     old, new = claims_at(folder, before), claims(folder)
     def units(t):   # claim 11 counts runs, not units
         return int(t.n.drop(index="11", errors="ignore").max())
-    word = new.unit.iloc[0] if "unit" in new else "unit"
+    word = unit_of(new)
     rows = [["#", f"at {before} ({units(old)} units)", f"now ({units(new)} {word}s)",
              "verdict changed", "depends on the draw (parts whose draws fall on both sides)"]]
     for c, row in new.iterrows():
