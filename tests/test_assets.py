@@ -68,12 +68,20 @@ def test_a_smoke_study_leaves_the_embedded_assets_alone(tmp_path, monkeypatch, c
     assert "runs: 1 in the grid — 0 complete, 1 to run" in out and "estimate: about" in out
     stages = [out.index(f"[{i}/4] ") for i in (1, 2, 3, 4)]
     assert stages == sorted(stages) and stages[0] < out.index("world smoke: data data/smoke, model") < stages[1]
-    # its page: a wiring check, said so, and nothing judged
-    page = (tmp_path / "reports" / "smoke" / "index.html").read_text()
-    claims = (tmp_path / "reports" / "smoke" / "claims.md").read_text()
+    # its page, named by the part of the grid it ran (`--methods lora`): a wiring check, said so, nothing judged
+    report = tmp_path / "reports" / "smoke-methods-lora"
+    page, claims = (report / "index.html").read_text(), (report / "claims.md").read_text()
     assert "Wiring check — its numbers mean nothing" in page
     assert not any(w in text for w in ("supported", "inconclusive") for text in (page, claims))
     assert "nan" not in claims                                      # an estimate that is not there reads n/a
+    assert not (tmp_path / "reports" / "smoke").exists()           # the whole grid's report: not written over
+    # a run folder beside the part's that is no cell of it (another seed's) stays out of the part's report
+    other = shutil.copytree(runs[0].parent, runs[0].parent.with_name(runs[0].parent.name + "-other"))
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(config | {"seed": config["seed"] + 7}))
+    cli.main(["study", "--preset", "smoke", "--methods", "lora", "--workers", "1"])
+    assert "0 to run" in capsys.readouterr().out
+    assert (report / "runs.csv").read_text().count("\n") == 2      # the header and the part's one run
 
 
 # ---------------------------------------------------------------------------------------------------------

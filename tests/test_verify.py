@@ -35,7 +35,8 @@ def smoke_study(tmp_path_factory):
     root, here = tmp_path_factory.mktemp("study"), os.getcwd()
     os.chdir(root)
     try:
-        cli.main(["study", "--preset", "smoke", "--methods", "lora", "prompt", "--workers", "2"])
+        cli.main(["study", "--preset", "smoke", "--methods", "lora", "prompt", "--workers", "2", "--out",
+                  "reports/smoke"])
     finally:
         os.chdir(here)
     return root

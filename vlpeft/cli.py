@@ -16,8 +16,8 @@ Presets (`--preset` of sweep and study; `--dry-run` says what exists, what will 
     smoke      a wiring check: 3 runs on a 16-px world and a 20-step model, under a minute from nothing (`make smoke`);
                its numbers mean nothing
     tiny       the embedded study: 198 runs on three draws of the tiny BLIP pre-trained 6000 steps with mPLUG's
-               recipe (one seed each; `--draws N` one draw alone); about 7 h on 2 CPU cores on the pinned numeric
-               path (estimated by `--dry-run`; `make study`)
+               recipe (one seed each; `--draws N` one draw alone, reported in reports/tiny-draws-N); about 7 h 50 min
+               on 2 CPU cores on the pinned numeric path (measured, `make study`; `--dry-run` estimates it)
     tiny-blip  the same grid from BLIP's pre-training recipe (the second family); about as long
     dial       the consistency dial (beyond the paper): 234 caption runs over 3 consistency levels × 2
                pre-trainings; 2 h 12 min on 2 CPU cores after the one-draw `make study` before the path was pinned
@@ -225,13 +225,28 @@ def cmd_study(args):
     if args.dry_run:
         return
     from .study.executors import execute
-    from .study.report import write_report
+    from .study.report import Study, write_report
     stages = Stages(4)
     failures = execute(cells, executor="local", workers=args.workers, stages=stages)
     stages.next("analysis and report")
-    out = write_report(f"{args.runs_root}/{study}", args.out or f"reports/{study}")
+    part = part_name(args)
+    out = write_report(Study.load(f"{args.runs_root}/{study}", run_ids={c.out_dir.name for c in cells},
+                                  name=f"{study}-{part}") if part else f"{args.runs_root}/{study}",
+                       args.out or f"reports/{study}" + (f"-{part}" if part else ""))
     print(f"done in {(time.time() - t0) / 60:.1f} min: {Path(out) / 'index.html'}"
           + (f" ({len(failures)} failed or diverged runs, listed in the report)" if failures else ""))
+
+
+# The flags that narrow a preset's grid to a part of it (`presets.select`), with each one's type
+NARROWING = {"tasks": str, "methods": str, "sizes": int, "ratios": float, "seeds": int, "draws": int}
+
+
+def part_name(args) -> str:
+    """A part of a grid by its narrowing flags, e.g. `draws-1`; "" for the whole grid. A study run on a part reports
+    the part's runs only, into reports/<study>-<part>: `--draws 1` must not write one draw over the committed
+    three-draw report (its run folders share runs/<study> with the rest of the grid, which is what resumes them)."""
+    return "-".join(f"{flag}-{'-'.join(map(str, values))}" for flag in NARROWING
+                    if (values := getattr(args, flag, None)))
 
 
 def cmd_verify(args):
@@ -284,8 +299,7 @@ def add_grid_args(s: argparse.ArgumentParser, default_preset: str) -> None:
                         "kernels; vlpeft/numerics.py); native: the machine's own kernels and a share of its threads "
                         "(faster, machine-dependent; enters the run ids)")
     s.add_argument("--workers", type=positive, default=2, help="local: parallel runs (one GPU each when present)")
-    for name, kind in (("tasks", str), ("methods", str), ("sizes", int), ("ratios", float), ("seeds", int),
-                       ("draws", int)):
+    for name, kind in NARROWING.items():
         s.add_argument(f"--{name}", type=kind, nargs="+", help=f"only these {name}" + (
             "; a catalogue method beyond the paper's is laid out by the preset's rule and run beside them"
             if name == "methods" else " (pre-training draws: each its own stand-in, `vlpeft.worlds.assets.DESIGN`; "
@@ -376,7 +390,8 @@ def parser() -> argparse.ArgumentParser:
     add_grid_args(s, "tiny")
     s.add_argument("--dry-run", action="store_true", help="print the grid, what exists and what will be made, and "
                    "an estimate of the time; run nothing")
-    s.add_argument("--out", help="the report folder (default: reports/<study>)")
+    s.add_argument("--out", help="the report folder (default: reports/<study>; on a part of the grid, its runs "
+                   "only, into reports/<study>-<part>, e.g. reports/tiny-draws-1)")
     s.set_defaults(fn=cmd_study)
 
     s = sub.add_parser("verify", help="re-make a few cells of a committed report; exit 0 only if the numbers hold",
@@ -390,7 +405,8 @@ def parser() -> argparse.ArgumentParser:
                                    "pre-trained model and never makes them.",
                        epilog="exit status: 0 when every cell re-ran and every score is within --tolerance; 1 when "
                               "one differs by more or did not complete; 2 for a usage error. Example: "
-                              " vlpeft verify reports/tiny --sample 3   (minutes per cell on a 2-core CPU)")
+                              " vlpeft verify reports/tiny --sample 3   (from under a minute to about 20 min a "
+                              "cell on a 2-core CPU, once the study's stand-ins exist)")
     s.add_argument("report", help="a report folder holding runs.csv (or the runs.csv itself)")
     s.add_argument("--sample", type=positive, default=3, metavar="K",
                    help="how many complete cells to re-make: a seeded draw, spread over tasks and methods (default 3)")

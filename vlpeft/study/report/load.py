@@ -80,18 +80,25 @@ class Study:
         return self.curves[self.curves.run_dir.isin(self.paper_runs.run_dir)]
 
     @classmethod
-    def load(cls, where: str | Path) -> "Study":
+    def load(cls, where: str | Path, run_ids: set[str] | None = None, name: str | None = None) -> "Study":
         """From `runs/<study>` (its run folders), from a report folder (its runs.csv and curves.csv), or from a
-        bare study name: `runs/<name>` when it holds runs, else the committed `reports/<name>`."""
+        bare study name: `runs/<name>` when it holds runs, else the committed `reports/<name>`. `run_ids`: keep
+        only the runs of these ids (the last part of a run folder's path; a part of a grid, `vlpeft study
+        --draws 1`), as the study `name`."""
         where = Path(where)
         candidates = [where] if where.exists() or len(where.parts) > 1 else [Path("runs") / where,
                                                                             Path("reports") / where]
         for folder in candidates:
             if (folder / "runs.csv").is_file():
-                return cls(folder.name, str(folder), *_read_report(folder), wiring_check=_wiring_check(folder))
-            if folder.is_dir() and any(folder.rglob("config.json")):
-                return cls(folder.name, str(folder), load_runs(folder), load_curves(folder),
-                           wiring_check=_wiring_check(folder))
+                runs, curves = _read_report(folder)
+            elif folder.is_dir() and any(folder.rglob("config.json")):
+                runs, curves = load_runs(folder), load_curves(folder)
+            else:
+                continue
+            if run_ids is not None:
+                runs, curves = (t[t.run_dir.map(lambda d: Path(str(d)).name).isin(run_ids)] for t in (runs, curves))
+            return cls(name or folder.name, str(folder), runs.reset_index(drop=True), curves.reset_index(drop=True),
+                       wiring_check=_wiring_check(folder))
         raise StudyError(f"no runs of study {where.name!r} in {' or '.join(map(str, candidates))}. "
                          + _how_to_fill(where if where.exists() or len(where.parts) > 1 else Path("runs") / where))
 
