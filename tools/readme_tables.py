@@ -116,7 +116,7 @@ def changed(folder: str, before: str) -> str:
         return int(t.n.drop(index="11", errors="ignore").max())
     word = unit_of(new)
     rows = [["#", f"at {before} ({units(old)} units)", f"now ({units(new)} {word}s)",
-             "verdict changed", "depends on the draw (parts whose draws fall on both sides)"]]
+             "verdict changed", f"depends on the {word} (parts whose {word}s fall on both sides)"]]
     for c, row in new.iterrows():
         was = old.loc[c] if c in old.index else None
         rows.append([c, said(was) if was is not None else "", said(row),
