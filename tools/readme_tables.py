@@ -96,7 +96,7 @@ def depends(row: pd.Series) -> str:
 
 def changed_side_by_side(folders: list[str], before: str) -> str:
     """Several studies against themselves at `before`: per study, the verdict then → now, and whether it depends on
-    the draw."""
+    its unit (the draw, or a one-draw study's seed)."""
     olds, news = [claims_at(f, before) for f in folders], [claims(f) for f in folders]
     names = [TITLES.get(Path(f).name, Path(f).name) for f in folders]
     units = [unit_of(t) for t in news]
