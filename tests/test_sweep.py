@@ -132,6 +132,22 @@ def test_dry_run_and_filters(capsys):
     assert "10 runs" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("flags, part", [
+    (["--draws", "1"], "draws-1"),                       # one draw re-made alone: its own report
+    (["--draws", "2", "0"], "draws-2-0"),
+    (["--draws", "0", "1", "2"], ""),                     # every draw: the whole grid, the study's own report
+    (["--tasks", "vqa", "caption"], ""),
+    (["--methods", "lora"], "methods-lora"),
+    (["--seeds", "0", "--ratios", "1.0"], "ratios-1.0-seeds-0"),
+])
+def test_a_part_of_a_grid_is_named_only_when_it_is_a_part(flags, part):
+    """`vlpeft study --draws 1` reports into reports/tiny-draws-1; flags that leave the whole grid name no part, so
+    the study's own report is the one re-made."""
+    from vlpeft import cli
+    args = cli.parser().parse_args(["study", "--preset", "tiny", *flags])
+    assert cli.part_name(args, cli._cells(args, args.preset)) == part
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -229,7 +229,7 @@ def cmd_study(args):
     stages = Stages(4)
     failures = execute(cells, executor="local", workers=args.workers, stages=stages)
     stages.next("analysis and report")
-    part = part_name(args)
+    part = part_name(args, cells)
     out = write_report(Study.load(f"{args.runs_root}/{study}", run_ids={c.out_dir.name for c in cells},
                                   name=f"{study}-{part}") if part else f"{args.runs_root}/{study}",
                        args.out or f"reports/{study}" + (f"-{part}" if part else ""))
@@ -241,10 +241,14 @@ def cmd_study(args):
 NARROWING = {"tasks": str, "methods": str, "sizes": int, "ratios": float, "seeds": int, "draws": int}
 
 
-def part_name(args) -> str:
-    """A part of a grid by its narrowing flags, e.g. `draws-1`; "" for the whole grid. A study run on a part reports
-    the part's runs only, into reports/<study>-<part>: `--draws 1` must not write one draw over the committed
-    three-draw report (its run folders share runs/<study> with the rest of the grid, which is what resumes them)."""
+def part_name(args, cells) -> str:
+    """A part of a grid by its narrowing flags, e.g. `draws-1`; "" when the flags leave the preset's whole grid
+    (`--draws 0 1 2` of a three-draw preset). A study run on a part reports the part's runs only, into
+    reports/<study>-<part>: `--draws 1` must not write one draw over the committed three-draw report (its run
+    folders share runs/<study> with the rest of the grid, which is what resumes them)."""
+    whole = _cells(argparse.Namespace(**(vars(args) | dict.fromkeys(NARROWING))), args.preset)
+    if {c.out_dir for c in cells} == {c.out_dir for c in whole}:
+        return ""
     return "-".join(f"{flag}-{'-'.join(map(str, values))}" for flag in NARROWING
                     if (values := getattr(args, flag, None)))
 
