@@ -131,6 +131,17 @@ def test_on_the_committed_grid_the_estimate_is_its_measured_run_time(tmp_path, m
         assert ("benchmarks/numerics_cost.py" in str(p)) == (factor != 1.0)
 
 
+# a study's stand-ins, none made yet, pre-trained `workers` at a time: (workers, the waves as pairs and models alone)
+@pytest.mark.parametrize("workers, pairs, alone", [(2, 1, 1), (1, 0, 3)])
+def test_the_pre_training_estimate_is_its_waves(tmp_path, monkeypatch, workers, pairs, alone):
+    """The tiny study's three 6000-step stand-ins: two workers pre-train two at a time, then the third alone (as
+    #39's sweep took, about 3 h 15 min); a wave of several at the two-at-a-time rate, a model alone at its own."""
+    monkeypatch.chdir(tmp_path)   # no card.json of this checkout's models: the reference rates
+    p = plan.Plan.of(presets.grid("tiny"), workers=workers, runs_root="runs")
+    assert p.parts["pre-training"] == pytest.approx(6000 * (pairs * plan.PRETRAIN_PAIR_STEP_S
+                                                            + alone * plan.PRETRAIN_STEP_S["embedded"]))
+
+
 def fake_run(root: Path, task: str, method: str, steps: int, wall_s: float, model: str, path="pinned") -> None:
     folder = root / task / method / f"{method}-{Path(model).name}-{path}"
     folder.mkdir(parents=True)

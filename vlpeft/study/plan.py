@@ -41,7 +41,8 @@ SMOKE_STEP_S = {"caption": 0.41, "vqa": 0.04}     # the smoke model: s per plann
 WORLD_S_PER_IMAGE = 0.0033                         # the shapes world: 6,500 images in 21 s
 PRETRAIN_STEP_S = {"embedded": 0.87, "smoke": 0.25}  # s per pre-training step, one at a time, on the pinned numeric
                                                     #   path (benchmarks/numerics_cost.py; native on 2 threads: 0.25)
-PRETRAIN_PAIR_STEP_S = 0.92                        # … two at a time (the pinned stand-ins: 921 s and 863 s for 1000)
+PRETRAIN_PAIR_STEP_S = 1.1                         # … two at a time: 6000-step stand-ins, 1.02–1.12 s a step, nothing
+                                                    #   else running (#39; the 1000-step ones: 921 s and 863 s for 1000)
 PINNED_COST = 1.74   # a run on the pinned path against the native one: a VQA LoRA r8 step 101.8 ms vs 58.6 ms on
                      #   one thread (benchmarks/numerics_cost.py); it converts a committed run's rate between them
 PATH_COST = {"pinned": PINNED_COST, "native": 1.0}
@@ -176,15 +177,16 @@ class Plan:
                                                            + c.n_pretrain_extra) for c in images.values())
         models = {m: w for w, _, _, m, pre in synthetic if not pre}
         if models:
-            waves = math.ceil(len(models) / self.workers) if len(models) > 1 else 1
-            seconds, own = 0.0, False
-            for model_root, w in models.items():
-                cfg = PretrainConfig(**get_world(w).pretrain)
-                rate = _card_rate(model_root, cfg.spec)
-                own |= rate is not None
-                one_at_a_time = rate or PRETRAIN_STEP_S["smoke" if cfg.spec == SMOKE_SPEC else "embedded"]
-                seconds += cfg.steps * (one_at_a_time if len(models) == 1 else PRETRAIN_PAIR_STEP_S)
-            self.parts["pre-training"] = seconds if len(models) == 1 else seconds / len(models) * waves
+            # the assets stage pre-trains `workers` models at a time: a wave of several at the two-at-a-time rate,
+            # a model alone at its one-at-a-time rate (this machine's card.json for a model of its size, if any)
+            pre = {m: PretrainConfig(**get_world(w).pretrain) for m, w in models.items()}
+            alone = {m: _card_rate(m, cfg.spec) or PRETRAIN_STEP_S["smoke" if cfg.spec == SMOKE_SPEC else "embedded"]
+                     for m, cfg in pre.items()}
+            order = sorted(models)
+            waves = [order[i:i + self.workers] for i in range(0, len(order), self.workers)]
+            self.parts["pre-training"] = sum(max(pre[m].steps * (alone[m] if len(wave) == 1 else PRETRAIN_PAIR_STEP_S)
+                                                 for m in wave) for wave in waves)
+            own = any(len(wave) == 1 and _card_rate(wave[0], pre[wave[0]].spec) for wave in waves)
             self.basis.append("pre-training: its steps × the seconds per step of " + (
                 "a model of its size this machine pre-trained (its card.json)" if own else
                 "the reference machine (vlpeft/study/plan.py)"))
