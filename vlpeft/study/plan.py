@@ -41,7 +41,7 @@ SMOKE_STEP_S = {"caption": 0.41, "vqa": 0.04}     # the smoke model: s per plann
 WORLD_S_PER_IMAGE = 0.0033                         # the shapes world: 6,500 images in 21 s
 PRETRAIN_STEP_S = {"embedded": 0.87, "smoke": 0.25}  # s per pre-training step, one at a time, on the pinned numeric
                                                     #   path (benchmarks/numerics_cost.py; native on 2 threads: 0.25)
-PRETRAIN_PAIR_STEP_S = 1.1                         # … two at a time: 6000-step stand-ins, 1.02–1.12 s a step, nothing
+PRETRAIN_PAIR_STEP_S = 1.1                         # … two at a time: 6000-step stand-ins, 1.02–1.15 s a step, nothing
                                                     #   else running (#39; the 1000-step ones: 921 s and 863 s for 1000)
 PINNED_COST = 1.74   # a run on the pinned path against the native one: a VQA LoRA r8 step 101.8 ms vs 58.6 ms on
                      #   one thread (benchmarks/numerics_cost.py); it converts a committed run's rate between them
