@@ -131,15 +131,27 @@ def test_on_the_committed_grid_the_estimate_is_its_measured_run_time(tmp_path, m
         assert ("benchmarks/numerics_cost.py" in str(p)) == (factor != 1.0)
 
 
-# a study's stand-ins, none made yet, pre-trained `workers` at a time: (workers, the waves as pairs and models alone)
-@pytest.mark.parametrize("workers, pairs, alone", [(2, 1, 1), (1, 0, 3)])
-def test_the_pre_training_estimate_is_its_waves(tmp_path, monkeypatch, workers, pairs, alone):
+# a study's stand-ins, none made yet, pre-trained `workers` at a time: (workers, the waves as pairs and models alone,
+# the seconds per step of a card this machine wrote for a model of their size — None: no card)
+@pytest.mark.parametrize("workers, pairs, alone, card", [(2, 1, 1, None), (1, 0, 3, None), (1, 0, 3, 2.0),
+                                                         (2, 1, 1, 2.0)])
+def test_the_pre_training_estimate_is_its_waves(tmp_path, monkeypatch, workers, pairs, alone, card):
     """The tiny study's three 6000-step stand-ins: two workers pre-train two at a time, then the third alone (as
-    #39's sweep took, about 3 h 15 min); a wave of several at the two-at-a-time rate, a model alone at its own."""
+    #39's sweep took, about 3 h 15 min); a wave of several at the two-at-a-time rate, a model alone at its own —
+    this machine's card's when it has one (a card says nothing of two at a time)."""
+    from vlpeft.config import PretrainConfig
+    from vlpeft.worlds.assets import get_world
     monkeypatch.chdir(tmp_path)   # no card.json of this checkout's models: the reference rates
-    p = plan.Plan.of(presets.grid("tiny"), workers=workers, runs_root="runs")
-    assert p.parts["pre-training"] == pytest.approx(6000 * (pairs * plan.PRETRAIN_PAIR_STEP_S
-                                                            + alone * plan.PRETRAIN_STEP_S["embedded"]))
+    cells = presets.grid("tiny")
+    if card:   # the dial's 1000-step model, of the stand-ins' size, as this machine pre-trained it
+        spec = vars(PretrainConfig(**get_world(cells[0].world).pretrain).spec)
+        (tmp_path / "checkpoints" / "embedded").mkdir(parents=True)
+        (tmp_path / "checkpoints" / "embedded" / "card.json").write_text(json.dumps(
+            {"config": {"spec": spec}, "steps": 1000, "wall_s": 1000 * card}))
+    p = plan.Plan.of(cells, workers=workers, runs_root="runs")
+    one = card or plan.PRETRAIN_STEP_S["embedded"]
+    assert p.parts["pre-training"] == pytest.approx(6000 * (pairs * plan.PRETRAIN_PAIR_STEP_S + alone * one))
+    assert ("this machine pre-trained (its card.json)" in str(p)) == bool(card and alone)
 
 
 def fake_run(root: Path, task: str, method: str, steps: int, wall_s: float, model: str, path="pinned") -> None:

@@ -180,13 +180,14 @@ class Plan:
             # the assets stage pre-trains `workers` models at a time: a wave of several at the two-at-a-time rate,
             # a model alone at its one-at-a-time rate (this machine's card.json for a model of its size, if any)
             pre = {m: PretrainConfig(**get_world(w).pretrain) for m, w in models.items()}
-            alone = {m: _card_rate(m, cfg.spec) or PRETRAIN_STEP_S["smoke" if cfg.spec == SMOKE_SPEC else "embedded"]
+            card = {m: _card_rate(m, cfg.spec) for m, cfg in pre.items()}
+            alone = {m: card[m] or PRETRAIN_STEP_S["smoke" if cfg.spec == SMOKE_SPEC else "embedded"]
                      for m, cfg in pre.items()}
             order = sorted(models)
             waves = [order[i:i + self.workers] for i in range(0, len(order), self.workers)]
             self.parts["pre-training"] = sum(max(pre[m].steps * (alone[m] if len(wave) == 1 else PRETRAIN_PAIR_STEP_S)
                                                  for m in wave) for wave in waves)
-            own = any(len(wave) == 1 and _card_rate(wave[0], pre[wave[0]].spec) for wave in waves)
+            own = any(len(wave) == 1 and card[wave[0]] for wave in waves)
             self.basis.append("pre-training: its steps × the seconds per step of " + (
                 "a model of its size this machine pre-trained (its card.json)" if own else
                 "the reference machine (vlpeft/study/plan.py)"))
