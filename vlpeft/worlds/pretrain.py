@@ -133,7 +133,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, progress: bool) -> Path:
             "provenance": made_by}   # its `numerics`: the path, caps, threads and CPU it was made on
     save_model(caption, processor, out / "caption")
     save_model(vqa, processor, out / "vqa")
-    card["weights_sha256"] = weight_hashes(out)   # the stand-in's identity (presets.STANDINS holds the committed)
+    card["weights_sha256"] = weight_hashes(out)   # the stand-in's identity (assets.STANDINS holds the committed)
     write_json(out / "card.json", card)  # written last, atomically: marks a complete checkpoint
     clear_resume(out)
     return out
