@@ -152,6 +152,27 @@ def test_a_missing_study_folder_is_an_error(tmp_path):
         load_runs(tmp_path / "typo")
 
 
+@pytest.mark.parametrize("state, card, want", [
+    ("incomplete", True, (2, 6000, "mplug")),    # still running: listed with the draw its config names
+    ("failed", True, (2, 6000, "mplug")),        # and a failed one, so `compare` pairs it with its cell
+    ("failed", False, (None, None, None)),       # the stand-in is not on this machine: blank, not guessed
+])
+def test_a_run_without_metrics_is_listed_with_its_stand_in(tmp_path, state, card, want):
+    model = tmp_path / "checkpoints" / "mplug-L6000-p2"
+    if card:
+        model.mkdir(parents=True)
+        (model / "card.json").write_text(json.dumps({"config": {"seed": 2, "recipe": "mplug"}, "steps": 6000,
+                                                     "world": {"consistency": 1.0}}))
+    row = {"task": "vqa", "method": "lora", "size": 8, "tune_classifier": False, "data_ratio": 1.0, "seed": 2}
+    d = write_run(tmp_path / "s", row, metrics=False)
+    (d / "config.json").write_text(json.dumps(row | {"model_path": f"{model}/{{task}}"}))
+    if state == "failed":
+        (d / "failed.json").write_text(json.dumps({"error": "PapermillExecutionError: killed"}))
+    got = load_runs(tmp_path / "s").iloc[0]
+    assert got.status == state
+    assert tuple(None if pd.isna(got[k]) else got[k] for k in ("pretrain_seed", "pretrain_steps", "recipe")) == want
+
+
 # ---------------------------------------------------------------------------------------------------------
 # claims: the full rule tables live in tests/test_claims.py; here the study read from disk
 def test_the_paper_scenario_supports_every_claim(runs):

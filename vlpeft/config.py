@@ -116,3 +116,17 @@ class PretrainConfig:
 
     def as_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+
+def starting_checkpoint(path: str) -> dict:
+    """Where the run started: the path, and for the project's own pre-trained models what their card says
+    (pre-training seed, and the world's consistency level for the dial)."""
+    info = {"path": path}
+    card = Path(path).parent / "card.json"
+    if card.is_file():
+        c = json.loads(card.read_text())
+        info["pretrain"] = {"seed": c["config"].get("seed"), "recipe": c["config"].get("recipe", "blip"),
+                            "steps": c.get("steps"),
+                            "consistency": (c.get("world") or {}).get("consistency"),
+                            "weights": (c.get("weights_sha256") or {}).get(Path(path).name)}  # the stand-in's identity
+    return info

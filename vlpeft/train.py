@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import sys
@@ -36,7 +35,7 @@ from . import compiling, faults, numerics
 from .blip.checkpoints import check_path
 from .blip.models import load_model, load_processor
 from .catalog import METHODS, variant
-from .config import RunConfig
+from .config import RunConfig, starting_checkpoint
 from .data import Paths, Pixels, StepBatches, check_images, nested_subset, question_prior, ratio_problem
 from .devices import PRECISIONS, autocast_dtype, device_problem, resolve_device
 from .errors import ConfigError, Interrupted, MetricError, Preempted
@@ -355,20 +354,6 @@ def finish(s: Setup, state: RunState, folder: RunFolder, status: str, started: f
         "question_prior": s.question_prior, "start": start, "provenance": provenance(),
     }
     return folder.finish(metrics)
-
-
-def starting_checkpoint(path: str) -> dict:
-    """Where the run started: the path, and for the project's own pre-trained models what their card says
-    (pre-training seed, and the world's consistency level for the dial)."""
-    info = {"path": path}
-    card = Path(path).parent / "card.json"
-    if card.is_file():
-        c = json.loads(card.read_text())
-        info["pretrain"] = {"seed": c["config"].get("seed"), "recipe": c["config"].get("recipe", "blip"),
-                            "steps": c.get("steps"),
-                            "consistency": (c.get("world") or {}).get("consistency"),
-                            "weights": (c.get("weights_sha256") or {}).get(Path(path).name)}  # the stand-in's identity
-    return info
 
 
 # ---------------------------------------------------------------------------------------------------------

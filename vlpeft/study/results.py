@@ -13,7 +13,8 @@ config.json (never from the folder's name). Its state:
 Every state is a row, so a report can list what is missing; analyses use `complete(runs)` only.
 
 A run's pre-training recipe and VQA route are what its metrics.json records; `setting` gives them for runs from
-before they were recorded (a run folder's row is filled in by it; a committed runs.csv is read as written).
+before they were recorded (a run folder's row is filled in by it; a committed runs.csv is read as written). A run
+with no metrics.json (failed, unfinished) has its stand-in's draw from the card its config's checkpoint names.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import METHODS, family_of, variant
-from ..config import PretrainConfig
+from ..config import PretrainConfig, starting_checkpoint
 from ..io import read_json
 
 RUN_FILES = ("config.json", "metrics.json", "failed.json")
@@ -68,16 +69,21 @@ def _row(run_dir: Path, study: str) -> dict:
         if "status" not in metrics:
             return row | {"status": "corrupt", "error": "metrics.json: no status"}
         row |= {k: v for k, v in metrics.items() if k in COLUMNS}
-        start = (metrics.get("start") or {}).get("pretrain") or {}   # the embedded model's card (dial levels)
-        recipe = metrics.get("recipe") or (start.get("recipe", "blip") if start else None)  # a card before #29: BLIP's
-        row |= {"pretrain_seed": start.get("seed"), "pretrain_steps": start.get("steps"),
-                "consistency": start.get("consistency"), "recipe": recipe}
-        row |= made_on(metrics)
-    elif failed is not None:
-        row |= {"status": "failed", "error": failed.get("error")}
-    else:
-        row["status"] = "incomplete"
+        row |= stand_in(metrics.get("start") or {}, metrics.get("recipe")) | made_on(metrics)
+    else:  # no word from the run itself: its stand-in as its config names it, so it is listed with its draw
+        if config and config.get("model_path"):   # RunConfig.checkpoint, read from the folder's config.json
+            row |= stand_in(starting_checkpoint(str(config["model_path"]).replace("{task}", str(config.get("task")))))
+        row |= {"status": "failed", "error": failed.get("error")} if failed is not None else {"status": "incomplete"}
     return row
+
+
+def stand_in(start: dict, recipe: str | None = None) -> dict:
+    """The pre-trained model a run starts from, as `config.starting_checkpoint` gives it (its card: draw, length,
+    the dial's consistency level); blank for a checkpoint that is not the project's own (real BLIP). A card from
+    before #29 records no recipe: BLIP's, then the only one."""
+    card = start.get("pretrain") or {}
+    return {"pretrain_seed": card.get("seed"), "pretrain_steps": card.get("steps"),
+            "consistency": card.get("consistency"), "recipe": recipe or (card.get("recipe", "blip") if card else None)}
 
 
 def made_on(metrics: dict) -> dict:
