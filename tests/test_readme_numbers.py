@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -74,3 +75,21 @@ def test_the_scores_table_is_the_compare_page(column, expected):
         r = scores[(scores.task == row[0]) & (scores.method == method)]
         assert len(r) == 1, f"{row[0]} / {method}: not one row of scores.csv"
         assert row[i] == expected(r.iloc[0]), f"{row[0]} / {row[1]}: {column}"
+
+
+def test_the_changed_verdicts_table_is_the_reports_against_the_commit_it_names():
+    """The README's table of verdicts then → now is `readme_tables.changed_side_by_side` of the committed reports
+    against the commit its header names (read from git), its columns' studies in the header's order."""
+    found = [t for t in markdown_tables((REPO / "README.md").read_text())
+             if len(t[0]) > 1 and re.fullmatch(r".+: at \w+ → now", t[0][1])]
+    assert len(found) == 1, f"README.md: {len(found)} tables of changed verdicts, expected one"
+    table = found[0]
+    heads = [re.fullmatch(r"(.+): at (\w+) → now", h) for h in table[0] if h.endswith("→ now")]
+    rev = heads[0].group(2)
+    if subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True).returncode:
+        pytest.skip(f"commit {rev} is not in this clone's history (a shallow clone): nothing to compare against")
+    study = {title: f"reports/{name}" for name, title in readme_tables.TITLES.items()}
+    folders = [study[h.group(1)] for h in heads]
+    expected = markdown_tables(readme_tables.changed_side_by_side(folders, rev))[0]
+    assert table == expected, "the README's changed-verdicts table is not the reports' against " + rev
+
